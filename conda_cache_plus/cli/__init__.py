@@ -1,0 +1,236 @@
+"""The ``conda cache`` command line: one parser, verbs dispatched from a table.
+
+The same verbs run as ``conda cache VERB`` (the plugin; conda parses and owns the context) and as
+``conda-cache VERB`` / ``python -m conda_cache_plus VERB`` (standalone; no conda needed). Only how
+common options are added and where settings are read differs; verbs see a :class:`~..output.Run`.
+
+Option names avoid prefixes of conda's pre-parser options (``--no-plugins``, ``--json``,
+``--debug``, ``--trace``, ``--verbose``) and dests that are conda settings (conda-facts §1, §2.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import NamedTuple
+
+from .. import __version__
+from ..exceptions import CachePlusError, exit_code_for
+
+
+class Verb(NamedTuple):
+    module: str
+    summary: str
+    destructive: bool = False
+    networking: bool = False
+
+
+# Verb → handler module. Each module has configure_parser(parser) and execute(args, run) -> int.
+VERBS: dict[str, Verb] = {
+    "info": Verb("main_info", "Show every package cache: location, writability, counts, sizes."),
+    "list": Verb("main_list", "List cached packages (optionally matching specs)."),
+    "fetch": Verb(
+        "main_fetch",
+        "Download and extract packages into the cache (from @EXPLICIT files or URLs).",
+        destructive=True,
+        networking=True,
+    ),
+    "verify": Verb("main_verify", "Check cached packages against their metadata and checksums."),
+    "repair": Verb(
+        "main_repair",
+        "Re-extract or re-download corrupt cache entries.",
+        destructive=True,
+        networking=True,
+    ),
+    "usage": Verb("main_usage", "Show which environments use which cached packages."),
+    "remove": Verb("main_remove", "Remove cached packages matching specs.", destructive=True),
+    "clean": Verb(
+        "main_clean",
+        "Remove cache entries by policy: unused, age, per-name count, size budget, kind.",
+        destructive=True,
+    ),
+}
+
+SUMMARY = "Inspect, verify, repair, fetch and prune conda's package caches."
+DESCRIPTION = (
+    SUMMARY + "\n\nWorks on every cache in pkgs_dirs (writable first). Destructive verbs ask first,"
+    " take -y/--yes and -d/--dry-run, and report what they did. Every verb takes --json."
+)
+
+
+def _verb_module(verb: str):
+    return importlib.import_module(f"{__name__}.{VERBS[verb].module}")
+
+
+def _add_pkgs_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pkgs-dir",
+        dest="cache_dirs",  # not "pkgs_dirs": that dest would become a conda setting
+        action="append",
+        metavar="DIR",
+        help="Use this package cache instead of the configured pkgs_dirs (repeatable).",
+    )
+
+
+def _add_standalone_common(parser: argparse.ArgumentParser, verb: Verb) -> None:
+    group = parser.add_argument_group("Output, Prompt, and Flow Control Options")
+    group.add_argument(
+        "--json", action="store_true", help="Report everything as one JSON document."
+    )
+    group.add_argument(
+        "--console",
+        choices=("classic", "plain", "json"),
+        default=None,
+        help="How to render output (without conda: classic and plain are the same).",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        dest="verbosity",
+        help="Say more (repeatable).",
+    )
+    group.add_argument("-q", "--quiet", action="store_true", help="Do not show progress.")
+    if verb.destructive:
+        group.add_argument(
+            "-d",
+            "--dry-run",
+            action="store_true",
+            help="Only show what would be done; change nothing.",
+        )
+        group.add_argument(
+            "-y", "--yes", action="store_true", dest="yes", help="Do not ask for confirmation."
+        )
+    if verb.networking:
+        group.add_argument("--offline", action="store_true", help="Do not use the network.")
+
+
+def _add_conda_common(parser: argparse.ArgumentParser, verb: Verb) -> None:
+    from conda.cli.helpers import add_output_and_prompt_options, add_parser_json
+
+    if verb.destructive:
+        add_output_and_prompt_options(parser)
+    else:
+        add_parser_json(parser)
+    if verb.networking:
+        from conda.cli.helpers import add_parser_networking
+
+        add_parser_networking(parser)
+
+
+def configure_parser(parser: argparse.ArgumentParser, *, conda: bool) -> None:
+    """Add the verbs to ``parser`` (conda's ``cache`` subparser, or our top-level parser)."""
+    parser.description = DESCRIPTION
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    sub = parser.add_subparsers(dest="cache_verb", metavar="VERB", title="verbs")
+    sub.required = False
+    for name, verb in VERBS.items():
+        p = sub.add_parser(
+            name,
+            help=verb.summary,
+            description=verb.summary,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _verb_module(name).configure_parser(p)
+        _add_pkgs_dir(p)
+        if conda:
+            _add_conda_common(p, verb)
+        else:
+            _add_standalone_common(p, verb)
+    parser.set_defaults(_cache_parser=parser)
+
+
+def run_from_conda(args: argparse.Namespace):
+    from ..conda_compat import conda_context
+    from ..config import resolve_pkgs_dirs
+    from ..output import Run
+
+    ctx = conda_context()
+    pkgs_dirs, origin = resolve_pkgs_dirs(getattr(args, "cache_dirs", None), use_conda=True)
+    return Run(
+        json=bool(ctx.json),
+        quiet=bool(ctx.quiet),
+        verbose=int(ctx.verbosity or 0),
+        dry_run=bool(ctx.dry_run),
+        yes=bool(ctx.always_yes),
+        offline=bool(ctx.offline),
+        console=str(getattr(ctx, "console", "classic")),
+        conda=True,
+        pkgs_dirs=pkgs_dirs,
+        pkgs_origin=origin,
+        fetch_threads=int(getattr(ctx, "fetch_threads", 5) or 5),
+        args=args,
+    )
+
+
+def run_standalone(args: argparse.Namespace):
+    from ..config import resolve_pkgs_dirs
+    from ..output import Run
+
+    console = getattr(args, "console", None) or os.environ.get("CONDA_CONSOLE") or "classic"
+    as_json = bool(getattr(args, "json", False)) or console == "json"
+    pkgs_dirs, origin = resolve_pkgs_dirs(getattr(args, "cache_dirs", None), use_conda=False)
+    offline_env = os.environ.get("CONDA_OFFLINE", "").lower() in ("1", "true", "yes")
+    return Run(
+        json=as_json,
+        quiet=bool(getattr(args, "quiet", False)),
+        verbose=int(getattr(args, "verbosity", 0) or 0),
+        dry_run=bool(getattr(args, "dry_run", False)),
+        yes=bool(getattr(args, "yes", False)),
+        offline=bool(getattr(args, "offline", False)) or offline_env,
+        console=console,
+        conda=False,
+        pkgs_dirs=pkgs_dirs,
+        pkgs_origin=origin,
+        fetch_threads=int(os.environ.get("CONDA_FETCH_THREADS") or 5),
+        args=args,
+    )
+
+
+def dispatch(args: argparse.Namespace, run) -> int:
+    """Run the verb; the one place where errors become messages and exit codes."""
+    verb = getattr(args, "cache_verb", None)
+    if not verb:
+        args._cache_parser.print_help()
+        return 0
+    try:
+        return int(_verb_module(verb).execute(args, run) or 0)
+    except CachePlusError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        sys.stderr.write("\nInterrupted. Completed work was kept; partial downloads can resume.\n")
+        return exit_code_for(KeyboardInterrupt())
+    except BrokenPipeError:
+        # `conda cache list | head`: the reader went away; that is not an error.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        return 0
+
+
+def conda_action(args: argparse.Namespace) -> int:
+    """Entry point for ``conda cache`` (conda has parsed args and set up its context)."""
+    return dispatch(args, run_from_conda(args))
+
+
+def conda_configure_parser(parser: argparse.ArgumentParser) -> None:
+    configure_parser(parser, conda=True)
+
+
+def build_standalone_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conda-cache", add_help=True)
+    parser.add_argument("-V", "--version", action="version", version=f"conda-cache {__version__}")
+    configure_parser(parser, conda=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``conda-cache`` and ``python -m conda_cache_plus``: the same verbs, no conda needed."""
+    parser = build_standalone_parser()
+    args = parser.parse_args(argv)
+    return dispatch(args, run_standalone(args))

@@ -1,0 +1,13 @@
+"""`conda cache clean` (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+from ..exceptions import UsageError
+
+
+def configure_parser(parser) -> None:
+    parser.add_argument("specs", nargs="*", metavar="SPEC")
+
+
+def execute(args, run) -> int:
+    raise UsageError("`clean` is not available yet")

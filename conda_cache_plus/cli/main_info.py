@@ -1,0 +1,100 @@
+"""``conda cache info``: every cache, writable or not, with counts and sizes."""
+
+from __future__ import annotations
+
+from ..caches import PackageCaches
+from ..inventory import cache_summary
+from ..sizes import InodeSet, human_bytes
+
+JSON_VERSION = 1
+
+
+def configure_parser(parser) -> None:
+    parser.add_argument(
+        "--counts-only",
+        action="store_true",
+        help="Skip measuring sizes on disk (walking a large cache takes a while).",
+    )
+
+
+def build(run, *, sizes: bool = True) -> dict:
+    caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
+    inodes = InodeSet()  # shared, so a file hard-linked between two caches counts once
+    summaries = [cache_summary(c, sizes=sizes, inodes=inodes) for c in caches.writable_first()]
+    totals: dict = {}
+    for s in summaries:
+        for k, v in s["counts"].items():
+            totals[k] = totals.get(k, 0) + v
+    if sizes:
+        for key in ("apparent", "disk", "archives", "leftovers", "index_cache"):
+            totals[key] = sum((s["sizes"] or {}).get(key, 0) for s in summaries)
+    return {
+        "version": JSON_VERSION,
+        "pkgs_dirs": list(run.pkgs_dirs),
+        "pkgs_dirs_source": run.pkgs_origin,
+        "caches": summaries,
+        "totals": totals,
+    }
+
+
+def _state(s: dict) -> str:
+    if not s["exists"]:
+        return "does not exist"
+    if s["writable"] is True:
+        return "writable"
+    if s["writable"] is False:
+        return f"read-only ({s['writable_reason']})"
+    return s["writable_reason"]
+
+
+def render(data: dict, verbose: int = 0) -> str:
+    lines = []
+    for s in data["caches"]:
+        c = s["counts"]
+        lines.append(f"{s['path']}")
+        lines.append(
+            f"  state       : {_state(s)}"
+            + ("  [nested layout]" if s["layout"] == "nested" else "")
+        )
+        if s["exists"]:
+            lines.append(
+                f"  packages    : {c['packages']}  (archives {c['archives']}, extracted "
+                f"{c['extracted']}, both {c['both']})"
+            )
+            lines.append(
+                f"  broken      : {c['broken']}   incomplete: {c['incomplete']}   "
+                f"leftovers: {c['leftovers']}"
+            )
+            if s["sizes"]:
+                z = s["sizes"]
+                lines.append(
+                    f"  size        : {human_bytes(z['disk'])} on disk "
+                    f"({human_bytes(z['apparent'])} apparent; "
+                    f"archives {human_bytes(z['archives'])}, "
+                    f"leftovers {human_bytes(z['leftovers'])}, index cache "
+                    f"{human_bytes(z['index_cache'])})"
+                )
+        shown = s["problems"] + [f"broken: {b['path']} ({b['reason']})" for b in s["broken"]]
+        if verbose:
+            shown += [f"leftover ({lo['kind']}): {lo['path']}" for lo in s["leftovers"]]
+            shown += s["ignored"]
+        limit = None if verbose else 5
+        for p in shown[:limit]:
+            lines.append(f"  ! {p}")
+        if limit is not None and len(shown) > limit:
+            lines.append(f"  ! ... and {len(shown) - limit} more (use -v)")
+        lines.append("")
+    t = data["totals"]
+    if len(data["caches"]) > 1 and t:
+        total = f"total: {t.get('packages', 0)} packages in {len(data['caches'])} caches"
+        if "disk" in t:
+            total += f", {human_bytes(t['disk'])} on disk"
+        lines.append(total)
+    lines.append(f"(pkgs_dirs from {data['pkgs_dirs_source']})")
+    return "\n".join(lines)
+
+
+def execute(args, run) -> int:
+    data = build(run, sizes=not args.counts_only)
+    run.out.result(data, render(data, run.verbose))
+    return 0

@@ -1,0 +1,152 @@
+"""Every domain error of conda-cache-plus, and the one place that turns them into exit codes.
+
+Each error is built from structured fields (paths, expected, actual) and its message says what to
+do. Findings about a cache (a broken entry, a missing file) are *data*, not exceptions: only what
+stops a verb from doing its job is raised.
+"""
+
+from __future__ import annotations
+
+# Exit codes, in one place. 1 is "something in the cache is wrong" (verify found problems),
+# 2 is a usage error (argparse's own), higher codes are operational failures.
+EXIT_OK = 0
+EXIT_PROBLEMS_FOUND = 1
+EXIT_USAGE = 2
+EXIT_ERROR = 3
+EXIT_INTERRUPTED = 130
+
+
+class CachePlusError(Exception):
+    """Base class; ``exit_code`` is what the CLI returns when this escapes a verb."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(CachePlusError):
+    exit_code = EXIT_USAGE
+
+
+class InvalidSpecError(UsageError):
+    def __init__(self, spec: str, reason: str):
+        self.spec = spec
+        self.reason = reason
+        super().__init__(f"invalid package spec {spec!r}: {reason}")
+
+
+class NoWritableCacheError(CachePlusError):
+    def __init__(self, pkgs_dirs: list[str]):
+        self.pkgs_dirs = list(pkgs_dirs)
+        listed = ", ".join(self.pkgs_dirs) or "(none configured)"
+        super().__init__(
+            f"no writable package cache among: {listed}. "
+            "Add a writable directory to pkgs_dirs (or pass --pkgs-dir DIR)."
+        )
+
+
+class NotWritableError(CachePlusError):
+    def __init__(self, path: str, reason: str = "read-only"):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot write to {path} ({reason}); nothing was changed there.")
+
+
+class LockTimeoutError(CachePlusError):
+    def __init__(self, path: str, holder: str, waited: float):
+        self.path = path
+        self.holder = holder
+        self.waited = waited
+        super().__init__(
+            f"{path} is locked by {holder}; gave up after {waited:.0f}s. "
+            "Wait for the other conda/mamba process to finish, then try again."
+        )
+
+
+class ChecksumMismatchError(CachePlusError):
+    def __init__(self, url: str, path: str, algorithm: str, expected: str, actual: str):
+        self.url = url
+        self.path = path
+        self.algorithm = algorithm
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"{algorithm} mismatch for {url}: expected {expected}, got {actual}. "
+            "The download was discarded; nothing in the cache was changed. "
+            "If the channel changed this file, refresh its repodata and try again."
+        )
+
+
+class SizeMismatchError(CachePlusError):
+    def __init__(self, url: str, path: str, expected: int, actual: int):
+        self.url = url
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"size mismatch for {url}: expected {expected} bytes, got {actual}. "
+            "The download was discarded; nothing in the cache was changed."
+        )
+
+
+class DownloadError(CachePlusError):
+    def __init__(self, url: str, reason: str, status: int | None = None):
+        self.url = url
+        self.reason = reason
+        self.status = status
+        code = f"HTTP {status}: " if status else ""
+        super().__init__(f"could not download {url}: {code}{reason}")
+
+
+class OfflineError(CachePlusError):
+    def __init__(self, url: str):
+        self.url = url
+        super().__init__(
+            f"offline mode is on, so {url} was not downloaded. "
+            "Turn offline mode off, or use a file:// channel."
+        )
+
+
+class ArchiveError(CachePlusError):
+    """A package archive that cannot be read (truncated, not an archive, bad metadata)."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot extract {path}: {reason}")
+
+
+class HostileArchiveError(ArchiveError):
+    """An archive that tries to write outside its target or to create special files."""
+
+    def __init__(self, path: str, member: str, reason: str):
+        self.member = member
+        super().__init__(path, f"refused member {member!r}: {reason}; nothing was extracted")
+
+
+class UserAbort(CachePlusError):
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str = "Aborted; nothing was changed."):
+        super().__init__(message)
+
+
+class DryRunExit(CachePlusError):
+    exit_code = EXIT_OK
+
+    def __init__(self):
+        super().__init__("Dry run: nothing was changed.")
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The single mapping from an exception escaping a verb to the process exit code."""
+    if isinstance(exc, CachePlusError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_ERROR

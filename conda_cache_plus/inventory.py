@@ -1,0 +1,97 @@
+"""What is in the caches, as plain data: the pure layer under ``info`` and ``list``."""
+
+from __future__ import annotations
+
+import os
+
+from .layout import MAGIC_FILE
+from .match import SpecMatcher, match_any, version_compare
+from .pkgs_dir import PackageCacheData
+from .records import PackageCacheRecord
+from .sizes import InodeSet, path_size
+
+
+def cache_counts(cache: PackageCacheData) -> dict[str, int]:
+    res = cache.load()
+    recs = res.records
+    return {
+        "packages": len(recs),
+        "archives": sum(1 for r in recs if r.is_fetched),
+        "extracted": sum(1 for r in recs if r.is_extracted),
+        "both": sum(1 for r in recs if r.is_fetched and r.is_extracted),
+        "archive_only": sum(1 for r in recs if r.is_fetched and not r.is_extracted),
+        "extracted_only": sum(1 for r in recs if r.is_extracted and not r.is_fetched),
+        "incomplete": sum(1 for r in recs if r.is_extracted and not r.is_complete),
+        "broken": len(res.broken) + sum(1 for r in recs if r.is_broken),
+        "leftovers": len(res.leftovers),
+    }
+
+
+def cache_summary(
+    cache: PackageCacheData, *, sizes: bool = True, inodes: InodeSet | None = None
+) -> dict:
+    """The ``info --json`` shape for one cache (docs/json-schemas.md)."""
+    res = cache.load()
+    out: dict = {
+        "path": cache.pkgs_dir,
+        "exists": res.exists,
+        "readable": res.readable,
+        "writable": cache.is_writable,
+        "writable_reason": cache.writable_reason,
+        "layout": "nested" if res.nested else "flat",
+        "counts": cache_counts(cache),
+        "sizes": None,
+        "problems": list(res.problems),
+        "broken": [b.to_json() for b in res.broken]
+        + [
+            {"path": r.extracted_package_dir, "reason": "; ".join(r.problems)}
+            for r in res.records
+            if r.is_broken
+        ],
+        "leftovers": [lo.to_json() for lo in res.leftovers],
+        "ignored": list(res.others),
+    }
+    if sizes and res.exists and res.readable:
+        inodes = inodes or InodeSet()
+        total = path_size(cache.pkgs_dir, inodes)
+        index_cache = os.path.join(cache.pkgs_dir, "cache")
+        out["sizes"] = {
+            "apparent": total.apparent,
+            "disk": total.disk,
+            "shared_hardlinks": total.shared,
+            "archives": sum(r.archive_bytes for r in res.records),
+            "leftovers": sum(lo.size for lo in res.leftovers),
+            "index_cache": path_size(index_cache).apparent if os.path.isdir(index_cache) else 0,
+        }
+        if total.errors:
+            out["problems"].append(f"{len(total.errors)} path(s) could not be measured")
+    return out
+
+
+def is_initialised(pkgs_dir: str) -> bool:
+    return os.path.isfile(os.path.join(pkgs_dir, MAGIC_FILE))
+
+
+def select(records: list[PackageCacheRecord], specs: list[SpecMatcher]) -> list[PackageCacheRecord]:
+    return [r for r in records if match_any(r, specs)]
+
+
+class _VersionKey:
+    __slots__ = ("v",)
+
+    def __init__(self, v: str):
+        self.v = v
+
+    def __lt__(self, other: _VersionKey) -> bool:
+        return version_compare(self.v, other.v) < 0
+
+    def __eq__(self, other) -> bool:
+        return version_compare(self.v, other.v) == 0
+
+
+def sort_records(records: list[PackageCacheRecord], by: str) -> list[PackageCacheRecord]:
+    if by == "size":
+        return sorted(records, key=lambda r: (-(r.archive_bytes or r.size or 0), r.name))
+    if by == "date":
+        return sorted(records, key=lambda r: (-(r.mtime or 0), r.name))
+    return sorted(records, key=lambda r: (r.name, _VersionKey(r.version), r.build, r.pkgs_dir))

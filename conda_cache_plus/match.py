@@ -1,0 +1,173 @@
+"""Matching cache records against package specs.
+
+Under conda, conda's own ``MatchSpec`` decides (``conda cache list "numpy>=2"``). Without conda we
+understand the common forms: ``name``, name globs (``num*``), ``channel::name``, ``name=1.2``,
+``name=1.2=build*``, ``name==1.2``, ``name 1.2 build``, and comparisons joined by ``,`` (and) or
+``|`` (or): ``name>=1.2,<2``. Versions compare like conda's ``VersionOrder`` for the usual cases
+(numeric components, alphanumeric pre-release tags, ``dev`` < ``a`` < ... < ``post``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+
+from .exceptions import InvalidSpecError
+
+_OPS = ("==", "!=", ">=", "<=", "~=", ">", "<", "=")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.*?\[\]-]+$")
+
+
+def _version_key(version: str) -> tuple:
+    """A sort key approximating conda's VersionOrder."""
+    v = version.strip().lower()
+    epoch = 0
+    if "!" in v:
+        e, v = v.split("!", 1)
+        epoch = int(e) if e.isdigit() else 0
+    v, _, local = v.partition("+")
+    comps = []
+    for part in re.split(r"[._-]", v):
+        for tok in re.findall(r"\d+|[a-z]+|\*", part) or [""]:
+            if tok.isdigit():
+                comps.append((1, int(tok), ""))
+            elif tok == "dev":
+                comps.append((-2, 0, tok))
+            elif tok == "post":
+                comps.append((3, 0, tok))
+            elif tok == "*":
+                comps.append((2, 0, tok))
+            else:
+                comps.append((0, 0, tok))
+    # Trailing zeros do not matter: 1.0 == 1.0.0
+    while comps and comps[-1] == (1, 0, ""):
+        comps.pop()
+    return (epoch, tuple(comps), local)
+
+
+def version_compare(a: str, b: str) -> int:
+    ka, kb = _version_key(a), _version_key(b)
+    return (ka > kb) - (ka < kb)
+
+
+def _match_version(version: str, constraint: str) -> bool:
+    constraint = constraint.strip()
+    if not constraint or constraint == "*":
+        return True
+    if "|" in constraint:
+        return any(_match_version(version, c) for c in constraint.split("|"))
+    if "," in constraint:
+        return all(_match_version(version, c) for c in constraint.split(","))
+    for op in _OPS:
+        if constraint.startswith(op):
+            target = constraint[len(op) :].strip()
+            break
+    else:
+        op, target = "=", constraint
+    if op == "==":
+        return (
+            version_compare(version, target) == 0
+            if "*" not in target
+            else fnmatch.fnmatchcase(version, target)
+        )
+    if op == "=":
+        # conda: "=1.2" means 1.2.* ; a glob is matched as written.
+        if "*" in target:
+            return fnmatch.fnmatchcase(version, target)
+        return (
+            version == target
+            or version.startswith(target + ".")
+            or version_compare(version, target) == 0
+        )
+    if op == "!=":
+        return version_compare(version, target) != 0
+    if op == "~=":
+        prefix = target.rsplit(".", 1)[0]
+        return version_compare(version, target) >= 0 and (
+            version == prefix or version.startswith(prefix + ".")
+        )
+    cmp = version_compare(version, target)
+    return {">": cmp > 0, ">=": cmp >= 0, "<": cmp < 0, "<=": cmp <= 0}[op]
+
+
+class SpecMatcher:
+    """``SpecMatcher(spec).match(record)``; conda's MatchSpec when conda is importable."""
+
+    def __init__(self, spec: str, *, use_conda: bool | None = None):
+        self.spec = spec.strip()
+        if not self.spec:
+            raise InvalidSpecError(spec, "empty")
+        self._conda = None
+        if use_conda is None:
+            from .conda_compat import conda_importable
+
+            use_conda = conda_importable()
+        if use_conda:
+            try:
+                from .conda_compat import match_spec
+
+                self._conda = match_spec(self.spec)
+            except Exception as exc:
+                raise InvalidSpecError(spec, str(exc)) from None
+            self.name_glob = str(self._conda.get_exact_value("name") or self._conda.name or "*")
+        else:
+            self._parse()
+
+    def _parse(self) -> None:
+        spec = self.spec
+        self.channel = None
+        if "::" in spec:
+            self.channel, spec = spec.split("::", 1)
+        self.build = None
+        if "[" in spec:
+            raise InvalidSpecError(self.spec, "bracket syntax needs conda's MatchSpec")
+        m = re.match(r"^([^\s=<>!~]+)\s*(.*)$", spec)
+        if not m or not _NAME_RE.match(m.group(1)):
+            raise InvalidSpecError(self.spec, "expected a package name first")
+        self.name_glob, rest = m.group(1), m.group(2).strip()
+        self.version = None
+        if rest:
+            if (" " in rest and not any(rest.startswith(o) for o in _OPS[:-1])) or (
+                " " in rest and rest.split()[0][:1].isdigit()
+            ):
+                pieces = rest.split()
+                self.version = pieces[0]
+                self.build = pieces[1] if len(pieces) > 1 else None
+            elif rest.startswith("=") and not rest.startswith("=="):
+                pieces = rest[1:].split("=", 1)
+                self.version = "=" + pieces[0] if pieces[0] else None
+                self.build = pieces[1] if len(pieces) > 1 else None
+            else:
+                self.version = rest.replace(" ", "")
+
+    def match(self, record) -> bool:
+        if not fnmatch.fnmatchcase(record.name, self.name_glob):
+            return False
+        if self._conda is not None:
+            return self._match_conda(record)
+        if self.channel and self.channel not in (record.channel, record.channel.rsplit("/", 1)[-1]):
+            return False
+        if self.version and not _match_version(record.version, self.version):
+            return False
+        return not (self.build and not fnmatch.fnmatchcase(record.build, self.build))
+
+    def _match_conda(self, record) -> bool:
+        data = dict(record.data)
+        data.setdefault("name", record.name)
+        data.setdefault("version", record.version)
+        data.setdefault("build", record.build)
+        data.setdefault("build_number", record.build_number)
+        data.setdefault("channel", record.data.get("channel") or record.channel)
+        try:
+            return bool(self._conda.match(data))
+        except Exception:
+            # A record conda cannot model (missing fields): compare what we can.
+            return fnmatch.fnmatchcase(record.name, self.name_glob)
+
+
+def matchers(specs: list[str] | None) -> list[SpecMatcher]:
+    return [SpecMatcher(s) for s in (specs or [])]
+
+
+def match_any(record, specs: list[SpecMatcher]) -> bool:
+    return not specs or any(m.match(record) for m in specs)

@@ -1,0 +1,179 @@
+"""How verbs talk to the user: results, messages, progress, prompts.
+
+Under conda everything goes through conda's reporters (``conda.reporters.render``,
+``get_progress_bar``, ``get_spinner``, the backend's ``prompt``), so ``--json`` and
+``--console NAME`` apply to our verbs exactly as to conda's own. Without conda the same calls go
+to our plain renderer (:mod:`conda_cache_plus.plain`), or to a JSON dump with ``--json``.
+
+Rules every verb keeps: with ``--json`` stdout carries exactly one JSON document (progress goes
+nowhere, or to stderr); messages are suppressed by ``--quiet``; warnings go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exceptions import UsageError
+
+
+@dataclass
+class Run:
+    """The resolved settings of one verb invocation, wherever they came from."""
+
+    json: bool = False
+    quiet: bool = False
+    verbose: int = 0
+    dry_run: bool = False
+    yes: bool = False
+    offline: bool = False
+    console: str = "classic"
+    conda: bool = False
+    pkgs_dirs: list[str] = field(default_factory=list)
+    pkgs_origin: str = ""
+    fetch_threads: int = 5
+    args: Any = None
+
+    @property
+    def out(self) -> Output:
+        if not hasattr(self, "_out"):
+            self._out = Output(self)
+        return self._out
+
+
+def _json_default(obj):
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if hasattr(obj, "to_json"):
+        return obj.to_json()
+    return str(obj)
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, default=_json_default, ensure_ascii=False)
+
+
+class Output:
+    def __init__(self, run: Run):
+        self.run = run
+
+    # -- the verb's result ---------------------------------------------------------------------
+    def result(self, data: dict, text: str | None) -> None:
+        """Emit the verb's one result: ``data`` as JSON, else ``text`` for people."""
+        if self.run.json or self.run.console == "json":
+            if self.run.conda:
+                from conda.reporters import render
+
+                render(json.loads(dumps(data)))
+                sys.stdout.write("\n")
+            else:
+                sys.stdout.write(dumps(data) + "\n")
+            sys.stdout.flush()
+            return
+        if text is None or (self.run.quiet and not text):
+            return
+        self._render_text(text)
+
+    def _render_text(self, text: str) -> None:
+        if self.run.conda:
+            from conda.reporters import render
+
+            render(text)
+        else:
+            from .plain import PlainRenderer
+
+            sys.stdout.write(PlainRenderer().render(text))
+        sys.stdout.flush()
+
+    # -- side messages -------------------------------------------------------------------------
+    def message(self, text: str) -> None:
+        """A progress note for people; silent with --json or --quiet."""
+        if self.run.json or self.run.quiet or self.run.console == "json":
+            return
+        self._render_text(text)
+
+    def warn(self, text: str) -> None:
+        sys.stderr.write(f"warning: {text}\n")
+        sys.stderr.flush()
+
+    # -- progress --------------------------------------------------------------------------------
+    def progress_bar(self, description: str, **kwargs):
+        """A progress bar through the active reporter backend (a no-op one with --json/--quiet)."""
+        enabled = not (self.run.json or self.run.quiet or self.run.console == "json")
+        if self.run.conda:
+            from conda.reporters import get_progress_bar
+
+            kwargs.setdefault("enabled", enabled)
+            return get_progress_bar(description, **kwargs)
+        from .plain import NullProgressBar, PlainProgressBar
+
+        if not enabled:
+            return NullProgressBar(description)
+        return PlainProgressBar(description, **kwargs)
+
+    def spinner(self, message: str, fail_message: str = "failed\n"):
+        if self.run.conda:
+            from conda.reporters import get_spinner
+
+            return get_spinner(message, fail_message)
+        from .plain import NullSpinner, PlainSpinner
+
+        if self.run.json or self.run.quiet:
+            return NullSpinner(message, fail_message)
+        return PlainSpinner(message, fail_message)
+
+    # -- prompts ---------------------------------------------------------------------------------
+    def confirm(self, message: str) -> bool:
+        """Ask before anything destructive. Default no; ``-y`` answers yes.
+
+        With ``--json`` there is nobody to ask (and conda's JSON backend would answer yes on its
+        own), so ``--json`` without ``--yes`` is refused instead of guessing.
+        """
+        if self.run.yes:
+            return True
+        if self.run.json or self.run.console == "json":
+            raise UsageError(
+                "refusing to change the cache without --yes in --json mode; "
+                "add --yes, or --dry-run to see the plan"
+            )
+        if self.run.conda:
+            from conda.reporters import _get_render_func
+
+            try:
+                answer = _get_render_func("prompt")(message, choices=("yes", "no"), default="no")
+            except (EOFError, KeyboardInterrupt):
+                answer = "no"
+            return answer in ("yes", "y")
+        from .plain import PlainRenderer
+
+        return PlainRenderer().prompt(message, choices=("yes", "no"), default="no") == "yes"
+
+
+def use_color() -> bool:
+    return (
+        sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    )
+
+
+def table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+    """Aligned columns; ``right`` holds the indexes of right-aligned (numeric) columns."""
+    right = right or set()
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def fmt(row: list[str]) -> str:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        return "  ".join(cells).rstrip()
+
+    head = fmt(headers)
+    if use_color():
+        head = f"\033[1m{head}\033[0m"
+    return "\n".join([head, *(fmt(r) for r in rows)])

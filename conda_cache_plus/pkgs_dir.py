@@ -1,0 +1,478 @@
+"""One pkgs dir: our equivalent of conda's ``PackageCacheData``.
+
+:func:`scan` is a pure read: it never writes, re-extracts or deletes anything in the cache
+(conda's ``load()`` does all three, conda-facts §4.4). Records are built in conda's order:
+
+1. ``info/repodata_record.json`` (complete);
+2. else ``info/index.json`` plus the archive's md5 and size and the URL from ``urls.txt``
+   (marked incomplete);
+3. an archive without a usable directory gives a record from its file name (incomplete);
+4. a directory with neither metadata nor an archive is reported as broken.
+
+Both archive formats stay visible on the record (``archives``), unlike conda's dedupe which hides
+the ``.tar.bz2`` when a ``.conda`` exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+from . import scan_index
+from .layout import (
+    CONDA_EXT,
+    META_NAMES,
+    PRIVATE_DIR,
+    URL_SCHEME_DIRS,
+    CacheLayout,
+    is_subdir_name,
+    leftover_kind,
+    package_extension,
+    split_dist,
+)
+from .records import (
+    SOURCE_FILENAME,
+    SOURCE_INDEX,
+    SOURCE_RECORD,
+    PackageCacheRecord,
+    sanitize,
+)
+from .urls import UrlsData
+
+MAX_NESTED_DEPTH = 12
+
+
+@dataclass
+class Leftover:
+    """Something a crash, Ctrl-C or another tool left behind; not a package."""
+
+    path: str
+    rel: str
+    kind: str  # partial | hold | trash | lock | tmp
+    size: int
+    is_dir: bool = False
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "kind": self.kind, "size": self.size, "is_dir": self.is_dir}
+
+
+@dataclass
+class BrokenEntry:
+    """A directory that looks like a package but is unusable, with no archive to fall back on."""
+
+    path: str
+    rel: str
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass
+class ScanResult:
+    pkgs_dir: str
+    exists: bool = True
+    readable: bool = True
+    records: list[PackageCacheRecord] = field(default_factory=list)
+    leftovers: list[Leftover] = field(default_factory=list)
+    broken: list[BrokenEntry] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    nested: bool = False
+
+
+def fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _read_json(path: str) -> tuple[object | None, os.stat_result | None, str | None]:
+    """(parsed, stat, error). ``error`` is None and ``parsed`` None when the file is absent."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None, None, None
+    except OSError as exc:
+        return None, None, f"cannot read {os.path.basename(path)}: {exc.strerror or exc}"
+    try:
+        st = os.fstat(fd)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            raw = fh.read()
+    except OSError as exc:
+        return None, None, f"cannot read {os.path.basename(path)}: {exc.strerror or exc}"
+    finally:
+        os.close(fd)
+    try:
+        return json.loads(raw.decode("utf-8")), st, None
+    except UnicodeDecodeError:
+        return None, st, f"{os.path.basename(path)} is not valid UTF-8"
+    except ValueError as exc:
+        return None, st, f"{os.path.basename(path)} is not valid JSON ({exc.msg} at byte {exc.pos})"
+
+
+def md5_file(path: str) -> str | None:
+    h = hashlib.md5()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _url_parts(url: str | None) -> dict:
+    """channel and subdir implied by a package URL."""
+    if not url:
+        return {}
+    base = url.split("#", 1)[0].rsplit("/", 1)[0]
+    subdir = base.rsplit("/", 1)[-1]
+    out = {"channel": base.rsplit("/", 1)[0] if is_subdir_name(subdir) else base}
+    if is_subdir_name(subdir):
+        out["subdir"] = subdir
+    return out
+
+
+class _Scanner:
+    def __init__(self, pkgs_dir: str, index: dict, urls: UrlsData):
+        self.pkgs_dir = pkgs_dir
+        self.old_index = index
+        self.new_index: dict = {}
+        self.urls = urls
+        self.result = ScanResult(pkgs_dir)
+
+    # -- one level of entries (the top, or a subdir of mamba's nested layout) -----------------
+    def scan_level(self, base: str, rel_prefix: str, depth: int = 0) -> None:
+        archives: dict[str, dict[str, os.stat_result]] = {}
+        dirs: list[str] = []
+        res = self.result
+        try:
+            it = os.scandir(base)
+        except FileNotFoundError:
+            if not rel_prefix:
+                res.exists = False
+                res.problems.append("does not exist")
+            return
+        except OSError as exc:
+            if not rel_prefix:
+                res.readable = False
+            res.problems.append(f"cannot list {base}: {exc.strerror or exc}")
+            return
+        with it:
+            for de in it:
+                name = de.name
+                rel = rel_prefix + name
+                if not rel_prefix and name in META_NAMES:
+                    if name == PRIVATE_DIR:
+                        self._private_leftovers(de.path)
+                    continue
+                kind = leftover_kind(name)
+                try:
+                    if kind:
+                        st = de.stat(follow_symlinks=False)
+                        res.leftovers.append(
+                            Leftover(
+                                de.path, rel, kind, st.st_size, de.is_dir(follow_symlinks=False)
+                            )
+                        )
+                        continue
+                    if de.is_symlink():
+                        res.others.append(
+                            f"{rel}: symlink, ignored (conda skips symlinked entries)"
+                        )
+                        continue
+                    if de.is_dir(follow_symlinks=False):
+                        if name.startswith("."):
+                            # rattler-style '.name1234' temp dirs and other hidden leftovers
+                            res.leftovers.append(Leftover(de.path, rel, "tmp", 0, True))
+                        else:
+                            dirs.append(name)
+                        continue
+                    ext = package_extension(name)
+                    if ext and de.is_file(follow_symlinks=False):
+                        archives.setdefault(name[: -len(ext)], {})[ext] = de.stat(
+                            follow_symlinks=False
+                        )
+                    else:
+                        res.others.append(f"{rel}: not a package, ignored")
+                except OSError as exc:
+                    res.others.append(f"{rel}: cannot stat ({exc.strerror or exc})")
+
+        for name in dirs:
+            path = os.path.join(base, name)
+            if (
+                not rel_prefix
+                and name in URL_SCHEME_DIRS
+                and not os.path.isdir(os.path.join(path, "info"))
+            ):
+                self.walk_nested(path, name + "/", depth + 1)
+                continue
+            self.scan_dir_entry(path, rel_prefix + name, archives.pop(name, None), depth)
+        for root, found in archives.items():
+            self.result.records.append(
+                self.archive_only_record(os.path.join(base, root), rel_prefix + root, found)
+            )
+
+    def walk_nested(self, path: str, rel_prefix: str, depth: int) -> None:
+        """Walk mamba's URL-shaped directories down to the subdir levels that hold packages."""
+        self.result.nested = True
+        if depth > MAX_NESTED_DEPTH:
+            self.result.problems.append(
+                f"{rel_prefix}: nested deeper than {MAX_NESTED_DEPTH}, skipped"
+            )
+            return
+        try:
+            with os.scandir(path) as it:
+                children = [de for de in it if de.is_dir(follow_symlinks=False)]
+        except OSError as exc:
+            self.result.problems.append(f"cannot list {path}: {exc.strerror or exc}")
+            return
+        for de in children:
+            if is_subdir_name(de.name):
+                self.scan_level(de.path, rel_prefix + de.name + "/", depth + 1)
+            else:
+                self.walk_nested(de.path, rel_prefix + de.name + "/", depth + 1)
+
+    def _private_leftovers(self, private: str) -> None:
+        tmp = os.path.join(private, "tmp")
+        try:
+            with os.scandir(tmp) as it:
+                for de in it:
+                    self.result.leftovers.append(
+                        Leftover(de.path, f"{PRIVATE_DIR}/tmp/{de.name}", "tmp", 0, de.is_dir())
+                    )
+        except OSError:
+            pass
+
+    # -- records -------------------------------------------------------------------------------
+    def scan_dir_entry(self, path: str, rel: str, archives, depth: int) -> None:
+        cached = self.old_index.get(rel)
+        problems: list[str] = []
+        info = path + "/info/"
+        rr_path = info + "repodata_record.json"
+        try:
+            st = os.stat(rr_path)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        except OSError as exc:
+            st = None
+            problems.append(f"cannot read repodata_record.json: {exc.strerror or exc}")
+        if st is not None:
+            fp = ("r", fingerprint(st))
+            if cached is not None and cached[0] == fp:
+                self.new_index[rel] = cached
+                self._emit(path, rel, cached, archives)
+                return
+            data, st2, err = _read_json(rr_path)
+            if err is None and data is not None:
+                clean, bad = sanitize(data)
+                if clean.get("name") and clean.get("version"):
+                    is_extracted = os.path.isfile(info + "index.json")
+                    if not is_extracted:
+                        bad.append("info/index.json is missing")
+                    fp = ("r", fingerprint(st2)) if st2 else fp
+                    entry = (fp, clean, SOURCE_RECORD, bad, is_extracted, st.st_mtime)
+                    self.new_index[rel] = entry
+                    self._emit(path, rel, entry, archives)
+                    return
+                err = "repodata_record.json lacks name/version" if not bad else "; ".join(bad)
+            problems.append(err or "repodata_record.json is unusable")
+
+        idx_path = info + "index.json"
+        data, st_i, err = _read_json(idx_path)
+        if data is not None and err is None:
+            clean, bad = sanitize(data)
+            if clean.get("name") and clean.get("version"):
+                archive_fp = None
+                ext = None
+                if archives:
+                    ext = CONDA_EXT if CONDA_EXT in archives else next(iter(archives))
+                    archive_fp = fingerprint(archives[ext])
+                fp = ("i", fingerprint(st_i), archive_fp, tuple(problems))
+                if cached is not None and cached[0] == fp:
+                    self.new_index[rel] = cached
+                    self._emit(path, rel, cached, archives)
+                    return
+                if ext:
+                    clean["fn"] = os.path.basename(path) + ext
+                    clean["md5"] = md5_file(path + ext)
+                    clean["size"] = archives[ext].st_size
+                entry = (fp, clean, SOURCE_INDEX, problems + bad, True, st_i.st_mtime)
+                self.new_index[rel] = entry
+                self._emit(path, rel, entry, archives)
+                return
+            err = "index.json lacks name/version"
+        if err:
+            problems.append(err)
+
+        # Not usable as a package directory.
+        if not os.path.isdir(path + "/info"):
+            if depth == 0 and self._looks_like_channel_dir(path):
+                self.walk_nested(path, rel + "/", depth + 1)
+                return
+            reason = "a directory without info/"
+        else:
+            reason = "; ".join(problems) or "info/index.json is missing"
+        if archives:
+            record = self.archive_only_record(path, rel, archives)
+            record.has_dir = True
+            record.problems.append(f"extracted directory is unusable: {reason}")
+            self.result.records.append(record)
+        else:
+            self.result.broken.append(BrokenEntry(path, rel, reason))
+
+    def _looks_like_channel_dir(self, path: str) -> bool:
+        # mamba's fallback layout without a URL: pkgs/<channel>/<subdir>/<pkg>
+        try:
+            with os.scandir(path) as it:
+                return any(is_subdir_name(de.name) and de.is_dir() for de in it)
+        except OSError:
+            return False
+
+    def _emit(self, path, rel, entry, archives) -> None:
+        _fp, data, source, problems, is_extracted, mtime = entry
+        data = dict(data)
+        if source != SOURCE_RECORD or not data.get("url"):
+            fn = data.get("fn") or os.path.basename(path) + (
+                CONDA_EXT if not archives or CONDA_EXT in archives else next(iter(archives))
+            )
+            url = self.urls.get_url(fn) or self.urls.get_url(os.path.basename(path))
+            if url and not data.get("url"):
+                data["url"] = url
+                data.setdefault("fn", url.rsplit("/", 1)[-1])
+                for key, value in _url_parts(url).items():
+                    data.setdefault(key, value)
+        self.result.records.append(
+            PackageCacheRecord(
+                data=data,
+                pkgs_dir=self.pkgs_dir,
+                entry=rel,
+                archives={ext: st.st_size for ext, st in (archives or {}).items()},
+                is_extracted=is_extracted,
+                has_dir=True,
+                source=source,
+                problems=list(problems),
+                mtime=mtime,
+            )
+        )
+
+    def archive_only_record(self, path: str, rel: str, archives) -> PackageCacheRecord:
+        base = os.path.basename(path)
+        ext = CONDA_EXT if CONDA_EXT in archives else next(iter(archives))
+        data: dict = {"fn": base + ext}
+        parts = split_dist(base)
+        if parts:
+            data["name"], data["version"], data["build"] = parts
+        url = self.urls.get_url(base + ext)
+        if url:
+            data["url"] = url
+            data.update(_url_parts(url))
+        data["size"] = archives[ext].st_size
+        return PackageCacheRecord(
+            data=data,
+            pkgs_dir=self.pkgs_dir,
+            entry=rel,
+            archives={e: st.st_size for e, st in archives.items()},
+            is_extracted=False,
+            has_dir=False,
+            source=SOURCE_FILENAME,
+            problems=[] if parts else [f"{base}{ext}: file name is not name-version-build"],
+            mtime=max(st.st_mtime for st in archives.values()),
+        )
+
+
+def scan(pkgs_dir: str, *, use_index: bool = True) -> ScanResult:
+    """Scan one pkgs dir. Pure: reads only (the optional index lives outside the cache)."""
+    pkgs_dir = os.path.abspath(pkgs_dir)
+    index = scan_index.load(pkgs_dir) if use_index else {}
+    urls = UrlsData(pkgs_dir)
+    scanner = _Scanner(pkgs_dir, index, urls)
+    scanner.scan_level(pkgs_dir, "")
+    result = scanner.result
+    if urls.junk_lines:
+        result.problems.append(f"urls.txt: {urls.junk_lines} line(s) that are not package URLs")
+    if use_index and result.exists and scanner.new_index != index:
+        scan_index.save(pkgs_dir, scanner.new_index)
+    return result
+
+
+def writability(pkgs_dir: str) -> tuple[bool | None, str]:
+    """(writable, why). ``None`` when the directory is not (yet) a package cache.
+
+    Decided without writing anything: the magic file ``urls.txt`` must exist (conda's rule), the
+    file system must not be mounted read-only (CVMFS, squashfs, ``ro`` bind mounts), and we must
+    have write permission on the directory and the magic file.
+    """
+    layout = CacheLayout(pkgs_dir)
+    if not os.path.isdir(pkgs_dir):
+        return None, "does not exist"
+    if not os.path.isfile(layout.urls_txt):
+        return None, "no urls.txt (not initialised as a package cache)"
+    try:
+        if os.statvfs(pkgs_dir).f_flag & os.ST_RDONLY:
+            return False, "read-only file system"
+    except OSError:
+        pass
+    if not (os.access(pkgs_dir, os.W_OK | os.X_OK) and os.access(layout.urls_txt, os.W_OK)):
+        return False, "no write permission"
+    return True, "writable"
+
+
+class PackageCacheData:
+    """A pkgs dir with its records, loaded lazily. Not memoised across instances on purpose:
+    conda's per-path singleton is what makes its tests reset state by hand."""
+
+    def __init__(self, pkgs_dir: str, *, use_index: bool = True):
+        self.pkgs_dir = os.path.abspath(os.path.expanduser(pkgs_dir))
+        self.layout = CacheLayout(self.pkgs_dir)
+        self.use_index = use_index
+        self._result: ScanResult | None = None
+        self._writable: tuple[bool | None, str] | None = None
+
+    @property
+    def is_writable(self) -> bool | None:
+        if self._writable is None:
+            self._writable = writability(self.pkgs_dir)
+        return self._writable[0]
+
+    @property
+    def writable_reason(self) -> str:
+        self.is_writable  # noqa: B018 - fills the memo
+        return self._writable[1]  # type: ignore[index]
+
+    def load(self) -> ScanResult:
+        if self._result is None:
+            self._result = scan(self.pkgs_dir, use_index=self.use_index)
+        return self._result
+
+    def reload(self) -> ScanResult:
+        self._result = None
+        self._writable = None
+        return self.load()
+
+    @property
+    def records(self) -> list[PackageCacheRecord]:
+        return self.load().records
+
+    def iter_records(self):
+        return iter(self.records)
+
+    def get(self, entry: str) -> PackageCacheRecord | None:
+        for rec in self.records:
+            if rec.entry == entry or rec.basename == entry:
+                return rec
+        return None
+
+    def query(self, spec) -> list[PackageCacheRecord]:
+        from .match import SpecMatcher
+
+        matcher = spec if isinstance(spec, SpecMatcher) else SpecMatcher(spec)
+        return [r for r in self.records if matcher.match(r)]
+
+    @property
+    def urls_data(self) -> UrlsData:
+        return UrlsData(self.pkgs_dir)
+
+    def __repr__(self) -> str:
+        return f"PackageCacheData({self.pkgs_dir!r})"

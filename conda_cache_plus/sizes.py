@@ -1,0 +1,126 @@
+"""Byte accounting that understands hard links.
+
+``apparent`` adds every path's size (what ``du --apparent-size -l`` says); ``disk`` counts each
+inode once by its allocated blocks (what ``du`` says), so packages hard-linked into environments,
+or into another cache, are not counted twice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TreeSize:
+    apparent: int = 0
+    disk: int = 0
+    files: int = 0
+    dirs: int = 0
+    # bytes on disk of inodes that have links outside what was walked (shared with envs or copies)
+    shared: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: TreeSize) -> None:
+        self.apparent += other.apparent
+        self.disk += other.disk
+        self.files += other.files
+        self.dirs += other.dirs
+        self.shared += other.shared
+        self.errors += other.errors
+
+
+class InodeSet:
+    """Inodes already counted, shared across trees so hard links count once."""
+
+    def __init__(self):
+        self.seen: dict[tuple[int, int], int] = {}  # (dev, ino) -> links seen so far
+
+
+def _blocks(st: os.stat_result) -> int:
+    blocks = getattr(st, "st_blocks", None)
+    return blocks * 512 if blocks is not None else st.st_size
+
+
+def path_size(path: str, inodes: InodeSet | None = None) -> TreeSize:
+    """Size of a file or a directory tree, never following symlinks."""
+    inodes = inodes or InodeSet()
+    total = TreeSize()
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        total.errors.append(f"{path}: {exc.strerror or exc}")
+        return total
+    _account(total, st, inodes)
+    if not os.path.isdir(path) or os.path.islink(path):
+        return total
+    stack = [path]
+    while stack:
+        current = stack.pop()
+        total.dirs += 1
+        try:
+            it = os.scandir(current)
+        except OSError as exc:
+            total.errors.append(f"{current}: {exc.strerror or exc}")
+            continue
+        with it:
+            for de in it:
+                try:
+                    st = de.stat(follow_symlinks=False)
+                except OSError as exc:
+                    total.errors.append(f"{de.path}: {exc.strerror or exc}")
+                    continue
+                _account(total, st, inodes)
+                if de.is_dir(follow_symlinks=False):
+                    stack.append(de.path)
+    return total
+
+
+def _account(total: TreeSize, st: os.stat_result, inodes: InodeSet) -> None:
+    total.apparent += st.st_size
+    if not os.path.stat.S_ISDIR(st.st_mode):
+        total.files += 1
+    key = (st.st_dev, st.st_ino)
+    if st.st_nlink > 1:
+        seen = inodes.seen.get(key, 0)
+        inodes.seen[key] = seen + 1
+        if seen:
+            return
+        total.disk += _blocks(st)
+        total.shared += _blocks(st)
+        return
+    total.disk += _blocks(st)
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """``500M``, ``20G``, ``1.5GiB``, ``1024`` → bytes (binary units, as du and conda print)."""
+    s = text.strip().lower().replace(" ", "")
+    for suffix in ("ib", "b"):
+        if s.endswith(suffix) and len(s) > len(suffix) and not s[: -len(suffix)][-1:].isdigit():
+            s = s[: -len(suffix)]
+            break
+    if s.endswith("b") and s[:-1].replace(".", "", 1).isdigit():
+        s = s[:-1]
+    unit = s[-1] if s and s[-1] in _UNITS else ""
+    number = s[:-1] if unit else s
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (try 500M, 20G)") from None
+    if value < 0:
+        raise ValueError(f"not a size: {text!r}")
+    return int(value * _UNITS[unit])

@@ -1,0 +1,136 @@
+"""Shared fixtures: real packages built by the tests, real caches, isolated user state.
+
+Nothing here reads ../shared: a fresh clone has to pass on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+
+import pytest
+import zstandard
+
+from conda_cache_plus import pkgbuild
+
+try:  # conda's fixtures, when conda is importable (the conda-layer tests use them)
+    import conda.testing.fixtures  # noqa: F401
+
+    HAVE_CONDA = True
+except Exception:
+    HAVE_CONDA = False
+
+if HAVE_CONDA:
+    pytest_plugins = ("conda.testing.fixtures",)
+
+requires_conda = pytest.mark.skipif(not HAVE_CONDA, reason="conda is not importable here")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_state(tmp_path_factory, monkeypatch):
+    """Scan indexes and verify fingerprints go to a per-test cache dir, never ~/.cache."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.delenv("CONDA_PKGS_DIRS", raising=False)
+    yield
+
+
+def _extract_tar_bytes(data: bytes, dest: str) -> None:
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest, filter="tar")
+
+
+def extract_by_hand(archive: str, dest: str) -> None:
+    """A reference extraction with the standard library (independent of our extractor)."""
+    os.makedirs(dest, exist_ok=True)
+    if archive.endswith(".conda"):
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                if name.endswith(".tar.zst"):
+                    raw = zstandard.ZstdDecompressor().decompressobj().decompress(zf.read(name))
+                    _extract_tar_bytes(raw, dest)
+    else:
+        with tarfile.open(archive, "r:bz2") as tar:
+            tar.extractall(dest, filter="tar")
+
+
+def populate(
+    pkgs_dir,
+    pkgs,
+    *,
+    channel_url="https://conda.example.org/demo",
+    extract=True,
+    keep_archive=True,
+    record=True,
+):
+    """Put built packages into a cache the way conda leaves them: archive, extracted dir,
+    repodata_record.json, a urls.txt line."""
+    pkgs_dir = str(pkgs_dir)
+    os.makedirs(pkgs_dir, exist_ok=True)
+    with open(os.path.join(pkgs_dir, "urls.txt"), "a") as urls:
+        for pkg in pkgs:
+            url = f"{channel_url}/{pkg.subdir}/{pkg.fn}"
+            target = os.path.join(pkgs_dir, pkg.fn)
+            if keep_archive:
+                shutil.copyfile(pkg.path, target)
+            if extract:
+                dest = os.path.join(pkgs_dir, pkg.dist)
+                extract_by_hand(pkg.path, dest)
+                if record:
+                    rec = pkg.repodata_entry()
+                    rec.update(fn=pkg.fn, url=url, channel=f"{channel_url}/{pkg.subdir}")
+                    with open(os.path.join(dest, "info", "repodata_record.json"), "w") as fh:
+                        json.dump(rec, fh, indent=2)
+            urls.write(url + "\n")
+    return pkgs_dir
+
+
+@pytest.fixture
+def build(tmp_path):
+    """build(name, version, ...) → a BuiltPackage in a per-test channel dir."""
+    out = tmp_path / "built"
+
+    def _build(name="pkg", version="1.0", build="0", **kw):
+        subdir = kw.get("subdir", "noarch")
+        return pkgbuild.build_package(str(out / subdir), name, version, build, **kw)
+
+    return _build
+
+
+@pytest.fixture
+def cache(tmp_path, build):
+    """A cache with three packages: both formats of one, a .conda-only one, an archive-only one."""
+    pkgs_dir = tmp_path / "pkgs"
+    a = build("alpha", "1.0", "0", fmt=".conda")
+    a2 = build("alpha", "1.0", "0", fmt=".tar.bz2")
+    b = build("beta", "2.1", "h1", fmt=".conda", depends=["alpha"])
+    c = build("gamma", "0.5", "0", fmt=".tar.bz2")
+    populate(pkgs_dir, [a, b])
+    populate(pkgs_dir, [a2], extract=False)  # the .tar.bz2 of alpha next to its .conda
+    populate(pkgs_dir, [c], extract=False)
+    return pkgs_dir
+
+
+def run_cli(*args, env=None, input=None, check=False, cwd=None):
+    """Run ``python -m conda_cache_plus`` as a user would, in a real subprocess."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "conda_cache_plus", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        input=input,
+        cwd=cwd,
+        timeout=300,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
