@@ -15,9 +15,11 @@ the ``.tar.bz2`` when a ``.conda`` exists.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 
 from . import scan_index
@@ -38,10 +40,14 @@ from .records import (
     SOURCE_RECORD,
     PackageCacheRecord,
     sanitize,
+    split_core,
 )
 from .urls import UrlsData
 
 MAX_NESTED_DEPTH = 12
+LISTING_KEY = "\0listing"
+RACY_SECONDS = 2.0
+LEFTOVER_SUFFIXES = (".partial", ".c~", ".mamba_trash", ".trash", ".lock")
 
 
 @dataclass
@@ -144,63 +150,175 @@ class _Scanner:
 
     # -- one level of entries (the top, or a subdir of mamba's nested layout) -----------------
     def scan_level(self, base: str, rel_prefix: str, depth: int = 0) -> None:
-        archives: dict[str, dict[str, os.stat_result]] = {}
-        dirs: list[str] = []
         res = self.result
+        listing = self._remembered_listing(base) if not rel_prefix else None
+        if listing is None:
+            listing = self._list_dir(base, rel_prefix)
+            if listing is None:
+                return
+        dirs, archive_names, leftover_names, others, has_private = listing
+        res.others.extend(others)
+        if has_private:
+            self._private_leftovers(os.path.join(base, PRIVATE_DIR))
+        try:
+            base_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            base_fd = None
+        try:
+            for name, kind, is_dir in leftover_names:
+                try:
+                    size = os.stat(name, dir_fd=base_fd, follow_symlinks=False).st_size
+                except OSError:
+                    continue  # gone since it was listed
+                res.leftovers.append(
+                    Leftover(base + "/" + name, rel_prefix + name, kind, size, is_dir)
+                )
+            archives: dict[str, dict[str, os.stat_result]] = {}
+            for root, ext in archive_names:
+                try:
+                    st = os.stat(root + ext, dir_fd=base_fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                archives.setdefault(root, {})[ext] = st
+            self._scan_dirs(base, rel_prefix, dirs, archives, depth, base_fd)
+        finally:
+            if base_fd is not None:
+                os.close(base_fd)
+        for root, found in archives.items():
+            res.records.append(
+                self.archive_only_record(os.path.join(base, root), rel_prefix + root, found)
+            )
+
+    def _remembered_listing(self, base: str):
+        """The top-level listing of the last scan, when the directory provably did not change.
+
+        Any create, delete or rename of an entry updates the directory's mtime; a listing taken
+        within RACY_SECONDS of that mtime could have missed a change in the same clock tick (the
+        kernel's timestamps are coarse), so only older listings are trusted, as git does.
+        """
+        try:
+            st = os.stat(base)
+        except OSError:
+            return None
+        self._dir_stat = st
+        cached = self.old_index.get(LISTING_KEY)
+        fp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        if cached is not None and cached[0] == fp and cached[1] - st.st_mtime > RACY_SECONDS:
+            self.new_index[LISTING_KEY] = cached
+            return cached[2]
+        self._listing_fp = (fp, time.time())
+        return None
+
+    def _list_dir(self, base: str, rel_prefix: str):
+        """Classify the names in one directory: (dirs, archives, leftovers, others, private)."""
+        res = self.result
+        dirs: list[str] = []
+        archive_names: list[tuple[str, str]] = []
+        leftover_names: list[tuple[str, str, bool]] = []
+        others: list[str] = []
+        has_private = False
         try:
             it = os.scandir(base)
         except FileNotFoundError:
             if not rel_prefix:
                 res.exists = False
                 res.problems.append("does not exist")
-            return
+            return None
         except OSError as exc:
             if not rel_prefix:
                 res.readable = False
             res.problems.append(f"cannot list {base}: {exc.strerror or exc}")
-            return
+            return None
+        top = not rel_prefix
         with it:
             for de in it:
                 name = de.name
-                rel = rel_prefix + name
-                if not rel_prefix and name in META_NAMES:
-                    if name == PRIVATE_DIR:
-                        self._private_leftovers(de.path)
-                    continue
-                kind = leftover_kind(name)
                 try:
-                    if kind:
-                        st = de.stat(follow_symlinks=False)
-                        res.leftovers.append(
-                            Leftover(
-                                de.path, rel, kind, st.st_size, de.is_dir(follow_symlinks=False)
+                    if name.endswith(LEFTOVER_SUFFIXES) or ".conda_trash" in name:
+                        if not (top and name in META_NAMES):
+                            leftover_names.append(
+                                (
+                                    name,
+                                    leftover_kind(name) or "trash",
+                                    de.is_dir(follow_symlinks=False),
+                                )
                             )
-                        )
-                        continue
-                    if de.is_symlink():
-                        res.others.append(
-                            f"{rel}: symlink, ignored (conda skips symlinked entries)"
-                        )
-                        continue
-                    if de.is_dir(follow_symlinks=False):
-                        if name.startswith("."):
+                    elif de.is_dir(follow_symlinks=False):
+                        if top and name in META_NAMES:
+                            has_private = has_private or name == PRIVATE_DIR
+                        elif name[0] == ".":
                             # rattler-style '.name1234' temp dirs and other hidden leftovers
-                            res.leftovers.append(Leftover(de.path, rel, "tmp", 0, True))
+                            leftover_names.append((name, "tmp", True))
                         else:
                             dirs.append(name)
+                    elif top and name in META_NAMES:
                         continue
-                    ext = package_extension(name)
-                    if ext and de.is_file(follow_symlinks=False):
-                        archives.setdefault(name[: -len(ext)], {})[ext] = de.stat(
-                            follow_symlinks=False
+                    elif de.is_symlink():
+                        others.append(
+                            f"{rel_prefix}{name}: symlink, ignored (conda skips symlinked entries)"
                         )
                     else:
-                        res.others.append(f"{rel}: not a package, ignored")
+                        ext = package_extension(name)
+                        if ext and de.is_file(follow_symlinks=False):
+                            archive_names.append((name[: -len(ext)], name[-len(ext) :]))
+                        else:
+                            others.append(f"{rel_prefix}{name}: not a package, ignored")
                 except OSError as exc:
-                    res.others.append(f"{rel}: cannot stat ({exc.strerror or exc})")
+                    others.append(f"{rel_prefix}{name}: cannot stat ({exc.strerror or exc})")
+        listing = (dirs, archive_names, leftover_names, others, has_private)
+        if top and getattr(self, "_listing_fp", None):
+            fp, listed_at = self._listing_fp
+            self.new_index[LISTING_KEY] = (fp, listed_at, listing)
+        return listing
 
+    def _scan_dirs(self, base, rel_prefix, dirs, archives, depth, base_fd) -> None:
+        old, new, records, pkgs_dir = (
+            self.old_index,
+            self.new_index,
+            self.result.records,
+            self.pkgs_dir,
+        )
+        stat = os.stat
         for name in dirs:
-            path = os.path.join(base, name)
+            rel = rel_prefix + name
+            cached = old.get(rel)
+            # Fast path: a remembered, complete entry whose record file is unchanged costs one
+            # stat (relative to the open pkgs dir, so the kernel resolves three components).
+            if (
+                cached is not None
+                and base_fd is not None
+                and cached[0][0] == "r"
+                and cached[1][7] is not None  # has a url: nothing to fill from urls.txt
+                and name not in archives
+            ):
+                try:
+                    st = stat(name + "/info/repodata_record.json", dir_fd=base_fd)
+                except OSError:
+                    st = None
+                if st is not None and cached[0][1] == (
+                    st.st_ino,
+                    st.st_size,
+                    st.st_mtime_ns,
+                    st.st_ctime_ns,
+                ):
+                    new[rel] = cached
+                    records.append(
+                        PackageCacheRecord(
+                            None,
+                            pkgs_dir,
+                            rel,
+                            {},
+                            cached[5],
+                            True,
+                            cached[3],
+                            list(cached[4]) if cached[4] else [],
+                            cached[6],
+                            core=cached[1],
+                            blob=cached[2],
+                        )
+                    )
+                    continue
+            path = base + "/" + name
             if (
                 not rel_prefix
                 and name in URL_SCHEME_DIRS
@@ -208,11 +326,7 @@ class _Scanner:
             ):
                 self.walk_nested(path, name + "/", depth + 1)
                 continue
-            self.scan_dir_entry(path, rel_prefix + name, archives.pop(name, None), depth)
-        for root, found in archives.items():
-            self.result.records.append(
-                self.archive_only_record(os.path.join(base, root), rel_prefix + root, found)
-            )
+            self.scan_dir_entry(path, rel, archives.pop(name, None), depth, base_fd, name)
 
     def walk_nested(self, path: str, rel_prefix: str, depth: int) -> None:
         """Walk mamba's URL-shaped directories down to the subdir levels that hold packages."""
@@ -246,13 +360,20 @@ class _Scanner:
             pass
 
     # -- records -------------------------------------------------------------------------------
-    def scan_dir_entry(self, path: str, rel: str, archives, depth: int) -> None:
+    def scan_dir_entry(
+        self, path: str, rel: str, archives, depth: int, base_fd=None, name=None
+    ) -> None:
         cached = self.old_index.get(rel)
         problems: list[str] = []
         info = path + "/info/"
         rr_path = info + "repodata_record.json"
         try:
-            st = os.stat(rr_path)
+            # Relative to the open pkgs dir: the kernel resolves 3 components instead of the whole
+            # absolute path, which is most of the cost of the one stat a remembered entry needs.
+            if base_fd is not None:
+                st = os.stat(name + "/info/repodata_record.json", dir_fd=base_fd)
+            else:
+                st = os.stat(rr_path)
         except (FileNotFoundError, NotADirectoryError):
             st = None
         except OSError as exc:
@@ -272,9 +393,17 @@ class _Scanner:
                     if not is_extracted:
                         bad.append("info/index.json is missing")
                     fp = ("r", fingerprint(st2)) if st2 else fp
-                    entry = (fp, clean, SOURCE_RECORD, bad, is_extracted, st.st_mtime)
-                    self.new_index[rel] = entry
-                    self._emit(path, rel, entry, archives)
+                    self._remember_and_emit(
+                        path,
+                        rel,
+                        fp,
+                        clean,
+                        SOURCE_RECORD,
+                        bad,
+                        is_extracted,
+                        st.st_mtime,
+                        archives,
+                    )
                     return
                 err = "repodata_record.json lacks name/version" if not bad else "; ".join(bad)
             problems.append(err or "repodata_record.json is unusable")
@@ -298,9 +427,17 @@ class _Scanner:
                     clean["fn"] = os.path.basename(path) + ext
                     clean["md5"] = md5_file(path + ext)
                     clean["size"] = archives[ext].st_size
-                entry = (fp, clean, SOURCE_INDEX, problems + bad, True, st_i.st_mtime)
-                self.new_index[rel] = entry
-                self._emit(path, rel, entry, archives)
+                self._remember_and_emit(
+                    path,
+                    rel,
+                    fp,
+                    clean,
+                    SOURCE_INDEX,
+                    problems + bad,
+                    True,
+                    st_i.st_mtime,
+                    archives,
+                )
                 return
             err = "index.json lacks name/version"
         if err:
@@ -330,10 +467,40 @@ class _Scanner:
         except OSError:
             return False
 
+    def _remember_and_emit(
+        self, path, rel, fp, data, source, problems, is_extracted, mtime, archives
+    ) -> None:
+        core, blob = split_core(data)
+        # A file changed within the same coarse clock tick as this read would keep its
+        # fingerprint: remember only metadata that was already stable when read (racy-git rule).
+        if time.time() - fp[1][2] / 1e9 > RACY_SECONDS:
+            self.new_index[rel] = (fp, core, blob, source, tuple(problems), is_extracted, mtime)
+        self._append(path, rel, data, None, None, source, problems, is_extracted, mtime, archives)
+
     def _emit(self, path, rel, entry, archives) -> None:
-        _fp, data, source, problems, is_extracted, mtime = entry
-        data = dict(data)
-        if source != SOURCE_RECORD or not data.get("url"):
+        """A record from a remembered index entry (its data is decoded only when needed)."""
+        _fp, core, blob, source, problems, is_extracted, mtime = entry
+        self._append(path, rel, None, core, blob, source, problems, is_extracted, mtime, archives)
+
+    def _append(
+        self, path, rel, data, core, blob, source, problems, is_extracted, mtime, archives
+    ) -> None:
+        record = PackageCacheRecord(
+            data,
+            self.pkgs_dir,
+            rel,
+            {ext: st.st_size for ext, st in archives.items()} if archives else {},
+            is_extracted,
+            True,
+            source,
+            list(problems),
+            mtime,
+            core=core,
+            blob=blob,
+        )
+        if source != SOURCE_RECORD or not record.url:
+            # Fill what urls.txt knows; a copy, since the data may be shared with the index.
+            data = dict(record.data)
             fn = data.get("fn") or os.path.basename(path) + (
                 CONDA_EXT if not archives or CONDA_EXT in archives else next(iter(archives))
             )
@@ -343,19 +510,8 @@ class _Scanner:
                 data.setdefault("fn", url.rsplit("/", 1)[-1])
                 for key, value in _url_parts(url).items():
                     data.setdefault(key, value)
-        self.result.records.append(
-            PackageCacheRecord(
-                data=data,
-                pkgs_dir=self.pkgs_dir,
-                entry=rel,
-                archives={ext: st.st_size for ext, st in (archives or {}).items()},
-                is_extracted=is_extracted,
-                has_dir=True,
-                source=source,
-                problems=list(problems),
-                mtime=mtime,
-            )
-        )
+            record.data = data
+        self.result.records.append(record)
 
     def archive_only_record(self, path: str, rel: str, archives) -> PackageCacheRecord:
         base = os.path.basename(path)
@@ -385,6 +541,18 @@ class _Scanner:
 def scan(pkgs_dir: str, *, use_index: bool = True) -> ScanResult:
     """Scan one pkgs dir. Pure: reads only (the optional index lives outside the cache)."""
     pkgs_dir = os.path.abspath(pkgs_dir)
+    # A scan allocates one small object graph per entry and frees nothing: the cyclic GC would
+    # re-walk the growing heap many times over (a third of the time at 20k entries).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _scan(pkgs_dir, use_index)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _scan(pkgs_dir: str, use_index: bool) -> ScanResult:
     index = scan_index.load(pkgs_dir) if use_index else {}
     urls = UrlsData(pkgs_dir)
     scanner = _Scanner(pkgs_dir, index, urls)

@@ -7,8 +7,9 @@ record back loses nothing) plus where the package lives in the cache. Its identi
 
 from __future__ import annotations
 
+import marshal
 import os
-from dataclasses import dataclass, field
+import sys
 from typing import Any
 
 from .layout import CONDA_EXT, TARBZ2_EXT, split_dist
@@ -45,7 +46,8 @@ def sanitize(data: Any) -> tuple[dict[str, Any], list[str]]:
     if not isinstance(data, dict):
         return {}, [f"metadata is a JSON {type(data).__name__}, not an object"]
     problems = []
-    clean = dict(data)
+    # Interned keys let the remembered index (marshal) store each key once, not once per record.
+    clean = {sys.intern(k): v for k, v in data.items()}
     for key in _STR_FIELDS:
         if key in clean and clean[key] is not None and not isinstance(clean[key], str):
             problems.append(f"field {key!r} is {type(clean[key]).__name__}, expected a string")
@@ -106,77 +108,136 @@ def _looks_like_subdir(name: str) -> bool:
     return is_subdir_name(name)
 
 
-@dataclass(eq=False)
+# The fields a listing needs, kept as a plain tuple in the remembered index so a repeated scan
+# does not rebuild a dict per record; the rest of the record is decoded only when asked for.
+CORE_FIELDS = (
+    "name", "version", "build", "build_number", "channel", "subdir", "fn", "url", "md5",
+    "sha256", "size", "timestamp",
+)
+_CORE_INDEX = {k: i for i, k in enumerate(CORE_FIELDS)}
+
+
+def split_core(data: dict[str, Any]) -> tuple[tuple, bytes]:
+    """(core tuple, marshal blob of the other fields) for the remembered index."""
+    core = tuple(data.get(k) for k in CORE_FIELDS)
+    rest = {k: v for k, v in data.items() if k not in _CORE_INDEX}
+    missing = tuple(k for k in CORE_FIELDS if k not in data)
+    return core, marshal.dumps((rest, missing))
+
+
 class PackageCacheRecord:
     """One package in one cache: metadata plus location and state.
 
-    ``entry`` is the extracted directory's path relative to the pkgs dir (``zlib-1.2.11-h_3``,
-    or ``https/host/channel/linux-64/zlib-1.2.11-h_3`` in mamba's nested layout).
-    ``archives`` maps each archive extension present (``.conda``, ``.tar.bz2``) to its size.
+    ``data`` holds every field of the record (unknown keys kept). ``entry`` is the extracted
+    directory's path relative to the pkgs dir (``zlib-1.2.11-h_3``, or
+    ``https/host/channel/linux-64/zlib-1.2.11-h_3`` in mamba's nested layout). ``archives`` maps
+    each archive extension present (``.conda``, ``.tar.bz2``) to its size.
     """
 
-    data: dict[str, Any]
-    pkgs_dir: str
-    entry: str
-    archives: dict[str, int] = field(default_factory=dict)
-    is_extracted: bool = False
-    has_dir: bool = False
-    source: str = SOURCE_RECORD
-    problems: list[str] = field(default_factory=list)
-    mtime: float | None = None
+    __slots__ = (
+        "_data", "_core", "_blob", "pkgs_dir", "entry", "archives", "is_extracted", "has_dir",
+        "source", "problems", "mtime", "__dict__",
+    )
+
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        pkgs_dir: str = "",
+        entry: str = "",
+        archives: dict[str, int] | None = None,
+        is_extracted: bool = False,
+        has_dir: bool = False,
+        source: str = SOURCE_RECORD,
+        problems: list[str] | None = None,
+        mtime: float | None = None,
+        *,
+        core: tuple | None = None,
+        blob: bytes | None = None,
+    ):
+        self._data = data if data is not None or core is not None else {}
+        self._core = core
+        self._blob = blob
+        self.pkgs_dir = pkgs_dir
+        self.entry = entry
+        self.archives = archives if archives is not None else {}
+        self.is_extracted = is_extracted
+        self.has_dir = has_dir
+        self.source = source
+        self.problems = problems if problems is not None else []
+        self.mtime = mtime
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            rest, missing = marshal.loads(self._blob) if self._blob else ({}, ())
+            data = {k: v for k, v in zip(CORE_FIELDS, self._core) if k not in missing}
+            data.update(rest)
+            self._data = data
+        return self._data
+
+    @data.setter
+    def data(self, value: dict[str, Any]) -> None:
+        self._data = value
+
+    def _get(self, key: str):
+        if self._data is None:
+            i = _CORE_INDEX.get(key)
+            if i is not None:
+                return self._core[i]
+        return self.data.get(key)
 
     # --- metadata --------------------------------------------------------------------------
     @property
     def name(self) -> str:
-        return self.data.get("name") or self._dist_part(0)
+        return self._get("name") or self._dist_part(0)
 
     @property
     def version(self) -> str:
-        return self.data.get("version") or self._dist_part(1)
+        return self._get("version") or self._dist_part(1)
 
     @property
     def build(self) -> str:
-        return self.data.get("build") or self._dist_part(2)
+        return self._get("build") or self._dist_part(2)
 
     @property
     def build_number(self) -> int:
-        value = self.data.get("build_number")
+        value = self._get("build_number")
         return value if isinstance(value, int) else 0
 
     @property
     def subdir(self) -> str:
-        return self.data.get("subdir") or ""
+        return self._get("subdir") or ""
 
     @property
     def url(self) -> str | None:
-        return self.data.get("url")
+        return self._get("url")
 
     @property
     def md5(self) -> str | None:
-        return self.data.get("md5")
+        return self._get("md5")
 
     @property
     def sha256(self) -> str | None:
-        return self.data.get("sha256")
+        return self._get("sha256")
 
     @property
     def size(self) -> int | None:
         """The archive size the channel declared (``size`` in the record)."""
-        value = self.data.get("size")
+        value = self._get("size")
         return value if isinstance(value, int) else None
 
     @property
     def timestamp(self) -> int | None:
-        value = self.data.get("timestamp")
+        value = self._get("timestamp")
         return value if isinstance(value, int) else None
 
     @property
     def channel(self) -> str:
-        return channel_name(self.data.get("channel"), self.url)
+        return channel_name(self._get("channel"), self.url)
 
     @property
     def fn(self) -> str:
-        fn = self.data.get("fn")
+        fn = self._get("fn")
         if fn:
             return fn
         if self.archives:

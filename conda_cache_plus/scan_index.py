@@ -18,7 +18,7 @@ import tempfile
 
 from .config import user_cache_dir
 
-FORMAT = 3
+FORMAT = 4
 
 
 def index_path(pkgs_dir: str) -> str:
@@ -30,7 +30,7 @@ def index_path(pkgs_dir: str) -> str:
 def load(pkgs_dir: str) -> dict:
     try:
         with open(index_path(pkgs_dir), "rb") as fh:
-            blob = marshal.load(fh)
+            blob = marshal.loads(fh.read())
     except (OSError, EOFError, ValueError, TypeError):
         return {}
     if (
@@ -52,7 +52,7 @@ def save(pkgs_dir: str, entries: dict) -> None:
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".idx-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                marshal.dump((FORMAT, os.path.realpath(pkgs_dir), entries), fh)
+                fh.write(marshal.dumps((FORMAT, os.path.realpath(pkgs_dir), entries)))
             os.replace(tmp, path)
         except BaseException:
             try:

@@ -177,7 +177,19 @@ def test_nested_mamba_layout(tmp_path, build):
     assert res.nested and res.broken == []
 
 
+def age(root, seconds=100):
+    """Make every file look written long ago, so the index may remember it (not racy)."""
+    import time
+
+    when = time.time() - seconds
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.utime(os.path.join(dirpath, name), (when, when), follow_symlinks=False)
+    os.utime(root, (when, when))
+
+
 def test_index_is_reused_and_never_trusted_over_files(cache, monkeypatch):
+    age(cache)
     first = scan(str(cache))
     assert os.path.exists(scan_index.index_path(str(cache)))
     calls = []
@@ -193,12 +205,24 @@ def test_index_is_reused_and_never_trusted_over_files(cache, monkeypatch):
     data = json.loads(path.read_text())
     data["license"] = "changed"
     path.write_text(json.dumps(data))
-    third = scan(str(cache))
+    third = scan(str(cache))  # changed just now: read (and not remembered: racy)
     assert [os.path.basename(os.path.dirname(os.path.dirname(c))) for c in calls] == ["alpha-1.0-0"]
     assert by_name(third)["alpha"].data["license"] == "changed"
 
 
+def test_freshly_written_records_are_read_again(cache, monkeypatch):
+    import conda_cache_plus.pkgs_dir as mod
+
+    scan(str(cache))  # everything was written just now
+    calls = []
+    real = mod._read_json
+    monkeypatch.setattr(mod, "_read_json", lambda p: calls.append(p) or real(p))
+    scan(str(cache))
+    assert len(calls) >= 2  # alpha and beta records re-read: their fingerprints are racy
+
+
 def test_corrupt_index_is_ignored(cache):
+    age(cache)
     scan(str(cache))
     with open(scan_index.index_path(str(cache)), "wb") as fh:
         fh.write(b"\x00garbage")
@@ -287,3 +311,32 @@ def test_unreadable_and_read_only_as_another_user(tmp_path_factory, build):
     # beta's info/ cannot be read: the archive is still there, so it is a record with a problem.
     assert out["recs"]["beta"][0] is False
     assert any("Permission denied" in p for p in out["recs"]["beta"][1])
+
+
+def test_listing_is_reused_only_while_the_directory_is_unchanged(cache, build, monkeypatch):
+    import time
+
+    import conda_cache_plus.pkgs_dir as mod
+
+    old = time.time() - 100
+    os.utime(cache, (old, old))
+    scan(str(cache))  # remembers the listing: the dir changed long before it was taken
+    listed = []
+    real = os.scandir
+    monkeypatch.setattr(mod.os, "scandir", lambda p: listed.append(p) or real(p))
+    assert {r.name for r in scan(str(cache)).records} == {"alpha", "beta", "gamma"}
+    assert str(cache) not in listed
+    populate(cache, [build("delta", "1.0", "0")])  # changes the directory's mtime
+    assert "delta" in {r.name for r in scan(str(cache)).records}
+    assert str(cache) in listed
+
+
+def test_racy_listing_is_not_trusted(cache, build, monkeypatch):
+    import conda_cache_plus.pkgs_dir as mod
+
+    scan(str(cache))  # the dir was just written: its listing is racy
+    listed = []
+    real = os.scandir
+    monkeypatch.setattr(mod.os, "scandir", lambda p: listed.append(p) or real(p))
+    scan(str(cache))
+    assert str(cache) in listed

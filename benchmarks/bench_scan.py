@@ -1,0 +1,166 @@
+"""Scan speed: our cache scan vs conda's ``PackageCacheData(pkgs_dir).load()``, side by side.
+
+Builds synthetic caches of extracted packages (each with info/index.json, info/paths.json,
+info/repodata_record.json and one payload file, as conda leaves them), then times in one run:
+
+- conda's load (where conda is importable),
+- our first scan with nothing remembered (``scan(use_index=False)``),
+- our repeated scan of an unchanged cache (the remembered index, one stat per entry),
+- the floors: reading every repodata_record.json with the json module, one stat per entry.
+
+Run (conda importable for the conda column):
+    /work/condaenv/bin/python benchmarks/bench_scan.py --sizes 1000 5000 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from conda_cache_plus.pkgs_dir import scan  # noqa: E402
+
+
+def build_cache(root: str, n: int) -> str:
+    pkgs = os.path.join(root, f"pkgs-{n}")
+    marker = os.path.join(pkgs, ".complete")
+    if os.path.exists(marker):
+        return pkgs
+    os.makedirs(pkgs, exist_ok=True)
+    urls = []
+    for i in range(n):
+        name, version, build = f"pkg{i:05d}", f"1.{i % 17}.{i % 5}", f"h{i:08x}_0"
+        dist = f"{name}-{version}-{build}"
+        url = f"https://conda.anaconda.org/conda-forge/linux-64/{dist}.conda"
+        info = os.path.join(pkgs, dist, "info")
+        os.makedirs(info, exist_ok=True)
+        os.makedirs(os.path.join(pkgs, dist, "lib"), exist_ok=True)
+        with open(os.path.join(pkgs, dist, "lib", f"lib{name}.so"), "wb") as fh:
+            fh.write(b"\0" * 64)
+        index = {
+            "name": name, "version": version, "build": build, "build_number": 0,
+            "depends": ["libgcc-ng >=12", "python >=3.10"], "license": "BSD-3-Clause",
+            "subdir": "linux-64", "timestamp": 1700000000000 + i, "arch": "x86_64",
+            "platform": "linux",
+        }
+        paths = {"paths": [{"_path": f"lib/lib{name}.so", "path_type": "hardlink",
+                            "sha256": "0" * 64, "size_in_bytes": 64}], "paths_version": 1}
+        record = dict(index, fn=f"{dist}.conda", url=url, md5="0" * 32, sha256="0" * 64,
+                      size=12345 + i, channel="https://conda.anaconda.org/conda-forge/linux-64",
+                      constrains=[])
+        for fname, data in (("index.json", index), ("paths.json", paths),
+                            ("repodata_record.json", record)):
+            with open(os.path.join(info, fname), "w") as fh:
+                json.dump(data, fh)
+        urls.append(url)
+    with open(os.path.join(pkgs, "urls.txt"), "w") as fh:
+        fh.write("\n".join(urls) + "\n")
+    open(os.path.join(pkgs, "urls"), "w").close()
+    open(marker, "w").close()
+    # Files written within the last 2 s are never remembered (racy timestamps): let them settle,
+    # or the "repeated" column would measure re-reads.
+    time.sleep(2.1)
+    return pkgs
+
+
+def timeit(fn, repeat: int) -> float:
+    """Median wall time of ``repeat`` runs, after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def conda_loader():
+    try:
+        from conda.base.context import context, reset_context
+        from conda.core.package_cache_data import PackageCacheData
+    except Exception:
+        return None
+
+    def load(pkgs: str) -> int:
+        reset_context()
+        context.pkgs_dirs  # noqa: B018
+        PackageCacheData._cache_.clear()
+        pcd = PackageCacheData(pkgs)
+        pcd.load()
+        return len(pcd._package_cache_records)
+
+    return load
+
+
+def floor_json(pkgs: str) -> int:
+    n = 0
+    for de in os.scandir(pkgs):
+        try:
+            with open(os.path.join(de.path, "info", "repodata_record.json"), "rb") as fh:
+                json.loads(fh.read())
+            n += 1
+        except (OSError, ValueError):
+            pass
+    return n
+
+
+def floor_stat(pkgs: str) -> int:
+    n = 0
+    for de in os.scandir(pkgs):
+        try:
+            os.stat(de.path + "/info/repodata_record.json")
+            n += 1
+        except OSError:
+            pass
+    return n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000])
+    ap.add_argument("--root", default=os.path.join(HERE, "out", "scan"))
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    os.environ.setdefault("XDG_CACHE_HOME", os.path.join(args.root, "user-cache"))
+    conda_load = conda_loader()
+    rows = []
+    for n in args.sizes:
+        pkgs = build_cache(args.root, n)
+        assert len(scan(pkgs, use_index=False).records) == n
+        first = timeit(lambda p=pkgs: scan(p, use_index=False), args.repeat)
+        scan(pkgs)  # remember
+        again = timeit(lambda p=pkgs: scan(p), args.repeat)
+        fj = timeit(lambda p=pkgs: floor_json(p), args.repeat)
+        fs = timeit(lambda p=pkgs: floor_stat(p), args.repeat)
+        conda_t = None
+        if conda_load is not None:
+            assert conda_load(pkgs) == n
+            conda_t = timeit(lambda p=pkgs: conda_load(p), max(1, args.repeat // 2))
+        rows.append((n, conda_t, first, again, fj, fs))
+
+    def ms(x):
+        return "n/a" if x is None else f"{x * 1000:.0f} ms"
+
+    def ratio(a, b):
+        return "n/a" if a is None or b is None else f"{a / b:.1f}x"
+
+    print("| entries | conda load | ours, first scan | ours, repeated | json floor | stat floor "
+          "| first vs conda | repeated vs conda |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, conda_t, first, again, fj, fs in rows:
+        print(f"| {n} | {ms(conda_t)} | {ms(first)} | {ms(again)} | {ms(fj)} | {ms(fs)} "
+              f"| {ratio(conda_t, first)} | {ratio(conda_t, again)} |")
+    if conda_load is None:
+        print("\nconda is not importable here: the conda column is n/a.")
+
+
+if __name__ == "__main__":
+    main()
