@@ -45,18 +45,43 @@ def build_cache(root: str, n: int) -> str:
         with open(os.path.join(pkgs, dist, "lib", f"lib{name}.so"), "wb") as fh:
             fh.write(b"\0" * 64)
         index = {
-            "name": name, "version": version, "build": build, "build_number": 0,
-            "depends": ["libgcc-ng >=12", "python >=3.10"], "license": "BSD-3-Clause",
-            "subdir": "linux-64", "timestamp": 1700000000000 + i, "arch": "x86_64",
+            "name": name,
+            "version": version,
+            "build": build,
+            "build_number": 0,
+            "depends": ["libgcc-ng >=12", "python >=3.10"],
+            "license": "BSD-3-Clause",
+            "subdir": "linux-64",
+            "timestamp": 1700000000000 + i,
+            "arch": "x86_64",
             "platform": "linux",
         }
-        paths = {"paths": [{"_path": f"lib/lib{name}.so", "path_type": "hardlink",
-                            "sha256": "0" * 64, "size_in_bytes": 64}], "paths_version": 1}
-        record = dict(index, fn=f"{dist}.conda", url=url, md5="0" * 32, sha256="0" * 64,
-                      size=12345 + i, channel="https://conda.anaconda.org/conda-forge/linux-64",
-                      constrains=[])
-        for fname, data in (("index.json", index), ("paths.json", paths),
-                            ("repodata_record.json", record)):
+        paths = {
+            "paths": [
+                {
+                    "_path": f"lib/lib{name}.so",
+                    "path_type": "hardlink",
+                    "sha256": "0" * 64,
+                    "size_in_bytes": 64,
+                }
+            ],
+            "paths_version": 1,
+        }
+        record = dict(
+            index,
+            fn=f"{dist}.conda",
+            url=url,
+            md5="0" * 32,
+            sha256="0" * 64,
+            size=12345 + i,
+            channel="https://conda.anaconda.org/conda-forge/linux-64",
+            constrains=[],
+        )
+        for fname, data in (
+            ("index.json", index),
+            ("paths.json", paths),
+            ("repodata_record.json", record),
+        ):
             with open(os.path.join(info, fname), "w") as fh:
                 json.dump(data, fh)
         urls.append(url)
@@ -152,12 +177,16 @@ def main() -> None:
     def ratio(a, b):
         return "n/a" if a is None or b is None else f"{a / b:.1f}x"
 
-    print("| entries | conda load | ours, first scan | ours, repeated | json floor | stat floor "
-          "| first vs conda | repeated vs conda |")
+    print(
+        "| entries | conda load | ours, first scan | ours, repeated | json floor | stat floor "
+        "| first vs conda | repeated vs conda |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, conda_t, first, again, fj, fs in rows:
-        print(f"| {n} | {ms(conda_t)} | {ms(first)} | {ms(again)} | {ms(fj)} | {ms(fs)} "
-              f"| {ratio(conda_t, first)} | {ratio(conda_t, again)} |")
+        print(
+            f"| {n} | {ms(conda_t)} | {ms(first)} | {ms(again)} | {ms(fj)} | {ms(fs)} "
+            f"| {ratio(conda_t, first)} | {ratio(conda_t, again)} |"
+        )
     if conda_load is None:
         print("\nconda is not importable here: the conda column is n/a.")
 

@@ -111,8 +111,18 @@ def _looks_like_subdir(name: str) -> bool:
 # The fields a listing needs, kept as a plain tuple in the remembered index so a repeated scan
 # does not rebuild a dict per record; the rest of the record is decoded only when asked for.
 CORE_FIELDS = (
-    "name", "version", "build", "build_number", "channel", "subdir", "fn", "url", "md5",
-    "sha256", "size", "timestamp",
+    "name",
+    "version",
+    "build",
+    "build_number",
+    "channel",
+    "subdir",
+    "fn",
+    "url",
+    "md5",
+    "sha256",
+    "size",
+    "timestamp",
 )
 _CORE_INDEX = {k: i for i, k in enumerate(CORE_FIELDS)}
 
@@ -135,8 +145,18 @@ class PackageCacheRecord:
     """
 
     __slots__ = (
-        "_data", "_core", "_blob", "pkgs_dir", "entry", "archives", "is_extracted", "has_dir",
-        "source", "problems", "mtime", "__dict__",
+        "__dict__",
+        "_blob",
+        "_core",
+        "_data",
+        "archives",
+        "entry",
+        "has_dir",
+        "is_extracted",
+        "mtime",
+        "pkgs_dir",
+        "problems",
+        "source",
     )
 
     def __init__(
@@ -170,7 +190,7 @@ class PackageCacheRecord:
     def data(self) -> dict[str, Any]:
         if self._data is None:
             rest, missing = marshal.loads(self._blob) if self._blob else ({}, ())
-            data = {k: v for k, v in zip(CORE_FIELDS, self._core) if k not in missing}
+            data = {k: v for k, v in zip(CORE_FIELDS, self._core, strict=False) if k not in missing}
             data.update(rest)
             self._data = data
         return self._data
