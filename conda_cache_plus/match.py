@@ -39,15 +39,23 @@ def _version_key(version: str) -> tuple:
                 comps.append((2, 0, tok))
             else:
                 comps.append((0, 0, tok))
-    # Trailing zeros do not matter: 1.0 == 1.0.0
-    while comps and comps[-1] == (1, 0, ""):
-        comps.pop()
-    return (epoch, tuple(comps), local)
+    return (epoch, comps, local)
+
+
+_ZERO = (1, 0, "")
 
 
 def version_compare(a: str, b: str) -> int:
-    ka, kb = _version_key(a), _version_key(b)
-    return (ka > kb) - (ka < kb)
+    """-1, 0 or 1. Missing components count as 0, so 1.0 == 1.0.0 and 2.0a1 < 2.0."""
+    (ea, ca, la), (eb, cb, lb) = _version_key(a), _version_key(b)
+    if ea != eb:
+        return (ea > eb) - (ea < eb)
+    n = max(len(ca), len(cb))
+    ka = tuple(ca) + (_ZERO,) * (n - len(ca))
+    kb = tuple(cb) + (_ZERO,) * (n - len(cb))
+    if ka != kb:
+        return (ka > kb) - (ka < kb)
+    return (la > lb) - (la < lb)
 
 
 def _match_version(version: str, constraint: str) -> bool:

@@ -1,0 +1,63 @@
+"""Spec matching without conda (conda's MatchSpec is used when conda is importable)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conda_cache_plus.exceptions import InvalidSpecError
+from conda_cache_plus.match import SpecMatcher, version_compare
+from conda_cache_plus.records import PackageCacheRecord
+
+
+def rec(name, version, build="0", channel="https://conda.anaconda.org/conda-forge/noarch"):
+    return PackageCacheRecord(
+        {"name": name, "version": version, "build": build, "channel": channel},
+        "/p",
+        f"{name}-{version}-{build}",
+    )
+
+
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ("1.0", "1.0.0", 0),
+        ("1.10", "1.9", 1),
+        ("2.0a1", "2.0", -1),
+        ("2.0.dev1", "2.0a1", -1),
+        ("1.0.post1", "1.0", 1),
+        ("1!0.1", "2.0", 1),
+        ("1.2.3", "1.2.3", 0),
+    ],
+)
+def test_version_order(a, b, expected):
+    assert version_compare(a, b) == expected
+
+
+@pytest.mark.parametrize(
+    "spec, hits",
+    [
+        ("numpy", {"numpy-1.26.4", "numpy-2.1.0"}),
+        ("num*", {"numpy-1.26.4", "numpy-2.1.0"}),
+        ("numpy>=2", {"numpy-2.1.0"}),
+        ("numpy<2", {"numpy-1.26.4"}),
+        ("numpy >=1.20,<2", {"numpy-1.26.4"}),
+        ("numpy=1.26", {"numpy-1.26.4"}),
+        ("numpy==2.1.0", {"numpy-2.1.0"}),
+        ("numpy 2.1.0 py_1", set()),
+        ("numpy=2.1.0=py_0", {"numpy-2.1.0"}),
+        ("conda-forge::numpy<2", {"numpy-1.26.4"}),
+        ("defaults::numpy", set()),
+        ("zlib", set()),
+        ("numpy<1|>=2", {"numpy-2.1.0"}),
+    ],
+)
+def test_specs(spec, hits):
+    records = [rec("numpy", "1.26.4", "py_0"), rec("numpy", "2.1.0", "py_0"), rec("scipy", "1.0")]
+    m = SpecMatcher(spec, use_conda=False)
+    assert {f"{r.name}-{r.version}" for r in records if m.match(r)} == hits
+
+
+@pytest.mark.parametrize("spec", ["", ">=2", "numpy[version='>=2']"])
+def test_invalid_specs(spec):
+    with pytest.raises(InvalidSpecError):
+        SpecMatcher(spec, use_conda=False)
