@@ -112,6 +112,28 @@ class OfflineError(CachePlusError):
         )
 
 
+class DownloadCancelled(CachePlusError):
+    """A transfer stopped on request (Ctrl-C); its partial file is kept for a resume."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__(f"cancelled; {path} was kept and the next fetch resumes it")
+
+
+class FetchFailedError(CachePlusError):
+    """Some packages of a fetch could not be put into the cache (each failure is listed)."""
+
+    def __init__(self, failures: list[tuple[str, str]]):
+        self.failures = list(failures)
+        lines = "\n".join(f"  {fn}: {reason}" for fn, reason in self.failures)
+        super().__init__(
+            f"{len(self.failures)} package(s) could not be fetched:\n{lines}\n"
+            "Everything else was completed; run the same command again to retry the rest."
+        )
+
+
 class ArchiveError(CachePlusError):
     """A package archive that cannot be read (truncated, not an archive, bad metadata)."""
 

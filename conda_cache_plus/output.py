@@ -59,11 +59,15 @@ def dumps(data: Any) -> str:
 class Output:
     def __init__(self, run: Run):
         self.run = run
+        self.emitted = False  # whether result() has printed the one JSON document
+        global _CONSOLE
+        _CONSOLE = "json" if run.json else run.console
 
     # -- the verb's result ---------------------------------------------------------------------
     def result(self, data: dict, text: str | None) -> None:
         """Emit the verb's one result: ``data`` as JSON, else ``text`` for people."""
         if self.run.json or self.run.console == "json":
+            self.emitted = True
             if self.run.conda:
                 from conda.reporters import render
 
@@ -82,10 +86,12 @@ class Output:
             from conda.reporters import render
 
             render(text)
-        else:
+        elif self.run.console == "plain":
             from .plain import PlainRenderer
 
             sys.stdout.write(PlainRenderer().render(text))
+        else:
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
         sys.stdout.flush()
 
     # -- side messages -------------------------------------------------------------------------
@@ -108,22 +114,33 @@ class Output:
 
             kwargs.setdefault("enabled", enabled)
             return get_progress_bar(description, **kwargs)
-        from .plain import NullProgressBar, PlainProgressBar
+        from .plain import NullProgressBar, PlainRenderer
 
         if not enabled:
             return NullProgressBar(description)
-        return PlainProgressBar(description, **kwargs)
+        return PlainRenderer().progress_bar(description, **kwargs)
+
+    def progress_group(self):
+        """A context manager around a set of concurrent bars; pass what it yields to each bar
+        as ``context_manager=`` (conda does the same) so totals and one summary line cover all."""
+        if self.run.conda:
+            from conda.reporters import get_progress_bar_context_manager
+
+            return get_progress_bar_context_manager()
+        from .plain import PlainRenderer
+
+        return PlainRenderer.progress_bar_context_manager()
 
     def spinner(self, message: str, fail_message: str = "failed\n"):
         if self.run.conda:
             from conda.reporters import get_spinner
 
             return get_spinner(message, fail_message)
-        from .plain import NullSpinner, PlainSpinner
+        from .plain import NullSpinner, PlainRenderer
 
         if self.run.json or self.run.quiet:
             return NullSpinner(message, fail_message)
-        return PlainSpinner(message, fail_message)
+        return PlainRenderer().spinner(message, fail_message)
 
     # -- prompts ---------------------------------------------------------------------------------
     def confirm(self, message: str) -> bool:
@@ -152,9 +169,16 @@ class Output:
         return PlainRenderer().prompt(message, choices=("yes", "no"), default="no") == "yes"
 
 
+# The console of the running verb: colour is for people at a terminal, never for plain or json.
+_CONSOLE = "classic"
+
+
 def use_color() -> bool:
     return (
-        sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        _CONSOLE not in ("plain", "json")
+        and sys.stdout.isatty()
+        and not os.environ.get("NO_COLOR")
+        and os.environ.get("TERM") != "dumb"
     )
 
 

@@ -16,3 +16,56 @@ def conda_subcommands():
         action=conda_action,
         configure_parser=conda_configure_parser,
     )
+
+
+@plugins.hookimpl
+def conda_health_checks():
+    from . import doctor
+    from .conda_compat import health_check_has_fixer
+
+    extra = {}
+    if health_check_has_fixer():  # conda >= 26.1
+        extra = {"fixer": doctor.fixer, "summary": doctor.SUMMARY, "fix": doctor.FIX}
+    yield plugins.types.CondaHealthCheck(name=doctor.NAME, action=doctor.action, **extra)
+
+
+@plugins.hookimpl
+def conda_reporter_backends():
+    # conda < 24.11 has no reporter backends (nor this hook); yield nothing there
+    if not hasattr(plugins.types, "CondaReporterBackend"):
+        return
+    from .reporter_backend import plain_backend
+
+    yield plain_backend()
+
+
+@plugins.hookimpl
+def conda_settings():
+    # conda_settings exists since 24.3; the setting only matters where extractors exist (26.1)
+    if not hasattr(plugins.types, "CondaSetting") or not hasattr(
+        plugins.types, "CondaPackageExtractor"
+    ):
+        return
+    from conda.common.configuration import PrimitiveParameter
+
+    from .conda_extractor import SETTING_DESCRIPTION, SETTING_NAME
+
+    yield plugins.types.CondaSetting(
+        name=SETTING_NAME,
+        description=SETTING_DESCRIPTION,
+        parameter=PrimitiveParameter(False, element_type=bool),
+    )
+
+
+@plugins.hookimpl
+def conda_package_extractors():
+    # conda calls this on every package-extension lookup, so it stays cheap: when the setting
+    # is off (the default) nothing is registered and conda keeps its own extractor and pool.
+    if not hasattr(plugins.types, "CondaPackageExtractor"):
+        return
+    from .conda_extractor import EXTENSIONS, EXTRACTOR_NAME, enabled, extract
+
+    if enabled():
+        yield plugins.types.CondaPackageExtractor(
+            name=EXTRACTOR_NAME, extensions=list(EXTENSIONS), extract=extract
+        )

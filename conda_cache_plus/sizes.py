@@ -35,6 +35,18 @@ class InodeSet:
 
     def __init__(self):
         self.seen: dict[tuple[int, int], int] = {}  # (dev, ino) -> links seen so far
+        # (dev, ino) -> (st_nlink, bytes on disk, tag of the walk that saw it first), so a caller
+        # can tell inodes linked from outside what was walked (environments) from the rest
+        self.meta: dict[tuple[int, int], tuple[int, int, str]] = {}
+        self.tag = ""
+
+    def linked_outside(self, tag: str | None = None) -> int:
+        """Bytes on disk of inodes (first seen under ``tag``, or any) with links not walked."""
+        return sum(
+            blocks
+            for key, (nlink, blocks, t) in self.meta.items()
+            if (tag is None or t == tag) and self.seen.get(key, 0) < nlink
+        )
 
 
 def _blocks(st: os.stat_result) -> int:
@@ -81,11 +93,13 @@ def _account(total: TreeSize, st: os.stat_result, inodes: InodeSet) -> None:
     if not os.path.stat.S_ISDIR(st.st_mode):
         total.files += 1
     key = (st.st_dev, st.st_ino)
-    if st.st_nlink > 1:
+    # a directory's link count is its subdirectories, not other names for it
+    if st.st_nlink > 1 and not os.path.stat.S_ISDIR(st.st_mode):
         seen = inodes.seen.get(key, 0)
         inodes.seen[key] = seen + 1
         if seen:
             return
+        inodes.meta[key] = (st.st_nlink, _blocks(st), inodes.tag)
         total.disk += _blocks(st)
         total.shared += _blocks(st)
         return

@@ -118,6 +118,17 @@ def cache(tmp_path, build):
     return pkgs_dir
 
 
+@pytest.fixture
+def http_server(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving ``tmp_path/www`` (see tests/httpserver.py)."""
+    from httpserver import HTTPTestServer
+
+    root = tmp_path / "www"
+    root.mkdir()
+    with HTTPTestServer(str(root)) as srv:
+        yield srv
+
+
 def run_cli(*args, env=None, input=None, check=False, cwd=None):
     """Run ``python -m conda_cache_plus`` as a user would, in a real subprocess."""
     full_env = dict(os.environ)

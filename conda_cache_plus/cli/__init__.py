@@ -190,6 +190,22 @@ def run_standalone(args: argparse.Namespace):
     )
 
 
+def _json_error(run, exc: BaseException, code: int) -> None:
+    """With --json, stdout must hold one JSON document even when the verb failed before giving
+    its result (conda's own --json errors do the same); after a result, stderr says enough."""
+    if not getattr(run, "json", False) or code == 0 or run.out.emitted:
+        return
+    run.out.result(
+        {
+            "version": 1,
+            "error": str(exc),
+            "exception_name": type(exc).__name__,
+            "exit_code": code,
+        },
+        None,
+    )
+
+
 def dispatch(args: argparse.Namespace, run) -> int:
     """Run the verb; the one place where errors become messages and exit codes."""
     verb = getattr(args, "cache_verb", None)
@@ -199,11 +215,16 @@ def dispatch(args: argparse.Namespace, run) -> int:
     try:
         return int(_verb_module(verb).execute(args, run) or 0)
     except CachePlusError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return exit_code_for(exc)
+        code = exit_code_for(exc)
+        # exit code 0 (a dry run stopping where it would ask) is news, not an error
+        sys.stderr.write(f"{'error: ' if code else ''}{exc}\n")
+        _json_error(run, exc, code)
+        return code
     except KeyboardInterrupt:
         sys.stderr.write("\nInterrupted. Completed work was kept; partial downloads can resume.\n")
-        return exit_code_for(KeyboardInterrupt())
+        code = exit_code_for(KeyboardInterrupt())
+        _json_error(run, KeyboardInterrupt("interrupted"), code)
+        return code
     except BrokenPipeError:
         # `conda cache list | head`: the reader went away; that is not an error.
         try:

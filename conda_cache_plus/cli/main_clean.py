@@ -1,13 +1,282 @@
-"""`conda cache clean` (placeholder until its issue lands)."""
+"""``conda cache clean``: remove cache entries by policy (semantics in ``clean.py``)."""
 
 from __future__ import annotations
 
-from ..exceptions import UsageError
+import contextlib
+import os
+
+from ..caches import PackageCaches
+from ..clean import (
+    PART_ENTRY,
+    PART_EXTRACTED,
+    PART_TARBALLS,
+    Policy,
+    execute_plan,
+    measure_plan,
+    merge,
+    parse_duration,
+    plan_packages,
+    plan_temp,
+)
+from ..exceptions import UsageError, UserAbort
+from ..match import matchers
+from ..output import table
+from ..sizes import human_bytes, parse_size
+from ..usage import scan_usage
+from .main_usage import add_env_option, environments
+
+JSON_VERSION = 1
+
+
+def add_lock_option(parser) -> None:
+    parser.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="How long to wait for other conda/mamba/pixi processes to release the cache "
+        "(default 60).",
+    )
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument("specs", nargs="*", metavar="SPEC")
+    parser.add_argument(
+        "specs", nargs="*", metavar="SPEC", help="Only consider entries matching these specs."
+    )
+    pol = parser.add_argument_group("Package policies (combined: an entry must meet all)")
+    pol.add_argument("--unused", action="store_true", help="Entries no known environment uses.")
+    pol.add_argument(
+        "--older-than",
+        metavar="DURATION",
+        help="Entries last used (linked or extracted) longer ago than DURATION: 30d, 12h, 2w.",
+    )
+    pol.add_argument(
+        "--keep-latest",
+        type=int,
+        metavar="N",
+        help="Entries that are not among the N newest versions of their package name.",
+    )
+    pol.add_argument(
+        "--max-size",
+        metavar="SIZE",
+        help="Least recently used entries until the caches' packages fit in SIZE (500M, 20G).",
+    )
+    pol.add_argument(
+        "--keep-history",
+        action="store_true",
+        help="Also keep entries named by any revision in conda-meta/history (conda install --rev).",
+    )
+    part = pol.add_mutually_exclusive_group()
+    part.add_argument(
+        "--tarballs",
+        action="store_true",
+        help="Remove only archives, of entries whose extracted directory is complete.",
+    )
+    part.add_argument(
+        "--extracted",
+        action="store_true",
+        help="Remove only extracted directories, of entries whose archive stays.",
+    )
+    other = parser.add_argument_group("Other targets")
+    other.add_argument(
+        "--temp",
+        action="store_true",
+        help="Leftovers: partial downloads (unless a download holds them), .c~ holds, trash, "
+        "orphan temp dirs.",
+    )
+    other.add_argument("--index-cache", action="store_true", help="The repodata cache pkgs/cache.")
+    add_env_option(parser, "Also treat PREFIX as a known environment (repeatable).")
+    add_lock_option(parser)
+
+
+def policy_from_args(args) -> Policy:
+    try:
+        older = parse_duration(args.older_than) if args.older_than else None
+        max_size = parse_size(args.max_size) if args.max_size else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.keep_latest is not None and args.keep_latest < 0:
+        raise UsageError("--keep-latest needs a number >= 0")
+    part = PART_TARBALLS if args.tarballs else PART_EXTRACTED if args.extracted else PART_ENTRY
+    policy = Policy(
+        unused=args.unused,
+        older_than=older,
+        keep_latest=args.keep_latest,
+        max_size=max_size,
+        part=part,
+        temp=args.temp,
+        index_cache=args.index_cache,
+        keep_history=args.keep_history,
+        specs=matchers(args.specs),
+    )
+    if not (policy.selects_packages or policy.temp or policy.index_cache):
+        raise UsageError(
+            "say what to clean: --unused, --older-than, --keep-latest, --max-size, --tarballs, "
+            "--extracted, --temp and/or --index-cache"
+        )
+    return policy
+
+
+# --- shared by clean and remove ------------------------------------------------------------------
+@contextlib.contextmanager
+def write_locks(run, timeout: float):
+    """The write lock of every writable cache (ours + mamba's + rattler's), waiting with a note."""
+    from ..locks import cache_write_lock
+    from ..pkgs_dir import writability
+
+    with contextlib.ExitStack() as stack:
+        for pkgs_dir in run.pkgs_dirs:
+            if writability(pkgs_dir)[0]:
+                from ..layout import CacheLayout
+
+                stack.enter_context(
+                    cache_write_lock(
+                        CacheLayout(os.path.abspath(pkgs_dir)),
+                        timeout=timeout,
+                        on_wait=lambda msg: run.out.message(
+                            msg + " (another conda, mamba or pixi may be using the cache)"
+                        ),
+                    )
+                )
+        yield
+
+
+def _item_line(item) -> str:
+    b = item.bytes
+    return (
+        f"  {item.kind:<11} {item.name}  [{item.pkgs_dir}]  "
+        f"{human_bytes(b.freed)} freed ({human_bytes(b.apparent)} apparent)"
+        + (f"  {'; '.join(item.reasons)}" if item.reasons else "")
+        + (f"  -> {item.status}" if item.status != "planned" else "")
+        + (f" ({item.error})" if item.error else "")
+    )
+
+
+def _item_table(items) -> str:
+    """One aligned row per item: sizes right-aligned so a long list can be scanned by eye."""
+    rows = []
+    for item in items:
+        state = "" if item.status == "planned" else item.status
+        if item.error:
+            state += f" ({item.error})"
+        rows.append(
+            [
+                item.kind,
+                item.name,
+                item.pkgs_dir,
+                human_bytes(item.bytes.freed),
+                human_bytes(item.bytes.apparent),
+                "; ".join(item.reasons) or "-",
+                state,
+            ]
+        )
+    headers = ["Kind", "Entry", "Cache", "Freed", "Apparent", "Why", ""]
+    if not any(r[-1] for r in rows):
+        headers, rows = headers[:-1], [r[:-1] for r in rows]
+    return table(headers, rows, right={3, 4})
+
+
+def render(data: dict, plan, verb: str, verbose: int) -> str:
+    t = data["totals"]
+    lines = []
+    if plan.items:
+        head = "Would remove" if data["dry_run"] else "Removed" if data.get("removed") else "Remove"
+        lines.append(
+            f"{head} {t['items']} item(s): {human_bytes(t['freed'])} freed on disk "
+            f"({human_bytes(t['apparent'])} apparent"
+            + (
+                f"; {human_bytes(t['still_linked'])} stays, linked from environments or copies"
+                if t["still_linked"]
+                else ""
+            )
+            + "):"
+        )
+        lines += ["  " + row for row in _item_table(plan.items).splitlines()]
+    else:
+        lines.append(f"Nothing to {verb}.")
+    if plan.skipped:
+        lines.append(f"Kept {len(plan.skipped)}:")
+        shown = plan.skipped if verbose else plan.skipped[:20]
+        for s in shown:
+            users = f" by {', '.join(s.used_by)}" if s.used_by else ""
+            lines.append(f"  {s.name}  [{s.pkgs_dir}]: {s.reason}{users}")
+        if len(shown) < len(plan.skipped):
+            lines.append(f"  ... and {len(plan.skipped) - len(shown)} more (use -v)")
+    for d in plan.read_only:
+        lines.append(f"! {d}: read-only cache, left alone")
+    lines += [f"! {n}" for n in plan.notes]
+    removed = data.get("removed")
+    if removed:
+        lines.append(
+            f"Done: {removed['items']} item(s), {removed['files']} files, {removed['dirs']} dirs, "
+            f"{human_bytes(removed['bytes'])} deleted"
+            + (f"; {removed['failed']} failed" if removed["failed"] else "")
+            + (
+                f"; {removed['urls_lines']} urls.txt line(s) dropped"
+                if removed["urls_lines"]
+                else ""
+            )
+        )
+    return "\n".join(lines)
+
+
+def run_removal(run, args, make_plan, *, verb: str, extra: dict | None = None) -> int:
+    """Plan (under the write locks unless dry run), show, confirm, remove exactly the plan."""
+
+    def build():
+        envs = environments(run, args)
+        caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
+        report = scan_usage(caches.records(), envs)
+        return envs, measure_plan(make_plan(caches, report))
+
+    def payload(envs, plan, removed=None):
+        data = {
+            "version": JSON_VERSION,
+            "verb": verb,
+            "dry_run": run.dry_run,
+            "pkgs_dirs": list(run.pkgs_dirs),
+            "environments": [e.prefix for e in envs],
+            **(extra or {}),
+            **plan.to_json(),
+        }
+        if removed is not None:
+            data["removed"] = removed.to_json()
+        return data
+
+    if run.dry_run:
+        envs, plan = build()
+        data = payload(envs, plan)
+        run.out.result(data, render(data, plan, verb, run.verbose))
+        return 0
+    with write_locks(run, args.lock_timeout):
+        envs, plan = build()
+        if not plan.items:
+            data = payload(envs, plan)
+            run.out.result(data, render(data, plan, verb, run.verbose))
+            return _exit(plan)
+        if not run.yes:
+            run.out.message(render(payload(envs, plan), plan, verb, run.verbose))
+        if not run.out.confirm("Proceed"):
+            raise UserAbort()
+        removed = execute_plan(plan)
+    data = payload(envs, plan, removed)
+    run.out.result(data, render(data, plan, verb, run.verbose))
+    return 1 if removed.failed else _exit(plan)
+
+
+def _exit(plan) -> int:
+    return 0
 
 
 def execute(args, run) -> int:
-    raise UsageError("`clean` is not available yet")
+    policy = policy_from_args(args)
+
+    def make_plan(caches, report):
+        parts = []
+        if policy.selects_packages:
+            parts.append(plan_packages(caches, report, policy))
+        if policy.temp or policy.index_cache:
+            parts.append(plan_temp(caches, temp=policy.temp, index_cache=policy.index_cache))
+        return merge(*parts)
+
+    return run_removal(run, args, make_plan, verb="clean", extra={"policy": policy.to_json()})

@@ -1,13 +1,153 @@
-"""`conda cache fetch` (placeholder until its issue lands)."""
+"""``conda cache fetch (FILE|URL)...``: download and extract packages into the cache.
+
+Inputs: ``@EXPLICIT`` files (paths or URLs; ``conda list --explicit [--md5|--sha256]``,
+conda-lock's explicit render), package URLs or paths (``URL#md5``, ``URL#sha256:...``), or, with
+``--repodata``, package file names / ``name-version-build`` / names (globs allowed) looked up
+in a channel's ``repodata.json``. The JSON result is described by docs/schemas/fetch.json.
+"""
 
 from __future__ import annotations
 
-from ..exceptions import UsageError
+import os
+
+from .. import fetch as engine
+from ..caches import PackageCaches
+from ..download import read_url_bytes
+from ..exceptions import FetchFailedError, InvalidSpecError, UsageError
+from ..layout import package_extension
+from ..sizes import human_bytes
+
+JSON_VERSION = 1
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument("specs", nargs="*", metavar="SPEC")
+    parser.add_argument(
+        "sources",
+        nargs="*",
+        metavar="FILE|URL",
+        help="@EXPLICIT files (path or URL) or package URLs/paths (URL#md5, URL#sha256:HEX); "
+        "with --repodata also package names, file names or globs.",
+    )
+    parser.add_argument(
+        "--repodata",
+        dest="repodata_source",
+        metavar="FILE|URL",
+        help="A channel's repodata.json; the other arguments name packages in it.",
+    )
+    parser.add_argument(
+        "--refetch",
+        action="store_true",
+        help="Download and extract again even what the cache already holds.",
+    )
+    parser.add_argument(
+        "--download-workers",
+        type=int,
+        metavar="N",
+        help="Parallel downloads (default: conda's fetch_threads, 5).",
+    )
+    parser.add_argument(
+        "--extract-workers",
+        type=int,
+        metavar="N",
+        help="Parallel extractions (default: the number of CPUs, at most 3).",
+    )
+
+
+def gather_refs(sources: list[str], repodata_source: str | None, run) -> list[engine.PackageRef]:
+    refs: list[engine.PackageRef] = []
+    patterns: list[str] = []
+    for source in sources:
+        bare = source.split("#", 1)[0]
+        if package_extension(bare) and ("://" in bare or os.path.isfile(os.path.expanduser(bare))):
+            refs.append(engine.ref_from_url(source))
+        elif "://" in source:
+            text = read_url_bytes(source, run).decode("utf-8", "replace")
+            refs += engine.parse_explicit(text)
+        elif os.path.isfile(os.path.expanduser(source)):
+            refs += engine.parse_explicit(os.path.expanduser(source))
+        elif repodata_source:
+            patterns.append(source)
+        elif package_extension(bare):
+            raise InvalidSpecError(source, "no such file")
+        else:
+            raise InvalidSpecError(
+                source, "not a file, a URL or a package (package names need --repodata)"
+            )
+    if repodata_source:
+        if not patterns:
+            raise UsageError("--repodata needs package names (or globs) to fetch")
+        data, base = engine.load_repodata(repodata_source, run)
+        refs += engine.refs_from_repodata(data, base, patterns)
+    return refs
+
+
+def _summary_text(summary, elapsed: float) -> str:
+    c = {o: summary.count(o) for o in engine.OUTCOMES}
+    done = len(summary.items) - c[engine.FAILED] - summary.count("cancelled")
+    parts = [
+        f"{c[engine.DOWNLOADED]} downloaded ({human_bytes(summary.bytes_downloaded)}"
+        + (f", {human_bytes(summary.bytes_resumed)} resumed" if summary.bytes_resumed else "")
+        + ")",
+        f"{c[engine.COPIED]} copied from read-only caches",
+        f"{c[engine.EXTRACTED]} extracted from archives already cached",
+        f"{c[engine.REUSED]} already in the cache",
+    ]
+    lines = [
+        f"{done} of {len(summary.items)} package(s) ready in {elapsed:.1f}s: "
+        + ", ".join(parts)
+        + f"; {summary.extractions} extraction(s)."
+    ]
+    for item in summary.items:
+        if item.outcome == engine.FAILED:
+            lines.append(f"  FAILED {item.fn}: {item.error}")
+    cancelled = summary.count("cancelled")
+    if cancelled:
+        lines.append(f"  {cancelled} package(s) not done (interrupted); run again to finish.")
+    return "\n".join(lines)
 
 
 def execute(args, run) -> int:
-    raise UsageError("`fetch` is not available yet")
+    if not args.sources:
+        raise UsageError("give @EXPLICIT files, package URLs, or --repodata FILE|URL and names")
+    for opt in ("download_workers", "extract_workers"):
+        value = getattr(args, opt)
+        if value is not None and value < 1:
+            raise UsageError(f"--{opt.replace('_', '-')} must be at least 1")
+    refs = gather_refs(args.sources, args.repodata_source, run)
+    caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
+    force = {r.fn for r in refs} if args.refetch else frozenset()
+    fetch_plan = engine.plan(refs, caches, force=force)
+    data = {
+        "version": JSON_VERSION,
+        "verb": "fetch",
+        "dry_run": bool(run.dry_run),
+        "pkgs_dirs": list(run.pkgs_dirs),
+        "target": fetch_plan.target,
+        "plan": fetch_plan.to_json(),
+        "summary": None,
+        "packages": [],
+        "failures": [],
+    }
+    if run.dry_run:
+        run.out.result(data, engine.describe_plan(fetch_plan) + "\nDry run: nothing was changed.")
+        return 0
+    if any(i.action != "none" for i in fetch_plan.items):
+        run.out.message("Downloading and Extracting Packages:")
+    summary = engine.execute(
+        fetch_plan,
+        run,
+        download_workers=args.download_workers,
+        extract_workers=args.extract_workers,
+    )
+    data["summary"] = summary.to_json()
+    data["packages"] = [i.to_json() for i in summary.items]
+    data["failures"] = [
+        {"fn": i.fn, "url": i.url, "error": i.error, "error_type": i.error_type}
+        for i in summary.failures
+    ]
+    run.out.result(data, _summary_text(summary, summary.seconds))
+    if summary.interrupted:
+        raise KeyboardInterrupt
+    if summary.failures:
+        raise FetchFailedError([(i.fn, i.error or "failed") for i in summary.failures])
+    return 0

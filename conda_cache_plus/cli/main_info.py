@@ -20,13 +20,30 @@ def configure_parser(parser) -> None:
 def build(run, *, sizes: bool = True) -> dict:
     caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
     inodes = InodeSet()  # shared, so a file hard-linked between two caches counts once
-    summaries = [cache_summary(c, sizes=sizes, inodes=inodes) for c in caches.writable_first()]
+    summaries = []
+    for c in caches.writable_first():
+        inodes.tag = c.pkgs_dir
+        summaries.append(cache_summary(c, sizes=sizes, inodes=inodes))
+    for s in summaries:
+        if s["sizes"]:
+            # known only after every cache was walked: a link from another cache is not "outside"
+            outside = inodes.linked_outside(s["path"])
+            s["sizes"]["linked_outside"] = outside
+            s["sizes"]["reclaimable"] = max(s["sizes"]["disk"] - outside, 0)
     totals: dict = {}
     for s in summaries:
         for k, v in s["counts"].items():
             totals[k] = totals.get(k, 0) + v
     if sizes:
-        for key in ("apparent", "disk", "archives", "leftovers", "index_cache"):
+        for key in (
+            "apparent",
+            "disk",
+            "archives",
+            "leftovers",
+            "index_cache",
+            "linked_outside",
+            "reclaimable",
+        ):
             totals[key] = sum((s["sizes"] or {}).get(key, 0) for s in summaries)
     return {
         "version": JSON_VERSION,
@@ -73,6 +90,11 @@ def render(data: dict, verbose: int = 0) -> str:
                     f"archives {human_bytes(z['archives'])}, "
                     f"leftovers {human_bytes(z['leftovers'])}, index cache "
                     f"{human_bytes(z['index_cache'])})"
+                )
+                lines.append(
+                    f"  reclaimable : {human_bytes(z['reclaimable'])} if all of it went "
+                    f"({human_bytes(z['linked_outside'])} stays, hard-linked from environments "
+                    "or elsewhere)"
                 )
         shown = s["problems"] + [f"broken: {b['path']} ({b['reason']})" for b in s["broken"]]
         if verbose:

@@ -1,13 +1,90 @@
-"""`conda cache repair` (placeholder until its issue lands)."""
+"""``conda cache repair [SPEC ...]``: re-extract, re-download or remove corrupt entries."""
 
 from __future__ import annotations
 
-from ..exceptions import UsageError
+from ..caches import PackageCaches
+from ..exceptions import EXIT_OK, EXIT_PROBLEMS_FOUND, DryRunExit, UserAbort
+from ..match import matchers
+from ..repair import REDOWNLOAD, REEXTRACT, REMOVE, SKIP, execute_plan, plan_repair
+from ..sizes import human_bytes
+from ..verify import FAST, FULL, verify_caches
+
+JSON_VERSION = 1
+_VERB = {REEXTRACT: "re-extract", REDOWNLOAD: "re-download", REMOVE: "remove", SKIP: "skip"}
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument("specs", nargs="*", metavar="SPEC")
+    parser.add_argument(
+        "specs",
+        nargs="*",
+        metavar="SPEC",
+        help="Only packages matching these specs (name, glob or MatchSpec).",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_const",
+        const=FULL,
+        default=FAST,
+        dest="verify_level",
+        help="Find damage with the full level (sha256 of every file) before repairing.",
+    )
+
+
+def describe_plan(plan) -> str:
+    if not plan.actions:
+        return "Nothing to repair: every checked package is ok."
+    lines = ["Repair plan:"]
+    for a in plan.actions:
+        lines.append(f"  {_VERB[a.action]:<12} {a.label}  ({a.status}, {a.problems} problem(s))")
+        lines.append(f"      {a.pkgs_dir}/{a.entry}: {a.reason}")
+    c = plan.counts()
+    lines.append(
+        f"\n{c[REEXTRACT]} to re-extract, {c[REDOWNLOAD]} to re-download, "
+        f"{c[REMOVE]} to remove, {c[SKIP]} skipped."
+    )
+    return "\n".join(lines)
+
+
+def describe_result(plan, stats) -> str:
+    lines = []
+    for a in plan.actions:
+        mark = {"done": "done", "failed": "FAILED", "skipped": "skipped"}.get(a.outcome, a.outcome)
+        extra = f": {a.detail}" if a.detail else ""
+        lines.append(f"  {mark:<8} {_VERB[a.action]:<12} {a.label}{extra}")
+    lines.append(
+        f"\nRe-extracted {stats['re-extracted']}, re-downloaded {stats['re-downloaded']}, "
+        f"removed {stats['removed']} ({human_bytes(stats['bytes_removed'])}), "
+        f"failed {stats['failed']}, skipped {stats['skipped']}."
+    )
+    return "\n".join(lines)
 
 
 def execute(args, run) -> int:
-    raise UsageError("`repair` is not available yet")
+    caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
+    report = verify_caches(caches, matchers(args.specs), args.verify_level)
+    plan = plan_repair(report, offline=run.offline)
+    data = {
+        "version": JSON_VERSION,
+        "level": report.level,
+        "pkgs_dirs": list(run.pkgs_dirs),
+        "specs": list(args.specs),
+        "dry_run": run.dry_run,
+        "checked": len(report.entries),
+        "counts": plan.counts(),
+        "actions": [a.to_json() for a in plan.actions],
+        "stats": None,
+    }
+    actionable = [a for a in plan.actions if a.action != SKIP]
+    if run.dry_run or not actionable:
+        run.out.result(data, describe_plan(plan))
+        if run.dry_run and actionable:
+            raise DryRunExit()
+        return EXIT_PROBLEMS_FOUND if plan.actions else EXIT_OK
+    run.out.message(describe_plan(plan))
+    if not run.out.confirm("Repair these packages?"):
+        raise UserAbort()
+    stats = execute_plan(plan, run)
+    data["actions"] = [a.to_json() for a in plan.actions]
+    data["stats"] = stats
+    run.out.result(data, describe_result(plan, stats))
+    return EXIT_PROBLEMS_FOUND if stats["failed"] or stats["skipped"] else EXIT_OK

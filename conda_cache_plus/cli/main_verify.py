@@ -1,13 +1,131 @@
-"""`conda cache verify` (placeholder until its issue lands)."""
+"""``conda cache verify [SPEC ...] [--full]``: check cached packages; exit 1 when one is bad."""
 
 from __future__ import annotations
 
-from ..exceptions import UsageError
+from ..caches import PackageCaches
+from ..exceptions import EXIT_OK, EXIT_PROBLEMS_FOUND
+from ..match import matchers
+from ..sizes import human_bytes
+from ..verify import FAST, FULL, OK, verify_caches
+
+JSON_VERSION = 1
+SHOWN_PER_ENTRY = 5
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument("specs", nargs="*", metavar="SPEC")
+    parser.add_argument(
+        "specs",
+        nargs="*",
+        metavar="SPEC",
+        help="Only packages matching these specs (name, glob or MatchSpec).",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_const",
+        const=FULL,
+        default=FAST,
+        dest="verify_level",
+        help="Also check the sha256 of every file and the checksum of every archive "
+        "(default: types and sizes only).",
+    )
+    parser.add_argument(
+        "--rehash",
+        action="store_true",
+        help="Re-check every file, ignoring what earlier runs remembered as unchanged.",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        dest="verify_jobs",
+        help="Check with N workers (default: the number of CPUs).",
+    )
+
+
+def build(run, specs: list[str], level: str, *, rehash: bool = False, jobs=None, progress=None):
+    caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
+    report = verify_caches(
+        caches,
+        matchers(specs),
+        level,
+        use_store=not rehash,
+        workers=jobs,
+        progress=progress,
+    )
+    return report_json(report, run.pkgs_dirs, specs), report
+
+
+def report_json(report, pkgs_dirs, specs) -> dict:
+    summary = report.totals()
+    summary["seconds"] = round(report.seconds, 4)
+    return {
+        "version": JSON_VERSION,
+        "level": report.level,
+        "ok": not report.bad,
+        "pkgs_dirs": list(pkgs_dirs),
+        "specs": list(specs),
+        "summary": summary,
+        "caches": report.caches,
+        "entries": [e.to_json() for e in report.entries],
+        "leftovers": [p.to_json() for p in report.leftovers],
+    }
+
+
+def render(report, verbose: int = 0) -> str:
+    t = report.totals()
+    ncaches = sum(1 for c in report.caches if c["exists"])
+    counts = ", ".join(
+        f"{t[s]} {s}" for s in ("ok", "corrupt", "incomplete", "missing-metadata") if t[s]
+    )
+    lines = [
+        f"Verified {t['entries']} package(s) in {ncaches} cache(s) ({report.level} level) "
+        f"in {report.seconds:.2f}s: {counts or 'nothing to check'}."
+    ]
+    files = f"  files: {t['checked']} checked"
+    if t["skipped"]:
+        files += f", {t['skipped']} unchanged since they last passed"
+    if report.level == FULL:
+        files += f", {t['hashed']} hashed ({human_bytes(t['bytes_hashed'])})"
+    lines.append(files)
+    for e in report.bad:
+        lines.append("")
+        where = "" if e.writable else "  [read-only cache]"
+        lines.append(f"{e.status:<16} {e.label}  {e.path}{where}")
+        shown = e.problems if verbose else e.problems[:SHOWN_PER_ENTRY]
+        lines += [f"    {p.describe()}" for p in shown]
+        if len(shown) < len(e.problems):
+            lines.append(f"    ... and {len(e.problems) - len(shown)} more (-v shows all)")
+    if report.leftovers:
+        lines.append("")
+        lines.append(f"Leftovers ({len(report.leftovers)}; `conda cache clean` removes them):")
+        shown = report.leftovers if verbose else report.leftovers[:SHOWN_PER_ENTRY]
+        lines += [f"    {p.describe()}" for p in shown]
+        if len(shown) < len(report.leftovers):
+            lines.append(f"    ... and {len(report.leftovers) - len(shown)} more")
+    for c in report.caches:
+        lines += [f"! {c['path']}: {p}" for p in c["problems"]]
+    if report.bad:
+        lines.append("")
+        lines.append("Run `conda cache repair` to re-extract or re-fetch the entries above.")
+    elif report.level == FAST and t["entries"]:
+        lines.append("(fast level: add --full to compare file contents with their sha256)")
+    return "\n".join(lines)
 
 
 def execute(args, run) -> int:
-    raise UsageError("`verify` is not available yet")
+    bar = run.out.progress_bar("Verifying package cache")
+    try:
+        data, report = build(
+            run,
+            args.specs,
+            args.verify_level,
+            rehash=args.rehash,
+            jobs=args.verify_jobs,
+            progress=bar.update_to,
+        )
+        bar.update_to(1)
+    finally:
+        bar.close()
+    run.out.result(data, render(report, run.verbose))
+    return EXIT_OK if all(e.status == OK for e in report.entries) else EXIT_PROBLEMS_FOUND

@@ -1,0 +1,255 @@
+"""End-to-end fetch benchmark: from a 127.0.0.1 HTTP server into an empty cache.
+
+    /work/condaenv/bin/python benchmarks/bench_fetch.py [CORPUS_DIR] [--repeat 3]
+        [--targets tmpfs disk] [--tmpfs /dev/shm/cpx-fetch] [--disk /var/tmp/cpx-fetch]
+
+Contenders, each in a fresh process per run, all fed the same ``.conda`` packages (URL + sha256)
+and each timed inside its process from the start of its work to the end (imports excluded, the
+process wall time reported next to it):
+
+- ``ours``: ``conda_cache_plus.fetch`` plan + execute, standard-library HTTP (no conda);
+- ``ours/conda``: the same through conda's session (``Run(conda=True)``, requests);
+- ``conda``: conda's ``ProgressiveFetchExtract`` on ``MatchSpec(url, sha256=...)``;
+- ``rattler``: py-rattler's ``download_and_extract`` for every package at once (asyncio).
+
+The server is ``tests/httpserver.py`` in its own process (so it does not compete for the
+contenders' GIL), keep-alive with TCP_NODELAY. Runs are interleaved (ours, conda, rattler, ...)
+and the median is reported. A peer that is not importable is skipped, and said to be.
+The corpus is built by ``benchmarks/corpus.py`` (reused when it exists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CONTENDERS = ("ours", "ours/conda", "conda", "rattler")
+
+
+# -- workers (run as `bench_fetch.py --worker NAME EXPLICIT DEST`) --------------------------------
+def _read_explicit(path: str) -> list[tuple[str, str]]:
+    out = []
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if line and not line.startswith(("#", "@")):
+                url, _, sha = line.partition("#")
+                out.append((url, sha))
+    return out
+
+
+def work_ours(explicit: str, dest: str, conda: bool) -> float:
+    from conda_cache_plus.caches import PackageCaches
+    from conda_cache_plus.fetch import execute, parse_explicit, plan
+    from conda_cache_plus.output import Run
+
+    if conda:
+        from conda.base.context import reset_context
+
+        reset_context()
+    start = time.perf_counter()
+    run = Run(quiet=True, conda=conda, pkgs_dirs=[dest])
+    summary = execute(plan(parse_explicit(explicit), PackageCaches([dest])), run)
+    took = time.perf_counter() - start
+    if summary.failures:
+        raise SystemExit(f"failures: {[(f.fn, f.error) for f in summary.failures]}")
+    return took
+
+
+def work_conda(explicit: str, dest: str) -> float:
+    os.environ["CONDA_PKGS_DIRS"] = dest
+    from conda.base.context import reset_context
+
+    reset_context()
+    from conda.core.package_cache_data import ProgressiveFetchExtract
+    from conda.models.match_spec import MatchSpec
+
+    start = time.perf_counter()
+    specs = [MatchSpec(url, sha256=sha) for url, sha in _read_explicit(explicit)]
+    pfe = ProgressiveFetchExtract(specs)
+    pfe.execute()
+    return time.perf_counter() - start
+
+
+def work_rattler(explicit: str, dest: str) -> float:
+    import asyncio
+
+    from rattler.networking import Client
+    from rattler.package_streaming import download_and_extract
+
+    async def main() -> None:
+        client = Client()
+        jobs = []
+        for url, sha in _read_explicit(explicit):
+            fn = url.rsplit("/", 1)[-1]
+            target = os.path.join(dest, fn[: -len(".conda")])
+            jobs.append(download_and_extract(client, url, target, bytes.fromhex(sha)))
+        await asyncio.gather(*jobs)
+
+    start = time.perf_counter()
+    asyncio.run(main())
+    return time.perf_counter() - start
+
+
+def worker(name: str, explicit: str, dest: str) -> None:
+    os.environ.setdefault("CONDA_PKGS_DIRS", dest)
+    if name == "ours":
+        took = work_ours(explicit, dest, conda=False)
+    elif name == "ours/conda":
+        took = work_ours(explicit, dest, conda=True)
+    elif name == "conda":
+        took = work_conda(explicit, dest)
+    elif name == "rattler":
+        took = work_rattler(explicit, dest)
+    else:
+        raise SystemExit(f"unknown contender {name}")
+    print(json.dumps({"seconds": took}))
+
+
+# -- driver ---------------------------------------------------------------------------------------
+def available(name: str) -> str | None:
+    """None when the contender can run here, else why not."""
+    module = {"ours": "conda_cache_plus", "ours/conda": "conda", "conda": "conda"}.get(name)
+    module = module or "rattler"
+    try:
+        __import__(module)
+    except ImportError as exc:
+        return f"{module} is not importable ({exc})"
+    return None
+
+
+def start_server(directory: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "tests", "httpserver.py"), directory],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http://"):
+        proc.kill()
+        raise SystemExit("the test server did not start")
+    return proc, url
+
+
+def _entries(dest: str) -> int:
+    return sum(
+        1
+        for name in os.listdir(dest)
+        if os.path.isfile(os.path.join(dest, name, "info", "index.json"))
+    )
+
+
+def run_once(name: str, explicit: str, dest: str, expected: int) -> tuple[float, float]:
+    shutil.rmtree(dest, ignore_errors=True)
+    os.makedirs(dest)
+    # Write back what earlier runs left dirty, so no run pays for its predecessor's data.
+    os.sync()
+    env = dict(os.environ)
+    env.update(CONDA_PKGS_DIRS=dest, CONDA_SOLVER="classic", CONDA_REGISTER_ENVS="false")
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--worker", name, explicit, dest],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    wall = time.perf_counter() - start
+    lines = proc.stdout.strip().splitlines()
+    # py-rattler sometimes dies with SIGSEGV while the interpreter exits, after its work is
+    # done and timed: accept a run whose result line was printed and whose output is complete.
+    if not lines or not lines[-1].startswith("{") or _entries(dest) != expected:
+        raise SystemExit(f"{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    took = json.loads(lines[-1])["seconds"]
+    shutil.rmtree(dest, ignore_errors=True)
+    return took, wall
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("corpus", nargs="?", default="/work/bench/corpus")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--targets", nargs="+", default=["tmpfs", "disk"])
+    parser.add_argument("--tmpfs", default="/dev/shm/cpx-fetch")
+    parser.add_argument("--disk", default="/var/tmp/cpx-fetch")
+    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS))
+    parser.add_argument("--worker", nargs=3, metavar=("NAME", "EXPLICIT", "DEST"))
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(*args.worker)
+        return 0
+
+    sys.path.insert(0, HERE)
+    from corpus import build_corpus
+
+    manifest = build_corpus(args.corpus)
+    pkgs = [p for p in manifest["packages"] if p["format"] == ".conda"]
+    total = sum(p["size"] for p in pkgs)
+    files = sum(p["files"] for p in pkgs)
+    www = tempfile.mkdtemp(prefix="cpx-fetch-www-")
+    os.symlink(os.path.dirname(pkgs[0]["path"]), os.path.join(www, "linux-64"))
+    server, base = start_server(www)
+    try:
+        explicit = os.path.join(www, "explicit.txt")
+        with open(explicit, "w") as fh:
+            fh.write("@EXPLICIT\n")
+            for p in pkgs:
+                fh.write(f"{base}/linux-64/{p['fn']}#{p['sha256']}\n")
+        skipped = {n: why for n in args.contenders if (why := available(n))}
+        names = [n for n in args.contenders if n not in skipped]
+        results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for target in args.targets:
+            dest = getattr(args, target)
+            for _ in range(args.repeat):
+                for name in names:
+                    results.setdefault((target, name), []).append(
+                        run_once(name, explicit, dest, len(pkgs))
+                    )
+        print(
+            f"\n{len(pkgs)} .conda packages, {total / 1e6:.0f} MB, {files} files; "
+            f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; median of {args.repeat}\n"
+        )
+        print("| target | contender | work (s) | process wall (s) | vs conda | vs rattler |")
+        print("|---|---|---:|---:|---:|---:|")
+        report = {}
+        for target in args.targets:
+            med = {
+                n: statistics.median(t for t, _w in results[(target, n)])
+                for n in names
+                if (target, n) in results
+            }
+            wall = {
+                n: statistics.median(w for _t, w in results[(target, n)])
+                for n in names
+                if (target, n) in results
+            }
+            for n in names:
+                vs_conda = f"{med['conda'] / med[n]:.2f}x" if "conda" in med else "-"
+                vs_rattler = f"{med['rattler'] / med[n]:.2f}x" if "rattler" in med else "-"
+                print(
+                    f"| {target} | {n} | {med[n]:.2f} | {wall[n]:.2f} | {vs_conda} | {vs_rattler} |"
+                )
+            report[target] = {"work": med, "wall": wall}
+        for n, why in skipped.items():
+            print(f"skipped {n}: {why}")
+        print("\n(vs X = X's time / this contender's time: above 1 means faster than X)")
+        os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
+        with open(os.path.join(HERE, "out", "fetch.json"), "w") as fh:
+            json.dump({"packages": len(pkgs), "bytes": total, "files": files, **report}, fh)
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(www, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Usage scan vs ``conda clean -p``: who uses what, on the same synthetic data, side by side.
+
+Builds a 5,000-entry cache (small extracted packages as conda leaves them, plus their .conda
+archives' stand-ins) and 50 environments of 300 packages each, hard-linked from the cache with
+conda-meta records as conda writes them (``link.source``, ``files``, ``paths_data``). Environment
+``i`` uses entries ``80*i .. 80*i+299``, so ~780 entries are unused. Then times, each as a fresh
+process (what a user runs), best of ``--repeat``:
+
+- ``conda clean -p --dry-run --json`` (conda's nlink walk of every file of every entry);
+- ``conda-cache clean --unused --dry-run --json`` standalone (scan + env records + link samples +
+  byte accounting of what would go);
+- ``conda cache clean --unused --dry-run --json`` (the same, as a conda plugin);
+- ``conda-cache usage --json`` (scan + usage of every entry, no sizes);
+and in-process the pure ``scan_usage`` on its own.
+
+Run (with conda importable for the conda columns):
+    /work/condaenv/bin/python benchmarks/bench_usage.py [--entries 5000 --envs 50 --per-env 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from conda_cache_plus.caches import PackageCaches  # noqa: E402
+from conda_cache_plus.envs import Environment  # noqa: E402
+from conda_cache_plus.usage import scan_usage  # noqa: E402
+
+CHANNEL = "https://conda.anaconda.org/conda-forge/noarch"
+
+
+def build(root: str, entries: int, envs: int, per_env: int, step: int) -> tuple[str, list[str]]:
+    pkgs = os.path.join(root, "pkgs")
+    marker = os.path.join(root, f".complete-{entries}-{envs}-{per_env}-{step}")
+    prefixes = [os.path.join(root, "envs", f"env{e:03d}") for e in range(envs)]
+    if os.path.exists(marker):
+        return pkgs, prefixes
+    os.makedirs(pkgs, exist_ok=True)
+    dists = []
+    with open(os.path.join(pkgs, "urls.txt"), "w") as urls:
+        for i in range(entries):
+            name, version, build_ = f"pkg{i:05d}", f"1.{i % 7}", f"h{i:06x}_0"
+            dist = f"{name}-{version}-{build_}"
+            dists.append((dist, name, version, build_))
+            base = os.path.join(pkgs, dist)
+            os.makedirs(os.path.join(base, "info"), exist_ok=True)
+            os.makedirs(os.path.join(base, "lib"), exist_ok=True)
+            files = [f"lib/lib{name}.so", f"lib/{name}.txt"]
+            for rel in files:
+                with open(os.path.join(base, rel), "wb") as fh:
+                    fh.write(name.encode() * 8)
+            index = {"name": name, "version": version, "build": build_, "build_number": 0,
+                     "subdir": "noarch", "depends": []}  # fmt: skip
+            paths = [{"_path": rel, "path_type": "hardlink", "size_in_bytes": 56} for rel in files]
+            with open(os.path.join(base, "info", "index.json"), "w") as fh:
+                json.dump(index, fh)
+            with open(os.path.join(base, "info", "paths.json"), "w") as fh:
+                json.dump({"paths": paths, "paths_version": 1}, fh)
+            record = dict(index, fn=dist + ".conda", url=f"{CHANNEL}/{dist}.conda",
+                          channel=CHANNEL, md5="0" * 32, size=1000)  # fmt: skip
+            with open(os.path.join(base, "info", "repodata_record.json"), "w") as fh:
+                json.dump(record, fh)
+            with open(base + ".conda", "wb") as fh:
+                fh.write(b"\0" * 1000)
+            urls.write(record["url"] + "\n")
+    for e, prefix in enumerate(prefixes):
+        meta = os.path.join(prefix, "conda-meta")
+        os.makedirs(os.path.join(prefix, "lib"), exist_ok=True)
+        os.makedirs(meta, exist_ok=True)
+        history = []
+        for k in range(per_env):
+            dist, name, version, build_ = dists[(e * step + k) % entries]
+            src = os.path.join(pkgs, dist)
+            files = [f"lib/lib{name}.so", f"lib/{name}.txt"]
+            for rel in files:
+                os.link(os.path.join(src, rel), os.path.join(prefix, rel))
+            with open(os.path.join(src, "info", "repodata_record.json")) as fh:
+                rec = json.load(fh)
+            rec.update(
+                files=files,
+                paths_data={
+                    "paths": [{"_path": f, "path_type": "hardlink"} for f in files],
+                    "paths_version": 1,
+                },
+                link={"source": src, "type": 1},
+                extracted_package_dir=src,
+                package_tarball_full_path=src + ".conda",
+            )
+            with open(os.path.join(meta, dist + ".json"), "w") as fh:
+                json.dump(rec, fh)
+            history.append(f"+conda-forge/noarch::{dist}")
+        with open(os.path.join(meta, "history"), "w") as fh:
+            fh.write("==> 2026-01-01 00:00:00 <==\n# cmd: conda create\n")
+            fh.write("\n".join(history) + "\n")
+    open(marker, "w").close()
+    return pkgs, prefixes
+
+
+def timed(cmd: list[str], env: dict, repeat: int) -> tuple[float, str]:
+    best = float("inf")
+    out = ""
+    for _ in range(repeat):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        best = min(best, time.perf_counter() - start)
+        if proc.returncode not in (0, 1):
+            raise SystemExit(f"{cmd} failed: {proc.returncode}\n{proc.stderr[-2000:]}")
+        out = proc.stdout
+    return best, out
+
+
+def conda_importable() -> bool:
+    try:
+        import conda.base.context  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", default=os.path.join(HERE, "out", "usage"))
+    ap.add_argument("--entries", type=int, default=5000)
+    ap.add_argument("--envs", type=int, default=50)
+    ap.add_argument("--per-env", type=int, default=300)
+    ap.add_argument("--step", type=int, default=80)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    pkgs, prefixes = build(args.root, args.entries, args.envs, args.per_env, args.step)
+    print(f"data: {args.entries} entries, {args.envs} envs x {args.per_env} packages "
+          f"(built/reused in {time.perf_counter() - t0:.1f}s)")  # fmt: skip
+
+    home = os.path.join(args.root, "home")
+    os.makedirs(os.path.join(home, ".conda"), exist_ok=True)
+    with open(os.path.join(home, ".conda", "environments.txt"), "w") as fh:
+        fh.write("\n".join(prefixes) + "\n")
+    env = dict(os.environ)
+    env.update(
+        HOME=home,
+        CONDA_PKGS_DIRS=pkgs,
+        CONDA_ENVS_DIRS=os.path.join(args.root, "no-envs-dir"),
+        CONDA_SOLVER="classic",
+        XDG_CACHE_HOME=os.path.join(args.root, "xdg"),
+        CONDA_ROOT=os.path.join(args.root, "no-root"),
+    )
+    py = sys.executable
+    rows = []
+
+    best = float("inf")
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        report = scan_usage(
+            PackageCaches([pkgs], use_index=False).records(),
+            [Environment(p, ["--env"]) for p in prefixes],
+        )
+        best = min(best, time.perf_counter() - start)
+    unused = sum(1 for u in report.entries.values() if not u.in_use)
+    rows.append(("scan_usage() in-process (no remembered index)", best, unused))
+
+    standalone = dict(env, CONDA_CACHE_PLUS_NO_CONDA="1")
+    t, out = timed([py, "-m", "conda_cache_plus", "usage", "--json"], standalone, args.repeat)
+    rows.append(("conda-cache usage --json", t, json.loads(out)["totals"]["unused"]))
+    cmd = [py, "-m", "conda_cache_plus", "clean", "--unused", "--dry-run", "--json"]
+    t, out = timed(cmd, standalone, args.repeat)
+    ours = json.loads(out)
+    rows.append(("conda-cache clean --unused --dry-run --json", t, len(ours["items"])))
+    conda_t = None
+    if conda_importable():
+        cmd = [py, "-m", "conda", "cache", "clean", "--unused", "--dry-run", "--json"]
+        t, out = timed(cmd, env, args.repeat)
+        rows.append(
+            ("conda cache clean --unused --dry-run --json", t, len(json.loads(out)["items"]))
+        )
+        cmd = [py, "-m", "conda", "clean", "-p", "--dry-run", "--json"]
+        conda_t, out = timed(cmd, env, args.repeat)
+        theirs = json.loads(out)["packages"]["pkgs_dirs"].get(pkgs, [])
+        rows.append(("conda clean -p --dry-run --json", conda_t, len(theirs)))
+        same = {i["name"] for i in ours["items"]} == set(theirs)
+        print(f"same unused set as conda (all envs hard-linked): {same}")
+
+    print(f"\n| what | best of {args.repeat} (s) | unused found | vs conda clean -p |")
+    print("|---|---:|---:|---:|")
+    for what, t, n in rows:
+        ratio = f"{conda_t / t:.2f}x" if conda_t else "n/a"
+        print(f"| {what} | {t:.3f} | {n} | {ratio} |")
+    if conda_t is None:
+        print("\nconda is not importable here: the conda rows are n/a.")
+
+
+if __name__ == "__main__":
+    main()

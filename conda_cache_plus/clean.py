@@ -1,0 +1,564 @@
+"""Planning what ``remove`` and ``clean`` delete, and deleting exactly that.
+
+The plan is pure (it reads the caches and the environments and returns data); ``--dry-run``
+prints it, the real run executes the same plan. Semantics of ``clean`` (README "Cleaning"):
+
+* Package policies select *entries* and combine with AND: an entry goes only if every given
+  policy selects it.
+
+  - ``--unused``: no known environment uses it (``usage.py``: records, hard links, symlinks);
+  - ``--older-than D``: last used (newest link by an environment, or extraction/download, whichever
+    is later) more than ``D`` ago;
+  - ``--keep-latest N``: not among the ``N`` newest versions (version order, then build number)
+    cached for its package name, over all caches;
+  - ``--max-size S``: applied last, among what the other policies selected (or every entry when
+    it is alone): least recently used first, until the package entries of the writable caches
+    take at most ``S`` on disk (as ``du`` counts them).
+
+* ``--tarballs`` / ``--extracted`` say which part of a selected entry goes: only its archives (kept
+  only for entries whose extracted directory is complete), or only its extracted directory (kept
+  only when an archive stays). Without either the whole entry goes. Given alone they select every
+  entry that qualifies.
+* ``--temp`` and ``--index-cache`` add leftovers (partial downloads not locked by a running
+  download, ``.c~`` holds, trash, our orphan temp dirs) and ``pkgs/cache``; they do not combine with
+  the package policies.
+
+Never removed: an entry (or its extracted directory) in use by a known environment — and with
+``--keep-history`` one named by a revision in ``conda-meta/history`` (archives may still go with
+``--tarballs``: environments never link them); an entry whose lock is held (being written);
+anything in a read-only cache. Each is listed under ``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .footprint import Bytes, Footprint, measure
+from .layout import CacheLayout
+from .match import SpecMatcher, match_any, version_compare
+from .records import PackageCacheRecord
+from .usage import UsageReport
+
+PART_ENTRY = "entry"
+PART_TARBALLS = "tarballs"
+PART_EXTRACTED = "extracted"
+
+KIND_PACKAGE = "package"
+KIND_ARCHIVE = "archive"
+KIND_EXTRACTED = "extracted"
+KIND_TEMP = "temp"
+KIND_INDEX = "index_cache"
+
+# conda's .c~ holds and our temp dirs younger than this may belong to a running transaction.
+TEMP_GRACE_SECONDS = 300
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdwy]?)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {
+    "": 86400,
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 7 * 86400,
+    "y": 365 * 86400,
+}
+
+
+def parse_duration(text: str) -> float:
+    """``30d``, ``12h``, ``2w``, ``90m``, ``45s``, ``1y`` → seconds (a bare number is days)."""
+    m = _DURATION.match(text or "")
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (try 30d, 12h, 2w)")
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+
+
+@dataclass
+class Policy:
+    unused: bool = False
+    older_than: float | None = None  # seconds
+    keep_latest: int | None = None
+    max_size: int | None = None
+    part: str = PART_ENTRY
+    temp: bool = False
+    index_cache: bool = False
+    keep_history: bool = False
+    specs: list[SpecMatcher] = field(default_factory=list)
+
+    @property
+    def selects_packages(self) -> bool:
+        return (
+            self.unused
+            or self.older_than is not None
+            or self.keep_latest is not None
+            or self.max_size is not None
+            or self.part != PART_ENTRY
+            or bool(self.specs)
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "unused": self.unused,
+            "older_than_seconds": self.older_than,
+            "keep_latest": self.keep_latest,
+            "max_size": self.max_size,
+            "part": self.part,
+            "temp": self.temp,
+            "index_cache": self.index_cache,
+            "keep_history": self.keep_history,
+            "specs": [m.spec for m in self.specs],
+        }
+
+
+@dataclass
+class PlanItem:
+    kind: str
+    pkgs_dir: str
+    name: str
+    paths: list[str]
+    reasons: list[str] = field(default_factory=list)
+    record: PackageCacheRecord | None = None
+    last_used: float | None = None
+    url_basenames: list[str] = field(default_factory=list)
+    bytes: Bytes = field(default_factory=Bytes)
+    status: str = "planned"
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        out = {
+            "kind": self.kind,
+            "pkgs_dir": self.pkgs_dir,
+            "name": self.name,
+            "paths": list(self.paths),
+            "reasons": list(self.reasons),
+            "last_used": self.last_used,
+            "bytes": self.bytes.to_json(),
+            "status": self.status,
+        }
+        if self.record is not None:
+            r = self.record
+            out["package"] = {
+                "name": r.name,
+                "version": r.version,
+                "build": r.build,
+                "channel": r.channel,
+                "fn": r.fn,
+            }
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass
+class Skipped:
+    kind: str
+    pkgs_dir: str
+    name: str
+    reason: str
+    used_by: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "kind": self.kind,
+            "pkgs_dir": self.pkgs_dir,
+            "name": self.name,
+            "reason": self.reason,
+            "used_by": list(self.used_by),
+        }
+
+
+@dataclass
+class Plan:
+    items: list[PlanItem] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    read_only: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    still_linked: int = 0
+
+    def totals(self) -> dict:
+        total = Bytes()
+        for item in self.items:
+            total.add(item.bytes)
+        out = total.to_json()
+        out["items"] = len(self.items)
+        out["still_linked"] = self.still_linked
+        return out
+
+    def to_json(self) -> dict:
+        return {
+            "items": [i.to_json() for i in self.items],
+            "skipped": [s.to_json() for s in self.skipped],
+            "read_only": list(self.read_only),
+            "notes": list(self.notes),
+            "totals": self.totals(),
+        }
+
+
+# --- selection ---------------------------------------------------------------------------------
+def _entry_paths(rec: PackageCacheRecord, part: str) -> list[str]:
+    archives = [rec.archive_path(ext) for ext in rec.archives]
+    if part == PART_TARBALLS:
+        return archives
+    if part == PART_EXTRACTED:
+        return [rec.extracted_package_dir]
+    return archives + ([rec.extracted_package_dir] if rec.has_dir else [])
+
+
+def _part_applies(rec: PackageCacheRecord, part: str) -> bool:
+    if part == PART_TARBALLS:
+        return rec.is_fetched and rec.is_extracted and rec.is_complete and not rec.problems
+    if part == PART_EXTRACTED:
+        return rec.has_dir and rec.is_fetched
+    return True
+
+
+def _version_rank(records: list[PackageCacheRecord]) -> dict[int, int]:
+    """id(record) → 0 for the newest (version, build_number) of its name, 1 for the next, ..."""
+    import functools
+
+    def cmp(a, b):
+        return version_compare(a[0], b[0]) or (a[1] > b[1]) - (a[1] < b[1])
+
+    by_name: dict[str, list[PackageCacheRecord]] = {}
+    for rec in records:
+        by_name.setdefault(rec.name, []).append(rec)
+    rank: dict[int, int] = {}
+    for recs in by_name.values():
+        distinct = sorted(
+            {(r.version, r.build_number) for r in recs},
+            key=functools.cmp_to_key(cmp),
+            reverse=True,
+        )
+        pos = {v: i for i, v in enumerate(distinct)}
+        for r in recs:
+            rank[id(r)] = pos[(r.version, r.build_number)]
+    return rank
+
+
+def _fmt_age(seconds: float) -> str:
+    days = seconds / 86400
+    return f"{days:.1f}d" if days >= 1 else f"{seconds / 3600:.1f}h"
+
+
+def plan_packages(
+    caches,
+    usage: UsageReport,
+    policy: Policy,
+    *,
+    now: float | None = None,
+    is_locked: Callable[[CacheLayout, str], bool] | None = None,
+    force_in_use: bool = False,
+) -> Plan:
+    """Entries (or their parts) to remove under ``policy``; see the module docstring."""
+    from .locks import flock_held
+
+    now = time.time() if now is None else now
+    if is_locked is None:
+
+        def is_locked(layout: CacheLayout, entry: str) -> bool:
+            return flock_held(layout.entry_lock(entry))
+
+    plan = Plan()
+    all_records: list[PackageCacheRecord] = []
+    writable: dict[str, bool] = {}
+    for cache in caches.writable_first():
+        res = cache.load()
+        if not res.exists:
+            continue
+        writable[cache.pkgs_dir] = bool(cache.is_writable)
+        if not cache.is_writable:
+            plan.read_only.append(cache.pkgs_dir)
+        all_records.extend(res.records)
+    if not policy.selects_packages:
+        return plan
+    rank = _version_rank(all_records) if policy.keep_latest is not None else {}
+    part = policy.part
+
+    selected: list[tuple[PackageCacheRecord, list[str]]] = []
+    for rec in all_records:
+        reasons: list[str] = []
+        if policy.specs:
+            if not match_any(rec, policy.specs):
+                continue
+            reasons.append("matches " + " | ".join(m.spec for m in policy.specs))
+        if not _part_applies(rec, part):
+            continue
+        u = usage.usage_of(rec)
+        if policy.unused:
+            if u.in_use or (policy.keep_history and u.history):
+                continue
+            reasons.append("unused")
+        if policy.older_than is not None:
+            age = now - u.last_used
+            if age <= policy.older_than:
+                continue
+            reasons.append(f"last used {_fmt_age(age)} ago")
+        if policy.keep_latest is not None:
+            r = rank[id(rec)]
+            if r < policy.keep_latest:
+                continue
+            reasons.append(f"version #{r + 1} of {rec.name} (keeping {policy.keep_latest})")
+        if part == PART_TARBALLS:
+            reasons.append("archive of a complete extracted entry")
+        elif part == PART_EXTRACTED:
+            reasons.append("extracted dir whose archive stays")
+        selected.append((rec, reasons))
+
+    kept: list[tuple[PackageCacheRecord, list[str]]] = []
+    for rec, reasons in selected:
+        u = usage.usage_of(rec)
+        kind = {PART_TARBALLS: KIND_ARCHIVE, PART_EXTRACTED: KIND_EXTRACTED}.get(part, KIND_PACKAGE)
+        protected = part != PART_TARBALLS and not force_in_use
+        if protected and u.in_use:
+            plan.skipped.append(Skipped(kind, rec.pkgs_dir, rec.entry, "in use", sorted(u.users)))
+            continue
+        if protected and policy.keep_history and u.history:
+            plan.skipped.append(
+                Skipped(
+                    kind, rec.pkgs_dir, rec.entry, "named by environment history", sorted(u.history)
+                )
+            )
+            continue
+        if not writable.get(rec.pkgs_dir):
+            plan.skipped.append(Skipped(kind, rec.pkgs_dir, rec.entry, "read-only cache"))
+            continue
+        if is_locked(CacheLayout(rec.pkgs_dir), rec.entry):
+            plan.skipped.append(Skipped(kind, rec.pkgs_dir, rec.entry, "being written (locked)"))
+            continue
+        if force_in_use and u.in_use:
+            reasons = [*reasons, "in use, removed anyway (--force-in-use)"]
+        kept.append((rec, reasons))
+
+    if policy.max_size is not None:
+        kept = _apply_budget(kept, all_records, writable, usage, policy, plan)
+    else:
+        kept.sort(key=lambda x: (x[0].pkgs_dir, x[0].entry))
+
+    for rec, reasons in kept:
+        kind = {PART_TARBALLS: KIND_ARCHIVE, PART_EXTRACTED: KIND_EXTRACTED}.get(part, KIND_PACKAGE)
+        # urls.txt records where an entry came from; its lines go only with the whole entry
+        urls = [rec.basename + ext for ext in rec.archives] if part == PART_ENTRY else []
+        plan.items.append(
+            PlanItem(
+                kind=kind,
+                pkgs_dir=rec.pkgs_dir,
+                name=rec.entry,
+                paths=_entry_paths(rec, part),
+                reasons=reasons,
+                record=rec,
+                last_used=usage.usage_of(rec).last_used or None,
+                url_basenames=urls,
+            )
+        )
+    return plan
+
+
+def _apply_budget(kept, all_records, writable, usage, policy, plan):
+    part = policy.part
+    total = 0
+    for rec in all_records:
+        if writable.get(rec.pkgs_dir):
+            total += measure(_entry_paths(rec, PART_ENTRY)).disk
+    budget = policy.max_size
+    out = []
+    lru = sorted(kept, key=lambda x: (usage.usage_of(x[0]).last_used, x[0].pkgs_dir, x[0].entry))
+    for rec, reasons in lru:
+        if total <= budget:
+            break
+        size = measure(_entry_paths(rec, part)).disk
+        total -= size
+        out.append((rec, [*reasons, "least recently used, over the size budget"]))
+    if total > budget:
+        plan.notes.append(
+            f"the size budget cannot be met: {total} bytes stay after removing every candidate"
+        )
+    return out
+
+
+def plan_temp(caches, *, now: float | None = None, index_cache: bool, temp: bool) -> Plan:
+    """Leftovers and index caches of the writable caches."""
+    from .locks import conda_byte_locked, flock_held
+
+    now = time.time() if now is None else now
+    plan = Plan()
+    for cache in caches.writable_first():
+        res = cache.load()
+        if not res.exists:
+            continue
+        if not cache.is_writable:
+            plan.read_only.append(cache.pkgs_dir)
+            continue
+        layout = cache.layout
+        if temp:
+            entry_locks_busy = _any_entry_lock_held(layout, flock_held)
+            for lo in sorted(res.leftovers, key=lambda x: x.rel):
+                if lo.kind == "lock":
+                    continue  # deleting a lock file someone holds would break their exclusion
+                reason = None
+                if lo.kind == "partial" and conda_byte_locked(lo.path):
+                    reason = "download in progress (conda's byte-range lock is held)"
+                elif lo.kind in ("hold", "tmp"):
+                    try:
+                        age = now - os.lstat(lo.path).st_mtime
+                    except OSError:
+                        age = TEMP_GRACE_SECONDS + 1
+                    if lo.kind == "tmp" and entry_locks_busy:
+                        reason = "an extraction is running (entry lock held)"
+                    elif age < TEMP_GRACE_SECONDS:
+                        reason = (
+                            f"younger than {TEMP_GRACE_SECONDS}s, "
+                            "may belong to a running transaction"
+                        )
+                if reason:
+                    plan.skipped.append(Skipped(KIND_TEMP, cache.pkgs_dir, lo.rel, reason))
+                    continue
+                why = [f"leftover ({lo.kind})"]
+                plan.items.append(PlanItem(KIND_TEMP, cache.pkgs_dir, lo.rel, [lo.path], why))
+        if index_cache and os.path.isdir(layout.index_cache):
+            plan.items.append(
+                PlanItem(KIND_INDEX, cache.pkgs_dir, "cache", [layout.index_cache], ["index cache"])
+            )
+    return plan
+
+
+def _any_entry_lock_held(layout: CacheLayout, flock_held) -> bool:
+    try:
+        ours = os.path.basename(layout.cache_lock)
+        names = [n for n in os.listdir(layout.locks_dir) if n != ours]
+    except OSError:
+        return False
+    return any(flock_held(os.path.join(layout.locks_dir, n)) for n in names)
+
+
+def merge(*plans: Plan) -> Plan:
+    out = Plan()
+    for p in plans:
+        out.items += p.items
+        out.skipped += p.skipped
+        out.notes += p.notes
+        for d in p.read_only:
+            if d not in out.read_only:
+                out.read_only.append(d)
+    return out
+
+
+def measure_plan(plan: Plan) -> Plan:
+    """Fill every item's bytes: freed counts an inode once, at the item removing its last link."""
+    fp = Footprint()
+    for item in plan.items:
+        item.bytes = fp.add(item.paths)
+    plan.still_linked = fp.still_linked()
+    return plan
+
+
+# --- execution ---------------------------------------------------------------------------------
+@dataclass
+class RemovalStats:
+    """What was actually deleted (uv's ``Removal``): sums over items, idempotent."""
+
+    files: int = 0
+    dirs: int = 0
+    bytes: int = 0  # apparent bytes of what was deleted (files, links and directories)
+    items: int = 0
+    already_gone: int = 0
+    failed: int = 0
+    skipped: int = 0
+    urls_lines: int = 0
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _remove_path(path: str, stats: RemovalStats, trash_dir: str) -> bool:
+    """Delete one file or tree; returns False when it was already gone."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not os.path.isdir(path) or os.path.islink(path):
+        os.unlink(path)
+        stats.files += 1
+        stats.bytes += st.st_size
+        return True
+    # Move the directory out of sight first, so no scan sees a half-deleted entry.
+    target = path
+    try:
+        os.makedirs(trash_dir, exist_ok=True)
+        target = os.path.join(trash_dir, f"{os.path.basename(path)}.cpx-trash-{os.getpid()}")
+        if os.path.lexists(target):
+            shutil.rmtree(target, ignore_errors=True)
+        os.rename(path, target)
+    except OSError:
+        target = path
+    for root, dirs, files in os.walk(target, topdown=False):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            p = os.path.join(root, name)
+            try:
+                size = os.lstat(p).st_size
+                os.unlink(p)
+            except FileNotFoundError:
+                continue
+            stats.files += 1
+            stats.bytes += size
+        for name in dirs:
+            p = os.path.join(root, name)
+            if os.path.islink(p):
+                continue
+            try:
+                size = os.lstat(p).st_size
+                os.rmdir(p)
+            except FileNotFoundError:
+                continue
+            stats.dirs += 1
+            stats.bytes += size
+    os.rmdir(target)
+    stats.dirs += 1
+    stats.bytes += st.st_size
+    return True
+
+
+def execute_plan(plan: Plan, *, on_item: Callable[[PlanItem], None] | None = None) -> RemovalStats:
+    """Remove exactly the plan's items (call with the caches' write locks held)."""
+    from . import scan_index
+    from .locks import flock_held
+    from .urls import remove_urls
+
+    stats = RemovalStats()
+    urls_by_cache: dict[str, list[str]] = {}
+    touched: set[str] = set()
+    for item in plan.items:
+        layout = CacheLayout(item.pkgs_dir)
+        if item.kind in (KIND_PACKAGE, KIND_EXTRACTED, KIND_ARCHIVE) and flock_held(
+            layout.entry_lock(item.name)
+        ):
+            item.status = "skipped"
+            item.error = "being written (locked)"
+            stats.skipped += 1
+            continue
+        removed_any = False
+        try:
+            for path in item.paths:
+                removed_any |= _remove_path(path, stats, layout.tmp_dir)
+        except OSError as exc:
+            item.status = "failed"
+            item.error = f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".strip()
+            stats.failed += 1
+        else:
+            item.status = "removed" if removed_any else "already gone"
+            stats.items += 1
+            if not removed_any:
+                stats.already_gone += 1
+            urls_by_cache.setdefault(item.pkgs_dir, []).extend(item.url_basenames)
+        touched.add(item.pkgs_dir)
+        if on_item is not None:
+            on_item(item)
+    for pkgs_dir, basenames in urls_by_cache.items():
+        if basenames:
+            stats.urls_lines += remove_urls(CacheLayout(pkgs_dir), basenames)
+    for pkgs_dir in touched:
+        scan_index.forget(pkgs_dir)
+    return stats

@@ -1,0 +1,134 @@
+"""The environments we know of: every prefix that may be using the package caches.
+
+Found the way conda finds them (``conda env list``): the root prefix, every environment directly
+under an ``envs_dirs`` directory, the prefixes listed in ``~/.conda/environments.txt``, plus the
+prefixes the user names (``--env PREFIX``). A prefix is an environment when it has
+``conda-meta/history`` or any ``conda-meta/*.json`` record.
+
+Without conda, ``envs_dirs`` comes from ``CONDA_ENVS_DIRS`` / ``CONDA_ENVS_PATH`` (``os.pathsep``
+separated, like conda), else ``envs_dirs`` in the .condarc files, then conda's fixed defaults
+``<root>/envs`` and ``~/.conda/envs``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from . import config
+
+SOURCE_ROOT = "root"
+SOURCE_ENVS_DIR = "envs_dirs"
+SOURCE_REGISTERED = "environments.txt"
+SOURCE_USER = "--env"
+
+
+@dataclass
+class Environment:
+    prefix: str
+    sources: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"prefix": self.prefix, "sources": list(self.sources)}
+
+
+def is_environment(prefix: str) -> bool:
+    meta = os.path.join(prefix, "conda-meta")
+    if os.path.isfile(os.path.join(meta, "history")):
+        return True
+    try:
+        with os.scandir(meta) as it:
+            return any(de.name.endswith(".json") for de in it)
+    except OSError:
+        return False
+
+
+def _split_env_var(value: str) -> list[str]:
+    return [p for p in value.split(os.pathsep) if p.strip()]
+
+
+def envs_dirs(*, use_conda: bool = False, environ: Mapping[str, str] | None = None) -> list[str]:
+    if use_conda:
+        from .conda_compat import conda_context
+
+        return [os.path.abspath(p) for p in conda_context().envs_dirs]
+    env = os.environ if environ is None else environ
+    configured: list[str] = []
+    for var in ("CONDA_ENVS_DIRS", "CONDA_ENVS_PATH"):
+        if env.get(var):
+            configured = _split_env_var(env[var])
+            break
+    if not configured:
+        for path in reversed(config.condarc_files(env)):
+            value = config.read_condarc_list(path, "envs_dirs") or config.read_condarc_list(
+                path, "envs_path"
+            )
+            if value:
+                configured += value
+    root = config.root_prefix(env)
+    fixed = [os.path.join(root, "envs"), os.path.join("~", ".conda", "envs")]
+    return config._dedupe([*configured, *fixed])
+
+
+def root_prefix(*, use_conda: bool = False, environ: Mapping[str, str] | None = None) -> str:
+    if use_conda:
+        from .conda_compat import conda_context
+
+        return os.path.abspath(conda_context().root_prefix)
+    return config.root_prefix(environ)
+
+
+def environments_txt(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    home = env.get("HOME") or os.path.expanduser("~")
+    return os.path.join(home, ".conda", "environments.txt")
+
+
+def registered_prefixes(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return [line.strip() for line in fh if line.strip() and not line.startswith("#")]
+    except OSError:
+        return []
+
+
+def known_environments(
+    extra: Iterable[str] = (),
+    *,
+    use_conda: bool = False,
+    environ: Mapping[str, str] | None = None,
+    discover: bool = True,
+) -> list[Environment]:
+    """Every environment that exists, each once (by real path), in discovery order.
+
+    ``discover=False`` keeps only ``extra`` (the user's ``--env`` prefixes): for tests and for
+    ``usage --only-env``-style questions.
+    """
+    found: dict[str, Environment] = {}
+
+    def add(prefix: str, source: str) -> None:
+        prefix = os.path.abspath(os.path.expanduser(prefix))
+        key = os.path.realpath(prefix)
+        if key in found:
+            if source not in found[key].sources:
+                found[key].sources.append(source)
+            return
+        if is_environment(prefix):
+            found[key] = Environment(prefix, [source])
+
+    for prefix in extra:
+        add(prefix, SOURCE_USER)
+    if discover:
+        add(root_prefix(use_conda=use_conda, environ=environ), SOURCE_ROOT)
+        for envs_dir in envs_dirs(use_conda=use_conda, environ=environ):
+            try:
+                with os.scandir(envs_dir) as it:
+                    names = sorted(de.name for de in it if de.is_dir())
+            except OSError:
+                continue
+            for name in names:
+                add(os.path.join(envs_dir, name), SOURCE_ENVS_DIR)
+        for prefix in registered_prefixes(environments_txt(environ)):
+            add(prefix, SOURCE_REGISTERED)
+    return list(found.values())

@@ -1,0 +1,808 @@
+"""The fetch engine: our ``ProgressiveFetchExtract`` (conda-facts §4.6).
+
+:func:`plan` decides, for each package reference, what the caches need, like conda but checking
+sha256 where it is known:
+
+- ``none``: an extracted entry in some cache agrees with the reference (size, md5, sha256 where
+  both sides know them; the file name; a URL is recorded);
+- ``extract``: a writable cache holds the archive and it verifies → extract it there;
+- ``copy``: a read-only cache holds the archive and it verifies → hard-link (or copy) it into the
+  first writable cache, then extract;
+- ``download``: anything else, into the first writable cache (resuming a partial).
+
+:func:`execute` runs the plan: downloads (largest first) and extractions overlap in two pools;
+each package is worked on under a per-archive lock and re-checked once the lock is held, so
+several processes fetching the same package do the work once and all succeed; the whole run
+holds a shared lock on each cache it writes (``conda cache clean`` takes it exclusively).
+Ctrl-C cancels what has not started, stops transfers (their partials stay resumable) and lets
+running extractions finish (they are atomic either way).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import fnmatch
+import json
+import os
+import queue
+import re
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+
+from .caches import PackageCaches
+from .download import (
+    copy_or_link,
+    download,
+    expected_checksum,
+    hash_file,
+    path_to_url,
+    read_url_bytes,
+    strip_fragment,
+)
+from .exceptions import (
+    CachePlusError,
+    ChecksumMismatchError,
+    DownloadCancelled,
+    InvalidSpecError,
+    NoWritableCacheError,
+    SizeMismatchError,
+)
+from .layout import CacheLayout, is_subdir_name, package_extension, strip_package_extension
+from .locks import FileLock
+from .records import SOURCE_RECORD
+from .sizes import human_bytes
+
+NONE = "none"
+EXTRACT = "extract"
+COPY = "copy"
+DOWNLOAD = "download"
+
+# Outcomes, one per package; they add up to the number of packages.
+REUSED = "reused"
+DOWNLOADED = "downloaded"
+COPIED = "copied"
+EXTRACTED = "extracted"
+FAILED = "failed"
+CANCELLED = "cancelled"
+OUTCOMES = (REUSED, DOWNLOADED, COPIED, EXTRACTED, FAILED, CANCELLED)
+
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+# -- references ---------------------------------------------------------------------------------
+@dataclass
+class PackageRef:
+    """One package to have in the cache: where it comes from and what it must hash to."""
+
+    url: str
+    fn: str
+    md5: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    extra: dict | None = None  # further record fields (from repodata), written into the record
+
+    @property
+    def dist(self) -> str:
+        return strip_package_extension(self.fn)[0]
+
+    @property
+    def ext(self) -> str:
+        return package_extension(self.fn) or ""
+
+    def to_json(self) -> dict:
+        return {
+            "url": self.url,
+            "fn": self.fn,
+            "md5": self.md5,
+            "sha256": self.sha256,
+            "size": self.size,
+        }
+
+
+def _parse_fragment(frag: str, line: str) -> dict:
+    frag = frag.strip()
+    for prefix in ("sha256:", "sha256="):
+        if frag.lower().startswith(prefix):
+            value = frag[len(prefix) :]
+            if not _HEX64.fullmatch(value):
+                raise InvalidSpecError(line, "the sha256 after '#' is not 64 hex digits")
+            return {"sha256": value.lower()}
+    for prefix in ("md5:", "md5="):
+        if frag.lower().startswith(prefix):
+            value = frag[len(prefix) :]
+            if not _HEX32.fullmatch(value):
+                raise InvalidSpecError(line, "the md5 after '#' is not 32 hex digits")
+            return {"md5": value.lower()}
+    if _HEX64.fullmatch(frag):
+        return {"sha256": frag.lower()}
+    if _HEX32.fullmatch(frag):
+        return {"md5": frag.lower()}
+    raise InvalidSpecError(line, f"cannot read the checksum {frag!r} after '#'")
+
+
+def ref_from_url(line: str) -> PackageRef:
+    """A package URL (or local path), optionally with ``#md5``, ``#sha256``, ``#sha256:...``."""
+    text = line.strip()
+    url, _, frag = text.partition("#")
+    if "://" not in url:
+        url = path_to_url(os.path.expanduser(url))
+    path = urllib.parse.urlsplit(url).path
+    fn = urllib.parse.unquote(path.rstrip("/").rsplit("/", 1)[-1])
+    if not package_extension(fn):
+        raise InvalidSpecError(text, "not a package URL (must end in .conda or .tar.bz2)")
+    if "/" in fn or fn in (".", "..") or not strip_package_extension(fn)[0]:
+        raise InvalidSpecError(text, "the package file name is not usable")
+    checks = _parse_fragment(frag, text) if frag else {}
+    return PackageRef(url=url, fn=fn, **checks)
+
+
+def refs_from_urls(urls) -> list[PackageRef]:
+    return [ref_from_url(u) for u in urls]
+
+
+def parse_explicit(path_or_text: str) -> list[PackageRef]:
+    """The packages of an ``@EXPLICIT`` file (a path, or the text itself).
+
+    Reads what ``conda list --explicit [--md5|--sha256]`` and conda-lock's explicit render
+    write: comments, the ``@EXPLICIT`` marker, then one URL per line with an optional checksum.
+    """
+    if "\n" not in path_or_text and os.path.isfile(path_or_text):
+        with open(path_or_text, encoding="utf-8") as fh:
+            text = fh.read()
+    else:
+        text = path_or_text
+    refs = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or line.startswith("@"):
+            continue
+        refs.append(ref_from_url(line))
+    return refs
+
+
+def load_repodata(source: str, run=None) -> tuple[dict, str]:
+    """(repodata, base URL of its packages) from a file path or URL of a ``repodata.json``."""
+    url = source if "://" in source else path_to_url(os.path.expanduser(source))
+    raw = read_url_bytes(url, run)
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidSpecError(source, f"not a repodata.json ({exc})")
+    if not isinstance(data, dict):
+        raise InvalidSpecError(source, "not a repodata.json (not a JSON object)")
+    base = (data.get("info") or {}).get("base_url") or strip_fragment(url).rsplit("/", 1)[0]
+    return data, base.rstrip("/")
+
+
+def refs_from_repodata(repodata: dict, base_url: str, patterns: list[str]) -> list[PackageRef]:
+    """Entries of a repodata whose file name, ``name-version-build`` or name matches a pattern
+    (shell globs allowed). Every pattern must match something."""
+    entries: dict[str, dict] = {}
+    for key in ("packages", "packages.conda"):
+        for fn, rec in (repodata.get(key) or {}).items():
+            if isinstance(rec, dict):
+                entries[fn] = rec
+    subdir = (repodata.get("info") or {}).get("subdir")
+    out: dict[str, PackageRef] = {}
+    for pattern in patterns:
+        hits = [
+            fn
+            for fn, rec in entries.items()
+            if fnmatch.fnmatchcase(fn, pattern)
+            or fnmatch.fnmatchcase(strip_package_extension(fn)[0], pattern)
+            or rec.get("name") == pattern
+        ]
+        if not hits:
+            raise InvalidSpecError(pattern, "matches no package in the repodata")
+        for fn in sorted(hits):
+            rec = dict(entries[fn])
+            if subdir and not rec.get("subdir"):
+                rec["subdir"] = subdir
+            size = rec.get("size")
+            out[fn] = PackageRef(
+                url=f"{base_url}/{urllib.parse.quote(fn)}",
+                fn=fn,
+                md5=rec.get("md5"),
+                sha256=rec.get("sha256"),
+                size=size if isinstance(size, int) else None,
+                extra=rec,
+            )
+    return list(out.values())
+
+
+# -- planning -------------------------------------------------------------------------------------
+@dataclass
+class PlanItem:
+    ref: PackageRef
+    action: str  # none | extract | copy | download
+    pkgs_dir: str  # where the package is (none) or will be (others)
+    reason: str
+    source: str | None = None  # the archive extracted (extract) or copied (copy)
+    source_url: str | None = None  # the URL recorded for a copied archive
+    resume_bytes: int = 0
+    digests: tuple[int, str, str] | None = None  # (size, sha256, md5) of a verified archive
+    forced: bool = False
+
+    @property
+    def layout(self) -> CacheLayout:
+        return CacheLayout(self.pkgs_dir)
+
+    def to_json(self) -> dict:
+        return {
+            **self.ref.to_json(),
+            "action": self.action,
+            "pkgs_dir": self.pkgs_dir,
+            "reason": self.reason,
+            "source": self.source,
+            "resume_bytes": self.resume_bytes,
+        }
+
+
+@dataclass
+class FetchPlan:
+    items: list[PlanItem]
+    target: str | None  # the first writable cache (created when needed)
+    create_target: bool = False
+
+    def counts(self) -> dict[str, int]:
+        out = {NONE: 0, EXTRACT: 0, COPY: 0, DOWNLOAD: 0}
+        for item in self.items:
+            out[item.action] += 1
+        return out
+
+    @property
+    def download_bytes(self) -> int:
+        return sum(
+            max((i.ref.size or 0) - i.resume_bytes, 0) for i in self.items if i.action == DOWNLOAD
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "target": self.target,
+            "create_target": self.create_target,
+            "counts": self.counts(),
+            "download_bytes": self.download_bytes,
+            "items": [i.to_json() for i in self.items],
+        }
+
+
+# (path, inode, size, mtime_ns) → (size, sha256, md5): an archive is hashed once per process.
+_digest_memo: dict[tuple, tuple[int, str, str]] = {}
+_memo_lock = threading.Lock()
+
+
+def archive_digests(path: str) -> tuple[int, str, str]:
+    st = os.stat(path)
+    key = (path, st.st_ino, st.st_size, st.st_mtime_ns)
+    with _memo_lock:
+        hit = _digest_memo.get(key)
+    if hit is None:
+        hit = hash_file(path)
+        with _memo_lock:
+            _digest_memo[key] = hit
+    return hit
+
+
+def _agrees(ref: PackageRef, data: dict) -> bool:
+    """The recorded fields do not contradict the reference (each compared when both know it)."""
+    if data.get("fn") and data["fn"] != ref.fn:
+        return False
+    for key in ("size", "md5", "sha256"):
+        mine, theirs = getattr(ref, key), data.get(key)
+        if mine is None or theirs is None:
+            continue
+        if (mine.lower() if isinstance(mine, str) else mine) != (
+            theirs.lower() if isinstance(theirs, str) else theirs
+        ):
+            return False
+    return True
+
+
+def _archive_ok(ref: PackageRef, path: str, record_data: dict) -> tuple[int, str, str] | None:
+    """The archive's digests when it verifies against the reference (or, lacking checksums in
+    the reference, against its cache record), else None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    want_size = ref.size
+    sha, md5 = ref.sha256, ref.md5
+    if not expected_checksum(sha, md5) and record_data.get("fn") == ref.fn:
+        sha, md5 = record_data.get("sha256"), record_data.get("md5")
+        want_size = want_size if want_size is not None else record_data.get("size")
+    if want_size is not None and st.st_size != want_size:
+        return None
+    try:
+        got = archive_digests(path)
+    except OSError:
+        return None
+    want = expected_checksum(sha, md5)
+    if want is not None and (got[1] if want[0] == "sha256" else got[2]) != want[1]:
+        return None
+    return got
+
+
+def _creatable(path: str) -> bool:
+    probe = path
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return False
+        probe = parent
+    return os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK)
+
+
+def choose_target(caches: PackageCaches) -> tuple[str | None, bool]:
+    """conda's ``first_writable``: configured order, skipping read-only caches, creating the first
+    directory that is not a cache yet. (target, needs creating)."""
+    for cache in caches.caches:
+        if cache.is_writable:
+            return cache.pkgs_dir, False
+        if cache.is_writable is None and _creatable(cache.pkgs_dir):
+            return cache.pkgs_dir, True
+    return None, False
+
+
+def plan(refs: list[PackageRef], caches: PackageCaches, *, force=frozenset()) -> FetchPlan:
+    """Decide what each reference needs; reads the caches, changes nothing."""
+    target, create = choose_target(caches)
+    by_dist: dict[str, list] = {}
+    ordered = caches.writable_first()
+    for cache in ordered:
+        if cache.is_writable is None:
+            continue
+        for rec in cache.records:
+            by_dist.setdefault(rec.basename, []).append((cache, rec))
+    items: list[PlanItem] = []
+    seen: set[str] = set()
+    for ref in refs:
+        if ref.fn in seen:
+            continue
+        seen.add(ref.fn)
+        items.append(_plan_one(ref, by_dist.get(ref.dist, []), target, ref.fn in force))
+    if target is None and any(i.action != NONE for i in items):
+        raise NoWritableCacheError(caches.pkgs_dirs)
+    items.sort(key=lambda i: -(i.ref.size or 0))
+    return FetchPlan(items, target, create and any(i.action != NONE for i in items))
+
+
+def _plan_one(ref: PackageRef, found: list, target: str | None, forced: bool) -> PlanItem:
+    if not forced:
+        for cache, rec in found:
+            if (
+                rec.is_extracted
+                and rec.source == SOURCE_RECORD
+                and rec.url
+                and _agrees(ref, rec.data)
+            ):
+                return PlanItem(ref, NONE, cache.pkgs_dir, "already extracted")
+        for cache, rec in found:
+            if ref.ext not in rec.archives:
+                continue
+            path = rec.archive_path(ref.ext)
+            got = _archive_ok(ref, path, rec.data)
+            if got is None:
+                continue
+            if cache.is_writable:
+                return PlanItem(
+                    ref, EXTRACT, cache.pkgs_dir, "archive in the cache", source=path, digests=got
+                )
+            if target is not None:
+                return PlanItem(
+                    ref,
+                    COPY,
+                    target,
+                    f"archive in read-only cache {cache.pkgs_dir}",
+                    source=path,
+                    source_url=rec.url or ref.url,
+                    digests=got,
+                )
+    pkgs_dir = target or ""
+    resume = 0
+    reason = "forced" if forced else "not in any cache"
+    if pkgs_dir and expected_checksum(ref.sha256, ref.md5):
+        try:
+            resume = os.path.getsize(CacheLayout(pkgs_dir).partial(ref.fn))
+        except OSError:
+            resume = 0
+        if ref.size is not None and resume > ref.size:
+            resume = 0
+        if resume:
+            reason += f"; resuming {human_bytes(resume)} already downloaded"
+    return PlanItem(ref, DOWNLOAD, pkgs_dir, reason, resume_bytes=resume, forced=forced)
+
+
+def describe_plan(p: FetchPlan) -> str:
+    """The plan for people (``--dry-run``)."""
+    verbs = {
+        NONE: "keep",
+        EXTRACT: "extract",
+        COPY: "copy+extract",
+        DOWNLOAD: "download+extract",
+    }
+    lines = []
+    for item in p.items:
+        size = human_bytes(item.ref.size) if item.ref.size is not None else "?"
+        lines.append(f"  {verbs[item.action]:<17} {item.ref.fn}  ({size})  {item.reason}")
+    c = p.counts()
+    head = (
+        f"{len(p.items)} package(s): {c[NONE]} already in the cache, {c[DOWNLOAD]} to download "
+        f"({human_bytes(p.download_bytes)}), {c[COPY]} to copy, {c[EXTRACT]} to extract only."
+    )
+    if p.target:
+        head += f"\nTarget cache: {p.target}" + (" (will be created)" if p.create_target else "")
+    return "\n".join([head, *lines])
+
+
+# -- execution -------------------------------------------------------------------------------------
+@dataclass
+class ItemResult:
+    fn: str
+    url: str
+    action: str
+    outcome: str = CANCELLED
+    pkgs_dir: str = ""
+    extracted_dir: str | None = None
+    transferred: int = 0
+    resumed_from: int = 0
+    extracted: bool = False
+    error: str | None = None
+    error_type: str | None = None
+    note: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "fn": self.fn,
+            "url": self.url,
+            "action": self.action,
+            "outcome": self.outcome,
+            "pkgs_dir": self.pkgs_dir,
+            "extracted_dir": self.extracted_dir,
+            "bytes_downloaded": self.transferred,
+            "bytes_resumed": self.resumed_from,
+            "extracted": self.extracted,
+            "error": self.error,
+            "error_type": self.error_type,
+            "note": self.note,
+        }
+
+
+@dataclass
+class FetchSummary:
+    items: list[ItemResult] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for i in self.items if i.outcome == outcome)
+
+    @property
+    def failures(self) -> list[ItemResult]:
+        return [i for i in self.items if i.outcome == FAILED]
+
+    @property
+    def bytes_downloaded(self) -> int:
+        return sum(i.transferred for i in self.items)
+
+    @property
+    def bytes_resumed(self) -> int:
+        return sum(i.resumed_from for i in self.items)
+
+    @property
+    def extractions(self) -> int:
+        return sum(1 for i in self.items if i.extracted)
+
+    def to_json(self) -> dict:
+        return {
+            "counts": {o: self.count(o) for o in OUTCOMES},
+            "total": len(self.items),
+            "extractions": self.extractions,
+            "bytes_downloaded": self.bytes_downloaded,
+            "bytes_resumed": self.bytes_resumed,
+            "seconds": round(self.seconds, 3),
+            "interrupted": self.interrupted,
+        }
+
+
+def record_for(ref: PackageRef, url: str, digests: tuple[int, str, str]) -> dict:
+    """The fields that go into ``info/repodata_record.json`` on top of ``info/index.json``."""
+    rec = dict(ref.extra or {})
+    size, sha, md5 = digests
+    base = url.rsplit("/", 1)[0]
+    rec.update(fn=ref.fn, url=url, md5=md5, sha256=sha, size=size)
+    # conda records a URL-fetched package's channel as the URL's directory (subdir included).
+    rec.setdefault("channel", base)
+    subdir = base.rsplit("/", 1)[-1]
+    if is_subdir_name(subdir):
+        rec.setdefault("subdir", subdir)
+    return rec
+
+
+def _entry_agrees(layout: CacheLayout, ref: PackageRef) -> bool:
+    """After taking the lock: did another process already put this package here?"""
+    try:
+        with open(layout.record_json(ref.dist), "rb") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict) or not data.get("url"):
+        return False
+    if not os.path.isfile(layout.index_json(ref.dist)):
+        return False
+    if not expected_checksum(ref.sha256, ref.md5) and ref.size is None:
+        return data.get("fn") == ref.fn
+    return _agrees(ref, data)
+
+
+class _Progress:
+    """Per-package bars plus one overall bar, through the run's reporter."""
+
+    def __init__(self, run, items: list[PlanItem]):
+        self.run = run
+        self.lock = threading.Lock()
+        self.total = sum(i.ref.size or 0 for i in items if i.action != NONE) or 1
+        self.parts: dict[str, float] = {}
+        self.cm = None
+        self._cm_owner = None
+        self.overall = None
+        self.enabled = not (run.json or run.quiet or run.verbose)
+
+    def __enter__(self):
+        if self.run.conda:
+            from conda.reporters import get_progress_bar_context_manager
+
+            self._cm_owner = get_progress_bar_context_manager()
+            self.cm = self._cm_owner.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.overall is not None:
+            self.overall.close()
+        if self._cm_owner is not None:
+            self._cm_owner.__exit__(*exc)
+
+    def bar(self, item: PlanItem):
+        ref = item.ref
+        name = ref.dist
+        size = human_bytes(ref.size) if ref.size is not None else ""
+        desc = f"{name:<20.20} | " + (f"{size:<9} | " if size else "")
+        kwargs = {"position": None, "leave": False}
+        if ref.size is not None:
+            kwargs["size"] = ref.size  # exact bytes for plain's totals; other backends ignore it
+        if self.cm is not None:
+            kwargs["context_manager"] = self.cm
+        if not self.enabled:
+            kwargs["enabled"] = False
+        return self.run.out.progress_bar(desc, **kwargs)
+
+    def start_overall(self):
+        # the plain backend sums up every bar itself; a "Total" bar there would count as a package
+        if self.overall is None and self.total > 1 and self.run.console != "plain":
+            kwargs = {"position": None, "leave": False}
+            if self.cm is not None:
+                kwargs["context_manager"] = self.cm
+            if not self.enabled:
+                kwargs["enabled"] = False
+            self.overall = self.run.out.progress_bar(f"{'Total':<20} | {'':<9} | ", **kwargs)
+
+    def update(self, fn: str, weight: int, fraction: float) -> None:
+        with self.lock:
+            self.parts[fn] = weight * fraction
+            if self.overall is not None:
+                self.overall.update_to(min(sum(self.parts.values()) / self.total, 1.0))
+
+
+def _acquire(path: str, cancel: threading.Event) -> FileLock:
+    """Our per-archive lock, waiting as long as needed but giving up on Ctrl-C."""
+    while True:
+        if cancel.is_set():
+            raise DownloadCancelled(path)
+        try:
+            return FileLock(path, timeout=0.5).acquire()
+        except CachePlusError:
+            continue
+
+
+def execute(
+    fetch_plan: FetchPlan,
+    run,
+    *,
+    download_workers: int | None = None,
+    extract_workers: int | None = None,
+    cancel: threading.Event | None = None,
+) -> FetchSummary:
+    from .extract import ensure_cache_dir, install_entry
+
+    started = time.monotonic()
+    cancel = cancel or threading.Event()
+    items = fetch_plan.items
+    results = {
+        i.ref.fn: ItemResult(i.ref.fn, strip_fragment(i.ref.url), i.action, pkgs_dir=i.pkgs_dir)
+        for i in items
+    }
+    summary = FetchSummary(items=[results[i.ref.fn] for i in items])
+    for item in items:
+        if item.action == NONE:
+            res = results[item.ref.fn]
+            res.outcome = REUSED
+            res.extracted_dir = item.layout.extracted(item.ref.dist)
+    work = [i for i in items if i.action != NONE]
+    if not work:
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    cache_locks: list[FileLock] = []
+    try:
+        for pkgs_dir in dict.fromkeys(i.pkgs_dir for i in work):
+            layout = CacheLayout(pkgs_dir)
+            ensure_cache_dir(layout)
+            cache_locks.append(
+                FileLock(
+                    layout.cache_lock,
+                    shared=True,
+                    timeout=None,
+                    on_wait=run.out.message,
+                ).acquire()
+            )
+        _run_pipeline(
+            work, results, run, cancel, install_entry, download_workers, extract_workers, summary
+        )
+    finally:
+        for lock in reversed(cache_locks):
+            lock.release()
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _run_pipeline(work, results, run, cancel, install_entry, n_dl, n_ex, summary) -> None:
+    n_dl = max(1, n_dl or run.fetch_threads or 5)
+    n_ex = max(1, n_ex or min(os.cpu_count() or 1, 3))
+    extract_q: queue.Queue = queue.Queue()  # futures of extractions, handed to the main loop
+    progress = _Progress(run, work)
+
+    def fail(item: PlanItem, exc: BaseException) -> None:
+        res = results[item.ref.fn]
+        if isinstance(exc, DownloadCancelled):
+            res.outcome = CANCELLED
+            return
+        res.outcome = FAILED
+        res.error = str(exc)
+        res.error_type = type(exc).__name__
+
+    def extract_job(item: PlanItem, lock: FileLock, archive: str, url: str, digests, bar, done):
+        try:
+            if cancel.is_set():
+                raise DownloadCancelled(archive)
+            record = record_for(item.ref, url, digests)
+            path = install_entry(item.layout, item.ref.dist, archive, record)
+            res = results[item.ref.fn]
+            res.extracted = True
+            res.extracted_dir = path
+            res.outcome = done
+            progress.update(item.ref.fn, item.ref.size or 0, 1.0)
+            bar.update_to(1.0)
+        except Exception as exc:
+            fail(item, exc)
+        finally:
+            lock.release()
+            bar.close()
+
+    def fetch_job(item: PlanItem):
+        ref = item.ref
+        layout = item.layout
+        res = results[ref.fn]
+        lock = _acquire(layout.entry_lock(ref.fn), cancel)
+        bar = None
+        try:
+            if not item.forced and _entry_agrees(layout, ref):
+                res.outcome = REUSED
+                res.note = "completed meanwhile by another process"
+                res.extracted_dir = layout.extracted(ref.dist)
+                progress.update(ref.fn, ref.size or 0, 1.0)
+                lock.release()
+                return None
+            bar = progress.bar(item)
+            archive = layout.archive(ref.fn)
+            url = strip_fragment(ref.url)
+            outcome = EXTRACTED
+            digests = None
+            if item.action == EXTRACT:
+                archive = item.source or archive
+                digests = item.digests or archive_digests(archive)
+            else:
+                if (
+                    not item.forced
+                    and os.path.isfile(archive)
+                    and expected_checksum(ref.sha256, ref.md5)
+                ):
+                    # Another process (conda, mamba, ours) put it there after we planned.
+                    digests = _archive_ok(ref, archive, {})
+                if digests is None and item.action == COPY:
+                    url = item.source_url or url
+                    copy_or_link(item.source, archive)
+                    digests = archive_digests(archive)
+                    try:
+                        _check(ref, archive, digests)
+                    except CachePlusError:
+                        os.unlink(archive)
+                        raise
+                    from .urls import append_urls
+
+                    append_urls(layout, [url])
+                    outcome = COPIED
+                elif digests is None:
+
+                    def on_progress(fraction: float, _bar=bar, _ref=ref) -> None:
+                        _bar.update_to(fraction)
+                        progress.update(_ref.fn, _ref.size or 0, fraction * 0.9)
+
+                    got = download(
+                        url,
+                        archive,
+                        size=ref.size,
+                        sha256=ref.sha256,
+                        md5=ref.md5,
+                        progress=on_progress,
+                        run=run,
+                        cancel=cancel,
+                    )
+                    digests = (got.size, got.sha256, got.md5)
+                    res.transferred = got.transferred
+                    res.resumed_from = got.resumed_from
+                    outcome = DOWNLOADED
+                    if got.reused:
+                        res.note = "downloaded meanwhile by another process"
+                        outcome = EXTRACTED
+            extract_q.put(
+                pool_ex.submit(extract_job, item, lock, archive, url, digests, bar, outcome)
+            )
+            return None
+        except BaseException as exc:
+            lock.release()
+            if bar is not None:
+                bar.close()
+            fail(item, exc)
+            return None
+
+    interrupted = False
+    with progress:
+        progress.start_overall()
+        pool_dl = cf.ThreadPoolExecutor(n_dl, thread_name_prefix="cpx-fetch")
+        pool_ex = cf.ThreadPoolExecutor(n_ex, thread_name_prefix="cpx-extract")
+        pending: set[cf.Future] = set()
+        try:
+            # Extract-only work first: it needs no network and keeps the extractors busy while
+            # the first downloads arrive. Downloads largest first (the plan is sorted so).
+            for item in sorted(work, key=lambda i: i.action != EXTRACT):
+                pending.add(pool_dl.submit(fetch_job, item))
+            while pending or not extract_q.empty():
+                while not extract_q.empty():
+                    pending.add(extract_q.get_nowait())
+                if not pending:
+                    continue
+                _done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+        except KeyboardInterrupt:
+            interrupted = True
+            cancel.set()
+            # Transfers stop at their next chunk (partials stay resumable); fetch jobs not yet
+            # started are dropped. Queued extractions still run but see the flag and only release
+            # their locks; a running extraction finishes (it is atomic either way).
+            pool_dl.shutdown(wait=True, cancel_futures=True)
+        finally:
+            pool_dl.shutdown(wait=True)
+            pool_ex.shutdown(wait=True)
+    summary.interrupted = interrupted or cancel.is_set()
+
+
+def _check(ref: PackageRef, path: str, digests: tuple[int, str, str]) -> None:
+    size, sha, md5 = digests
+    want = expected_checksum(ref.sha256, ref.md5)
+    if want is not None:
+        actual = sha if want[0] == "sha256" else md5
+        if actual != want[1]:
+            raise ChecksumMismatchError(ref.url, path, want[0], want[1], actual)
+    if ref.size is not None and size != ref.size:
+        raise SizeMismatchError(ref.url, path, ref.size, size)

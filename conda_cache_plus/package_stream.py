@@ -1,0 +1,304 @@
+"""Stream the tar members of a conda package (``.conda`` or ``.tar.bz2``) from a file object.
+
+:func:`stream_members` is a generator of ``(component, member, source)``: the consumer reads each
+member's data from ``source`` (a :class:`~conda_cache_plus.tarstream.ByteSource`). It reads the
+archive front to back exactly once, so the archive's md5/sha256/size can be computed on the way
+(``hasher``) without a second read.
+
+``.conda`` members may come in any order (metadata/info/pkg, or info/pkg/metadata as in older
+conda-package-handling builds): the zip central directory is read first, then members are
+visited in file order. Overlapping members (the "better zip bomb"), sizes that disagree between
+the central directory and local headers, encrypted or unexpected members are refused.
+"""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import json
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterator
+
+import zstandard
+
+from . import tarstream
+from .tarstream import ByteSource, Member
+
+READ_SIZE = 1 << 20  # decompressed bytes handed to the tar reader per call
+RAW_CHUNK = 1 << 18  # compressed bytes read from the archive per call
+MAX_METADATA_JSON = 1 << 16
+
+_LOCAL_HEADER = struct.Struct("<4sHHHHHLLLHH")
+_LOCAL_MAGIC = b"PK\x03\x04"
+
+
+class PackageFormatError(Exception):
+    """Not readable as a package (``reason``); ``member`` names the zip/tar member if any."""
+
+    def __init__(self, reason: str, member: str | None = None, hostile: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.member = member
+        self.hostile = hostile
+
+
+class Hasher:
+    """md5, sha256 and size of the bytes that pass through ``update``."""
+
+    def __init__(self):
+        self.md5 = hashlib.md5()
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def update(self, data) -> None:
+        self.md5.update(data)
+        self.sha256.update(data)
+        self.size += len(data)
+
+
+class _SeqReader:
+    """Front-to-back reads of the archive file, hashing every byte when asked to."""
+
+    def __init__(self, fh, hasher: Hasher | None):
+        self.fh = fh
+        self.hasher = hasher
+        self.pos = 0
+        fh.seek(0)
+
+    def read(self, n: int) -> bytes:
+        data = self.fh.read(n)
+        self.pos += len(data)
+        if self.hasher is not None and data:
+            self.hasher.update(data)
+        return data
+
+    def exact(self, n: int, what: str) -> bytes:
+        data = self.read(n)
+        if len(data) != n:
+            raise PackageFormatError(f"truncated archive (in {what})")
+        return data
+
+    def advance_to(self, offset: int, member: str) -> None:
+        if offset < self.pos:
+            raise PackageFormatError("zip members overlap", member, hostile=True)
+        if self.hasher is None:
+            self.fh.seek(offset)
+            self.pos = offset
+            return
+        while self.pos < offset:
+            if not self.read(min(RAW_CHUNK, offset - self.pos)):
+                raise PackageFormatError("truncated archive", member)
+
+    def drain(self) -> None:
+        if self.hasher is not None:
+            while self.read(RAW_CHUNK):
+                pass
+
+
+class _ZipMemberReader:
+    """File-like over one zip member's data: never reads past its declared compressed size,
+    never yields more than its declared uncompressed size, checks its CRC at the end."""
+
+    def __init__(self, seq: _SeqReader, zi: zipfile.ZipInfo):
+        self.seq = seq
+        self.name = zi.filename
+        self.left = zi.compress_size
+        self.out_left = zi.file_size
+        self.crc_expected = zi.CRC
+        self.crc = 0
+        self.inflate = zlib.decompressobj(-15) if zi.compress_type == zipfile.ZIP_DEFLATED else None
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = RAW_CHUNK
+        if self.inflate is None:
+            data = self.seq.read(min(n, self.left)) if self.left else b""
+            self.left -= len(data)
+            if not data and self.left:
+                raise PackageFormatError("truncated archive", self.name)
+        else:
+            data = self.inflate.decompress(self.inflate.unconsumed_tail, n)
+            while not data and self.left and not self.inflate.eof:
+                raw = self.seq.read(min(RAW_CHUNK, self.left))
+                if not raw:
+                    raise PackageFormatError("truncated archive", self.name)
+                self.left -= len(raw)
+                data = self.inflate.decompress(raw, n)
+        if len(data) > self.out_left:
+            raise PackageFormatError(
+                "member decompresses to more than its declared size", self.name, hostile=True
+            )
+        self.out_left -= len(data)
+        if data:
+            self.crc = zlib.crc32(data, self.crc)
+        return data
+
+    def finish(self) -> None:
+        """Read what the consumer left (e.g. zstd padding) and check size and CRC."""
+        while self.read(RAW_CHUNK):
+            pass
+        if self.out_left:
+            raise PackageFormatError(
+                f"member is {self.out_left} bytes shorter than declared", self.name
+            )
+        if self.crc != self.crc_expected:
+            raise PackageFormatError("CRC mismatch (corrupt archive)", self.name)
+
+
+def _conda_plan(zf: zipfile.ZipFile) -> list[tuple[str, zipfile.ZipInfo]]:
+    seen: set[str] = set()
+    plan = []
+    kinds: dict[str, int] = {"info": 0, "pkg": 0}
+    for zi in zf.infolist():
+        name = zi.filename
+        if name in seen:
+            raise PackageFormatError("duplicate zip member", name, hostile=True)
+        seen.add(name)
+        if zi.flag_bits & 0x1:
+            raise PackageFormatError("encrypted zip member", name, hostile=True)
+        if zi.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise PackageFormatError(f"unsupported zip compression {zi.compress_type}", name)
+        if zi.compress_type == zipfile.ZIP_STORED and zi.compress_size != zi.file_size:
+            raise PackageFormatError("stored member with two different sizes", name, True)
+        if name == "metadata.json":
+            if zi.file_size > MAX_METADATA_JSON:
+                raise PackageFormatError("oversized metadata.json", name, hostile=True)
+            plan.append(("metadata", zi))
+            continue
+        kind = name.split("-", 1)[0]
+        if "/" in name or "\\" in name or kind not in kinds or not name.endswith(".tar.zst"):
+            raise PackageFormatError("unexpected member in a .conda archive", name, hostile=True)
+        kinds[kind] += 1
+        plan.append((kind, zi))
+    if not kinds["info"] or not kinds["pkg"]:
+        missing = "info" if not kinds["info"] else "pkg"
+        raise PackageFormatError(f"no {missing}-*.tar.zst member (not a conda package)")
+    if kinds["info"] > 1 or kinds["pkg"] > 1:
+        raise PackageFormatError("more than one info or pkg member", None, hostile=True)
+    plan.sort(key=lambda item: item[1].header_offset)
+    return plan
+
+
+def _open_local(seq: _SeqReader, zi: zipfile.ZipInfo) -> None:
+    """Read the local header of ``zi`` and check it against the central directory."""
+    seq.advance_to(zi.header_offset, zi.filename)
+    head = seq.exact(_LOCAL_HEADER.size, zi.filename)
+    magic, _ver, flags, method, _t, _d, crc, csize, usize, nlen, xlen = _LOCAL_HEADER.unpack(head)
+    if magic != _LOCAL_MAGIC:
+        raise PackageFormatError("bad local zip header", zi.filename)
+    raw_name = seq.exact(nlen, zi.filename)
+    seq.exact(xlen, zi.filename)
+    encoding = "utf-8" if flags & 0x800 else "cp437"
+    if raw_name.decode(encoding, "replace") != zi.filename:
+        raise PackageFormatError("local and central zip names differ", zi.filename, True)
+    if method != zi.compress_type or flags & 0x1:
+        raise PackageFormatError("local and central zip headers differ", zi.filename, True)
+    if (
+        not flags & 0x8
+        and 0xFFFFFFFF not in (csize, usize)
+        and (csize, usize, crc) != (zi.compress_size, zi.file_size, zi.CRC)
+    ):
+        raise PackageFormatError(
+            "declared sizes differ between zip headers", zi.filename, hostile=True
+        )
+
+
+def _conda_members(fh, hasher: Hasher | None) -> Iterator[tuple[str, Member, ByteSource]]:
+    try:
+        zf = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise PackageFormatError(f"not a .conda (zip) archive, or truncated: {exc}") from None
+    plan = _conda_plan(zf)
+    seq = _SeqReader(fh, hasher)
+    dctx = zstandard.ZstdDecompressor()
+    for kind, zi in plan:
+        _open_local(seq, zi)
+        member_reader = _ZipMemberReader(seq, zi)
+        if kind == "metadata":
+            data = member_reader.read(MAX_METADATA_JSON + 1)
+            member_reader.finish()
+            try:
+                json.loads(data or b"{}")
+            except ValueError:
+                raise PackageFormatError("metadata.json is not JSON", zi.filename) from None
+            continue
+        reader = dctx.stream_reader(
+            member_reader, read_size=RAW_CHUNK, read_across_frames=True, closefd=False
+        )
+
+        def read(n: int, _read=reader.read, _name=zi.filename) -> bytes:
+            # The consumer pulls data too, so errors are translated here, at the source.
+            try:
+                return _read(n)
+            except zstandard.ZstdError as exc:
+                raise PackageFormatError(f"corrupt zstd data: {exc}", _name) from None
+
+        src = ByteSource(read, READ_SIZE)
+        try:
+            for member in tarstream.iter_members(src):
+                yield kind, member, src
+        except tarstream.TarFormatError as exc:
+            raise PackageFormatError(str(exc), zi.filename) from None
+        member_reader.finish()
+    seq.drain()
+
+
+def _bz2_members(fh, hasher: Hasher | None) -> Iterator[tuple[str, Member, ByteSource]]:
+    seq = _SeqReader(fh, hasher)
+    state = {"dec": bz2.BZ2Decompressor()}
+
+    def read(n: int) -> bytes:
+        dec = state["dec"]
+        while True:
+            if dec.eof:  # multi-stream bz2 (pbzip2): continue with the next stream
+                data = dec.unused_data or seq.read(RAW_CHUNK)
+                if not data:
+                    return b""
+                dec = state["dec"] = bz2.BZ2Decompressor()
+            elif dec.needs_input:
+                data = seq.read(RAW_CHUNK)
+                if not data:
+                    return b""
+            else:
+                data = b""
+            try:
+                out = dec.decompress(data, n)
+            except (OSError, EOFError, ValueError) as exc:
+                raise PackageFormatError(f"corrupt bz2 data: {exc}") from None
+            if out:
+                return out
+
+    src = ByteSource(read, READ_SIZE)
+    try:
+        for member in tarstream.iter_members(src):
+            yield "pkg", member, src
+    except tarstream.TarFormatError as exc:
+        raise PackageFormatError(str(exc)) from None
+    seq.drain()
+
+
+def package_format(path: str) -> str:
+    lower = str(path).lower()
+    if lower.endswith(".conda"):
+        return ".conda"
+    if lower.endswith(".tar.bz2"):
+        return ".tar.bz2"
+    raise PackageFormatError("not a .conda or .tar.bz2 file name")
+
+
+def stream_members(
+    fh, fmt: str, hasher: Hasher | None = None
+) -> Iterator[tuple[str, Member, ByteSource]]:
+    """Yield ``(component, member, source)`` for every tar member of the package in ``fh``.
+
+    ``component`` is ``"info"`` or ``"pkg"`` (a ``.tar.bz2`` is all ``"pkg"``). ``fh`` must be
+    seekable for ``.conda`` (the zip index is at its end). When the generator is exhausted, the
+    whole file has passed through ``hasher``.
+    """
+    if fmt == ".conda":
+        return _conda_members(fh, hasher)
+    if fmt == ".tar.bz2":
+        return _bz2_members(fh, hasher)
+    raise PackageFormatError(f"unknown package format {fmt!r}")

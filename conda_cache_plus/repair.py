@@ -1,0 +1,300 @@
+"""Repair of corrupt cache entries: a pure plan from verify's findings, then its execution.
+
+Per bad entry, best first:
+
+1. **re-extract** from the entry's archive when the archive verifies against the record (sha256,
+   else md5). When the record itself is unreadable the archive cannot be checked; it is used as
+   conda would use it (conda rebuilds such a record from the archive), and the plan says so;
+2. **re-download** through the fetch pipeline (forced) when the archive is missing or bad and a
+   URL is known (record, else ``urls.txt``) and we are not offline;
+3. otherwise **remove** the entry (archives, directory, its ``urls.txt`` lines) so the next
+   install fetches it again.
+
+Only writable caches are touched; entries in read-only caches are reported and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+
+from . import verify_store
+from .layout import CONDA_EXT, TARBZ2_EXT, CacheLayout
+from .verify import FAST, OK, EntryFindings, hash_file, verify_entry
+
+REEXTRACT = "re-extract"
+REDOWNLOAD = "re-download"
+REMOVE = "remove"
+SKIP = "skip"
+
+
+@dataclass
+class RepairAction:
+    pkgs_dir: str
+    entry: str
+    label: str
+    status: str  # verify's status of the entry
+    action: str
+    reason: str
+    archive: str | None = None
+    url: str | None = None
+    fn: str | None = None
+    record: dict | None = None  # repodata_record.json as it is, when readable
+    checksums: dict = field(default_factory=dict)  # sha256/md5/size to check a download against
+    problems: int = 0
+    # after execution
+    outcome: str = "planned"  # planned | done | failed | skipped
+    detail: str = ""
+    status_after: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "pkgs_dir": self.pkgs_dir,
+            "entry": self.entry,
+            "package": self.label,
+            "status": self.status,
+            "action": self.action,
+            "reason": self.reason,
+            "archive": self.archive,
+            "url": self.url,
+            "fn": self.fn,
+            "problems": self.problems,
+            "outcome": self.outcome,
+            "detail": self.detail,
+            "status_after": self.status_after,
+        }
+
+
+@dataclass
+class RepairPlan:
+    actions: list[RepairAction] = field(default_factory=list)
+
+    def by_action(self, action: str) -> list[RepairAction]:
+        return [a for a in self.actions if a.action == action]
+
+    def counts(self) -> dict:
+        out = {k: 0 for k in (REEXTRACT, REDOWNLOAD, REMOVE, SKIP)}
+        for a in self.actions:
+            out[a.action] += 1
+        return out
+
+    def outcomes(self) -> dict:
+        out = {k: 0 for k in ("done", "failed", "skipped", "planned")}
+        for a in self.actions:
+            out[a.outcome] += 1
+        return out
+
+
+def _read_record(path: str) -> dict | None:
+    try:
+        with open(os.path.join(path, "info", "repodata_record.json"), "rb") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _archive_verifies(path: str, rec: dict) -> tuple[bool | None, str]:
+    """(verdict, how): True/False against the record's sha256 or md5; None if it has neither."""
+    for algo in ("sha256", "md5"):
+        expected = rec.get(algo)
+        if isinstance(expected, str) and expected:
+            size = rec.get("size")
+            if isinstance(size, int) and os.path.getsize(path) != size:
+                return False, "size"
+            return hash_file(path, algo) == expected, algo
+    return None, ""
+
+
+def plan_entry(f: EntryFindings, *, offline: bool = False, urls=None) -> RepairAction:
+    layout = CacheLayout(f.pkgs_dir)
+    root = layout.extracted(f.entry)
+    record = _read_record(root) if f.record_source == "repodata_record" else None
+    rec = f.record if f.record_source == "repodata_record" else {}
+    base = os.path.basename(f.entry)
+    fn = rec.get("fn") or f.fn or None
+    url = rec.get("url") or f.url
+    if not url and urls is not None:
+        url = urls.get_url(fn or base)
+    if url and not fn:
+        fn = url.split("#", 1)[0].rsplit("/", 1)[-1]
+    action = RepairAction(
+        pkgs_dir=f.pkgs_dir,
+        entry=f.entry,
+        label=f.label,
+        status=f.status,
+        action=SKIP,
+        reason="",
+        url=url,
+        fn=fn,
+        record=record,
+        checksums={k: rec[k] for k in ("sha256", "md5", "size") if rec.get(k)},
+        problems=len(f.problems),
+    )
+    if f.writable is False or f.writable is None:
+        action.reason = "read-only cache: repair it where it is writable, or skip it"
+        return action
+
+    archives = [root + ext for ext in (CONDA_EXT, TARBZ2_EXT) if os.path.isfile(root + ext)]
+    if fn:  # the record's own format first: only that one can be checked against it
+        archives.sort(key=lambda p: os.path.basename(p) != fn)
+    for archive in archives:
+        if rec and os.path.basename(archive) == fn:
+            verdict, how = _archive_verifies(archive, rec)
+            if verdict:
+                action.action, action.archive = REEXTRACT, archive
+                action.reason = f"{os.path.basename(archive)} matches the record's {how}"
+                return action
+            if verdict is False:
+                continue  # a bad archive: never extract it
+        if not rec and f.has_dir:
+            # No readable record: nothing to check the archive against. conda rebuilds the
+            # record from such an archive too; re-extracting restores the metadata it lost.
+            action.action, action.archive = REEXTRACT, archive
+            action.reason = (
+                f"{os.path.basename(archive)} re-extracted as is "
+                "(the record is unreadable, so it cannot be checked against it)"
+            )
+            return action
+    if url and not offline:
+        action.action = REDOWNLOAD
+        action.reason = (
+            "the archive does not match the record"
+            if archives
+            else "no archive in the cache; the URL is known"
+        )
+        return action
+    action.action = REMOVE
+    why = "offline" if url and offline else "no archive that verifies and no URL to fetch it from"
+    action.reason = f"{why}; removing it makes the next install fetch it again"
+    return action
+
+
+def plan_repair(report, *, offline: bool = False) -> RepairPlan:
+    """A plan for every entry of a :class:`~.verify.VerifyReport` that is not ok."""
+    from .urls import UrlsData
+
+    urls_by_dir: dict[str, UrlsData] = {}
+    plan = RepairPlan()
+    for f in report.entries:
+        if f.status == OK:
+            continue
+        urls = urls_by_dir.setdefault(f.pkgs_dir, UrlsData(f.pkgs_dir))
+        plan.actions.append(plan_entry(f, offline=offline, urls=urls))
+    return plan
+
+
+# --- execution ---------------------------------------------------------------------------------
+
+
+def _reextract(a: RepairAction) -> None:
+    from .extract import install_entry
+
+    layout = CacheLayout(a.pkgs_dir)
+    record = dict(a.record) if a.record else {}
+    if not record:
+        archive_fn = os.path.basename(a.archive)
+        record["fn"] = archive_fn
+        if a.url and a.url.split("#", 1)[0].endswith(archive_fn):
+            record["url"] = a.url
+    install_entry(layout, a.entry, a.archive, record or None)
+
+
+def _redownload(a: RepairAction, run) -> None:
+    from . import fetch
+    from .caches import PackageCaches
+
+    ref = fetch.PackageRef(
+        a.url,
+        a.fn,
+        md5=a.checksums.get("md5"),
+        sha256=a.checksums.get("sha256"),
+        size=a.checksums.get("size"),
+    )
+    # Only the cache the broken entry lives in is repaired; the others stay as they are.
+    target = PackageCaches([a.pkgs_dir])
+    fplan = fetch.plan([ref], target, force={a.fn})
+    summary = fetch.execute(fplan, run)
+    for item in summary.failures:
+        raise RuntimeError(f"download failed: {item.error or item.outcome}")
+
+
+def remove_entry(pkgs_dir: str, entry: str, fn: str | None = None) -> dict:
+    """Remove an entry's directory, archives and ``urls.txt`` lines; returns statistics."""
+    from .locks import cache_write_lock
+    from .sizes import InodeSet, path_size
+    from .urls import remove_urls
+
+    layout = CacheLayout(pkgs_dir)
+    root = layout.extracted(entry)
+    stats = {"files": 0, "bytes": 0, "urls_lines": 0}
+    names = {os.path.basename(root) + ext for ext in (CONDA_EXT, TARBZ2_EXT)}
+    if fn:
+        names.add(fn)
+    with cache_write_lock(layout):
+        for name in sorted(names):
+            path = os.path.join(os.path.dirname(root), name)
+            try:
+                size = os.lstat(path).st_size
+                os.unlink(path)
+                stats["files"] += 1
+                stats["bytes"] += size
+            except FileNotFoundError:
+                pass
+        if os.path.lexists(root):
+            tree = path_size(root, InodeSet())
+            # Rename first: a half-deleted directory must never look like a package.
+            os.makedirs(layout.tmp_dir, exist_ok=True)
+            doomed = os.path.join(layout.tmp_dir, f"rm-{os.getpid()}-{os.path.basename(root)}")
+            os.rename(root, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+            stats["files"] += tree.files
+            stats["bytes"] += tree.apparent
+        stats["urls_lines"] = remove_urls(layout, names)
+    verify_store.forget(verify_store.store_path(verify_store.store_dir(pkgs_dir, True), entry))
+    return stats
+
+
+def execute_plan(plan: RepairPlan, run, *, allow_remove: bool = True) -> dict:
+    """Carry out every action; each is re-verified afterwards. Returns statistics."""
+    stats = {"re-extracted": 0, "re-downloaded": 0, "removed": 0, "failed": 0, "skipped": 0}
+    stats["bytes_removed"] = 0
+    for a in plan.actions:
+        if a.action == SKIP:
+            a.outcome = "skipped"
+            stats["skipped"] += 1
+            continue
+        if a.action == REMOVE and not allow_remove:
+            a.outcome = "skipped"
+            a.detail = "removal needs an explicit yes (--yes)"
+            stats["skipped"] += 1
+            continue
+        try:
+            if a.action == REEXTRACT:
+                _reextract(a)
+                stats["re-extracted"] += 1
+            elif a.action == REDOWNLOAD:
+                _redownload(a, run)
+                stats["re-downloaded"] += 1
+            elif a.action == REMOVE:
+                removed = remove_entry(a.pkgs_dir, a.entry, a.fn)
+                stats["removed"] += 1
+                stats["bytes_removed"] += removed["bytes"]
+                a.detail = f"{removed['files']} file(s), {removed['urls_lines']} urls.txt line(s)"
+            a.outcome = "done"
+        except Exception as exc:  # one entry's failure must not stop the others
+            a.outcome = "failed"
+            a.detail = str(exc) or type(exc).__name__
+            stats["failed"] += 1
+            continue
+        if a.action != REMOVE:
+            after = verify_entry(a.pkgs_dir, a.entry, FAST, store_dir=None)
+            a.status_after = after.status
+            if after.status != OK:
+                a.outcome = "failed"
+                a.detail = "still " + after.status + " after repair"
+                stats["failed"] += 1
+                stats["re-extracted" if a.action == REEXTRACT else "re-downloaded"] -= 1
+    return stats

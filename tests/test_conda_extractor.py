@@ -1,0 +1,115 @@
+"""The package extractor plugin under real conda: off by default, on with the setting, and
+``conda create --offline`` from a file:// channel works either way."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import requires_conda
+
+from conda_cache_plus import pkgbuild
+from conda_cache_plus.conda_extractor import EXTRACTOR_NAME, SETTING_NAME
+
+ENV_VAR = f"CONDA_PLUGINS_{SETTING_NAME.upper()}"
+
+pytestmark = requires_conda
+
+
+def _env(tmp_path, setting: str | None) -> dict:
+    env = dict(os.environ)
+    env.update(
+        HOME=str(tmp_path / "home"),
+        CONDA_PKGS_DIRS=str(tmp_path / "pkgs"),
+        CONDA_SOLVER="classic",
+        CONDA_REGISTER_ENVS="false",
+        CONDA_CACHE_PLUS_NO_CONDA="",
+    )
+    env.pop(ENV_VAR, None)
+    if setting is not None:
+        env[ENV_VAR] = setting
+    return env
+
+
+def _conda(tmp_path, setting, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "conda", *args],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path, setting),
+        timeout=300,
+    )
+
+
+PROBE = (
+    "from conda.base.context import context as c; import json; "
+    "print(json.dumps({k: v.name for k, v in c.plugin_manager.get_package_extractors().items()}))"
+)
+
+
+@pytest.mark.parametrize(
+    "setting,expected", [(None, "conda-package"), ("false", "conda-package"), ("true", None)]
+)
+def test_setting_decides_who_extracts(tmp_path, setting, expected):
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path, setting),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    by_ext = json.loads(proc.stdout)
+    assert by_ext == {".conda": expected or EXTRACTOR_NAME, ".tar.bz2": expected or EXTRACTOR_NAME}
+
+
+@pytest.fixture
+def channel(tmp_path):
+    ch = tmp_path / "channel"
+    pkgs = [
+        pkgbuild.build_package(
+            str(ch / "noarch"),
+            "cpx-alpha",
+            files={
+                "share/cpx-alpha/a.txt": b"alpha\n",
+                "share/cpx-alpha/link": pkgbuild.Symlink("a.txt"),
+            },
+        ),
+        pkgbuild.build_package(
+            str(ch / "noarch"), "cpx-beta", "2.0", fmt=".tar.bz2", depends=["cpx-alpha"]
+        ),
+    ]
+    return pkgbuild.write_channel(str(ch), pkgs)
+
+
+@pytest.mark.parametrize("setting", ["false", "true"])
+def test_conda_create_offline_with_and_without_the_plugin(tmp_path, channel, setting):
+    prefix = tmp_path / "env"
+    proc = _conda(
+        tmp_path,
+        setting,
+        *("create", "-p", str(prefix), "--offline", "--yes", "--override-channels"),
+        *("-c", channel, "cpx-beta"),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (prefix / "share" / "cpx-alpha" / "a.txt").read_text() == "alpha\n"
+    assert os.readlink(prefix / "share" / "cpx-alpha" / "link") == "a.txt"
+    assert (prefix / "share" / "cpx-beta" / "README").is_file()
+    pkgs = tmp_path / "pkgs"
+    for dist in ("cpx-alpha-1.0-0", "cpx-beta-2.0-0"):
+        rec = json.loads((pkgs / dist / "info" / "repodata_record.json").read_text())
+        assert rec["url"].startswith(channel)
+    ours_used = (pkgs / ".conda-cache-plus" / "tmp").is_dir()
+    assert ours_used == (setting == "true")
+    if ours_used:
+        assert os.listdir(pkgs / ".conda-cache-plus" / "tmp") == []
+
+
+def test_conda_info_json_is_unaffected(tmp_path):
+    proc = _conda(tmp_path, "true", "info", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "conda_version" in json.loads(proc.stdout)
+    assert "Error while loading conda entry point" not in proc.stderr

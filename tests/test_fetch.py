@@ -1,0 +1,271 @@
+"""The fetch engine: parsing references, planning against caches, running the pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from conftest import extract_by_hand
+from fetch_helpers import entry_problems, read_only, serve_packages  # noqa: F401
+
+from conda_cache_plus import fetch
+from conda_cache_plus.caches import PackageCaches
+from conda_cache_plus.download import path_to_url
+from conda_cache_plus.exceptions import InvalidSpecError, NoWritableCacheError
+from conda_cache_plus.output import Run
+
+SHA = "a" * 64
+MD5 = "b" * 32
+
+
+# -- references -----------------------------------------------------------------------------------
+def test_parse_explicit_all_checksum_forms(tmp_path):
+    text = (
+        "# This file may be used to create an environment using:\n"
+        "# platform: linux-64\n"
+        "@EXPLICIT\n"
+        f"https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3-h0.conda#{MD5}\n"
+        f"https://conda.anaconda.org/conda-forge/noarch/six-1.16-pyh_0.tar.bz2#{SHA}\n"
+        f"https://repo.example/ch/linux-64/a-1-0.conda#sha256:{SHA.upper()}\n"
+        f"https://repo.example/ch/linux-64/b-1-0.conda#md5={MD5}\n"
+        "https://repo.example/ch/linux-64/c-1-0.conda\n"
+        "\n"
+    )
+    path = tmp_path / "env.txt"
+    path.write_text(text)
+    refs = fetch.parse_explicit(str(path))
+    assert refs == fetch.parse_explicit(text)
+    assert [r.fn for r in refs] == [
+        "zlib-1.3-h0.conda",
+        "six-1.16-pyh_0.tar.bz2",
+        "a-1-0.conda",
+        "b-1-0.conda",
+        "c-1-0.conda",
+    ]
+    assert (refs[0].md5, refs[0].sha256) == (MD5, None)
+    assert (refs[1].md5, refs[1].sha256) == (None, SHA)
+    assert refs[2].sha256 == SHA  # lower-cased
+    assert refs[3].md5 == MD5
+    assert refs[4].md5 is None and refs[4].sha256 is None
+    assert refs[0].url == "https://conda.anaconda.org/conda-forge/linux-64/zlib-1.3-h0.conda"
+
+
+def test_parse_explicit_local_paths_and_errors(tmp_path):
+    ref = fetch.ref_from_url(str(tmp_path / "x-1-0.tar.bz2"))
+    assert ref.url == path_to_url(str(tmp_path / "x-1-0.tar.bz2")) and ref.dist == "x-1-0"
+    with pytest.raises(InvalidSpecError, match="checksum"):
+        fetch.ref_from_url("https://h/c/noarch/x-1-0.conda#notahash")
+    with pytest.raises(InvalidSpecError, match="not a package URL"):
+        fetch.ref_from_url("https://h/c/noarch/repodata.json")
+
+
+def test_refs_from_repodata():
+    repodata = {
+        "info": {"subdir": "linux-64"},
+        "packages": {"a-1-0.tar.bz2": {"name": "a", "version": "1", "md5": MD5, "size": 3}},
+        "packages.conda": {
+            "a-1-0.conda": {"name": "a", "version": "1", "sha256": SHA, "size": 5},
+            "b-2-0.conda": {"name": "b", "version": "2", "depends": ["a"]},
+        },
+    }
+    refs = fetch.refs_from_repodata(repodata, "http://h/ch/linux-64", ["a"])
+    assert sorted(r.fn for r in refs) == ["a-1-0.conda", "a-1-0.tar.bz2"]
+    (b,) = fetch.refs_from_repodata(repodata, "http://h/ch/linux-64", ["b-2-*"])
+    assert b.url == "http://h/ch/linux-64/b-2-0.conda"
+    assert b.extra["depends"] == ["a"] and b.extra["subdir"] == "linux-64"
+    with pytest.raises(InvalidSpecError, match="matches no package"):
+        fetch.refs_from_repodata(repodata, "http://h/ch/linux-64", ["zzz"])
+
+
+# -- planning -------------------------------------------------------------------------------------
+def ref_of(pkg, srv=None, **kw):
+    url = srv.url(f"{pkg.subdir}/{pkg.fn}") if srv else f"https://h/ch/{pkg.subdir}/{pkg.fn}"
+    return fetch.PackageRef(url, pkg.fn, md5=pkg.md5, sha256=pkg.sha256, size=pkg.size, **kw)
+
+
+def install_by_hand(pkgs_dir, pkg, url, *, archive=True, extract=True, **record):
+    os.makedirs(pkgs_dir, exist_ok=True)
+    with open(os.path.join(pkgs_dir, "urls.txt"), "a") as fh:
+        fh.write(url + "\n")
+    if archive:
+        shutil.copyfile(pkg.path, os.path.join(pkgs_dir, pkg.fn))
+    if extract:
+        dest = os.path.join(pkgs_dir, pkg.dist)
+        extract_by_hand(pkg.path, dest)
+        rec = pkg.repodata_entry()
+        rec.update(fn=pkg.fn, url=url, channel=url.rsplit("/", 1)[0])
+        rec.update(record)
+        with open(os.path.join(dest, "info", "repodata_record.json"), "w") as fh:
+            json.dump(rec, fh)
+
+
+def test_plan_decides_like_conda_but_checks_sha256(tmp_path, build):
+    pkgs = str(tmp_path / "pkgs")
+    done = build("done", "1", fmt=".conda")
+    stale = build("stale", "1", fmt=".conda")
+    arch = build("arch", "1", fmt=".conda")
+    broken = build("broken", "1", fmt=".conda")
+    new = build("new", "1", fmt=".conda")
+    install_by_hand(pkgs, done, f"https://h/ch/noarch/{done.fn}")
+    # Same name, but its record's sha256 disagrees with what is asked: not reused.
+    install_by_hand(pkgs, stale, f"https://h/ch/noarch/{stale.fn}", archive=False, sha256=SHA)
+    install_by_hand(pkgs, arch, f"https://h/ch/noarch/{arch.fn}", extract=False)
+    install_by_hand(pkgs, broken, f"https://h/ch/noarch/{broken.fn}", extract=False)
+    with open(os.path.join(pkgs, broken.fn), "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"garbage!")
+    refs = [ref_of(p) for p in (done, stale, arch, broken, new)]
+    p = fetch.plan(refs, PackageCaches([pkgs]))
+    actions = {i.ref.fn: (i.action, i.pkgs_dir) for i in p.items}
+    assert actions == {
+        done.fn: ("none", pkgs),
+        stale.fn: ("download", pkgs),
+        arch.fn: ("extract", pkgs),
+        broken.fn: ("download", pkgs),
+        new.fn: ("download", pkgs),
+    }
+    assert p.target == pkgs and not p.create_target
+    sizes = [i.ref.size for i in p.items]
+    assert sizes == sorted(sizes, reverse=True)  # largest first
+    forced = fetch.plan(refs, PackageCaches([pkgs]), force={done.fn})
+    assert {i.ref.fn: i.action for i in forced.items}[done.fn] == "download"
+
+
+def test_plan_without_checksums_trusts_the_cache_record(tmp_path, build):
+    pkgs = str(tmp_path / "pkgs")
+    arch = build("arch", "1", fmt=".conda")
+    install_by_hand(pkgs, arch, f"https://h/ch/noarch/{arch.fn}", extract=False)
+    ref = fetch.PackageRef(f"https://h/ch/noarch/{arch.fn}", arch.fn)
+    (item,) = fetch.plan([ref], PackageCaches([pkgs])).items
+    assert item.action == "extract"
+
+
+def test_plan_other_format_is_not_the_same_package(tmp_path, build):
+    pkgs = str(tmp_path / "pkgs")
+    conda_fmt = build("two", "1", fmt=".conda")
+    bz2 = build("two", "1", fmt=".tar.bz2")
+    install_by_hand(pkgs, conda_fmt, f"https://h/ch/noarch/{conda_fmt.fn}")
+    (item,) = fetch.plan([ref_of(bz2)], PackageCaches([pkgs])).items
+    assert item.action == "download"
+
+
+def test_plan_read_only_cache(tmp_path, build, read_only):  # noqa: F811
+    ro_src = str(tmp_path / "ro")
+    done = build("done", "1")
+    arch = build("arch", "1")
+    install_by_hand(ro_src, done, "https://h/ch/noarch/" + done.fn)
+    install_by_hand(ro_src, arch, "https://h/ch/noarch/" + arch.fn, extract=False)
+    ro = read_only(ro_src)
+    rw = str(tmp_path / "new" / "pkgs")  # not a cache yet: created when needed
+    caches = PackageCaches([ro, rw])
+    assert caches.caches[0].is_writable is False
+    p = fetch.plan([ref_of(done), ref_of(arch)], caches)
+    actions = {i.ref.fn: (i.action, i.pkgs_dir) for i in p.items}
+    assert actions == {done.fn: ("none", ro), arch.fn: ("copy", rw)}
+    assert p.target == rw and p.create_target
+    assert not os.path.exists(rw)  # planning changes nothing
+
+
+def test_plan_needs_a_writable_cache(tmp_path, build, read_only):  # noqa: F811
+    ro_src = str(tmp_path / "ro")
+    install_by_hand(ro_src, build("x", "1"), "https://h/ch/noarch/x-1-0.conda", extract=False)
+    ro = read_only(ro_src)
+    new = build("y", "1")
+    with pytest.raises(NoWritableCacheError):
+        fetch.plan([ref_of(new)], PackageCaches([ro]))
+
+
+# -- execution -------------------------------------------------------------------------------------
+def test_execute_downloads_extracts_and_then_reuses(tmp_path, http_server):
+    served = serve_packages(http_server, [("big", "1", 200), ("mid", "1", 50), ("small", "1", 3)])
+    pkgs = str(tmp_path / "pkgs")
+    refs = [ref_of(p, http_server) for p in served]
+    run = Run(pkgs_dirs=[pkgs], quiet=True)
+    summary = fetch.execute(fetch.plan(refs, PackageCaches([pkgs])), run)
+    assert summary.count("downloaded") == 3 and summary.extractions == 3
+    assert summary.failures == [] and not summary.interrupted
+    assert summary.bytes_downloaded == sum(p.size for p in served)
+    for p in served:
+        assert entry_problems(pkgs, p.dist) == []
+        with open(os.path.join(pkgs, p.dist, "info", "repodata_record.json")) as fh:
+            rec = json.load(fh)
+        assert (rec["sha256"], rec["md5"], rec["size"]) == (p.sha256, p.md5, p.size)
+        assert rec["url"] == http_server.url(f"noarch/{p.fn}")
+        assert rec["channel"] == http_server.url("noarch")
+    with open(os.path.join(pkgs, "urls.txt")) as fh:
+        assert sorted(fh.read().split()) == sorted(r.url for r in refs)
+    assert os.path.isfile(os.path.join(pkgs, "CACHEDIR.TAG"))
+
+    n = len(http_server.requests)
+    again = fetch.execute(fetch.plan(refs, PackageCaches([pkgs])), run)
+    assert again.count("reused") == 3 and again.extractions == 0
+    assert len(http_server.requests) == n
+
+
+def test_execute_copies_from_read_only_cache(tmp_path, http_server, build, read_only):  # noqa: F811
+    (pkg,) = serve_packages(http_server, [("shared", "1", 20)])
+    ro_src = str(tmp_path / "ro")
+    origin = "https://origin.example/ch/noarch/" + pkg.fn
+    install_by_hand(ro_src, pkg, origin, extract=False)
+    ro = read_only(ro_src)
+    rw = str(tmp_path / "rw")
+    run = Run(pkgs_dirs=[ro, rw], quiet=True)
+    p = fetch.plan([ref_of(pkg, http_server)], PackageCaches([ro, rw]))
+    summary = fetch.execute(p, run)
+    assert [i.outcome for i in summary.items] == ["copied"]
+    assert http_server.requests == []  # nothing downloaded
+    assert entry_problems(rw, pkg.dist) == []
+    with open(os.path.join(rw, pkg.dist, "info", "repodata_record.json")) as fh:
+        assert json.load(fh)["url"] == origin  # where the package really came from
+    with open(os.path.join(rw, "urls.txt")) as fh:
+        assert fh.read() == origin + "\n"
+    assert sorted(os.listdir(ro)) == sorted(os.listdir(ro_src))
+
+
+def test_execute_extract_only(tmp_path, build):
+    pkgs = str(tmp_path / "pkgs")
+    pkg = build("arch", "1", fmt=".tar.bz2")
+    install_by_hand(pkgs, pkg, "https://h/ch/noarch/" + pkg.fn, extract=False)
+    run = Run(pkgs_dirs=[pkgs], quiet=True, offline=True)  # offline: must not matter
+    summary = fetch.execute(fetch.plan([ref_of(pkg)], PackageCaches([pkgs])), run)
+    assert [i.outcome for i in summary.items] == ["extracted"]
+    assert entry_problems(pkgs, pkg.dist) == []
+
+
+def test_execute_failures_are_listed_and_others_complete(tmp_path, http_server):
+    good, bad, gone = serve_packages(
+        http_server, [("good", "1", 5), ("bad", "1", 5), ("gone", "1", 5)]
+    )
+    os.unlink(os.path.join(http_server.directory, "noarch", gone.fn))
+    pkgs = str(tmp_path / "pkgs")
+    refs = [ref_of(good, http_server), ref_of(bad, http_server), ref_of(gone, http_server)]
+    refs[1].sha256 = "0" * 64
+    summary = fetch.execute(fetch.plan(refs, PackageCaches([pkgs])), Run(quiet=True))
+    outcome = {i.fn: (i.outcome, i.error_type) for i in summary.items}
+    assert outcome == {
+        good.fn: ("downloaded", None),
+        bad.fn: ("failed", "ChecksumMismatchError"),
+        gone.fn: ("failed", "DownloadError"),
+    }
+    assert "404" in next(i.error for i in summary.items if i.fn == gone.fn)
+    listing = set(os.listdir(pkgs))
+    assert good.fn in listing and good.dist in listing
+    assert not {bad.fn, bad.dist, gone.fn, gone.dist, bad.fn + ".partial"} & listing
+    with open(os.path.join(pkgs, "urls.txt")) as fh:
+        assert fh.read() == refs[0].url + "\n"
+
+
+def test_execute_replaces_a_stale_entry(tmp_path, http_server):
+    (pkg,) = serve_packages(http_server, [("p", "1", 5)])
+    pkgs = str(tmp_path / "pkgs")
+    install_by_hand(pkgs, pkg, "https://old.example/noarch/" + pkg.fn, archive=False, md5=MD5)
+    with open(os.path.join(pkgs, pkg.dist, "stray.txt"), "w") as fh:
+        fh.write("from the old entry")
+    summary = fetch.execute(
+        fetch.plan([ref_of(pkg, http_server)], PackageCaches([pkgs])), Run(quiet=True)
+    )
+    assert [i.outcome for i in summary.items] == ["downloaded"]
+    assert entry_problems(pkgs, pkg.dist) == []
+    assert not os.path.exists(os.path.join(pkgs, pkg.dist, "stray.txt"))
