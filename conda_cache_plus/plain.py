@@ -105,7 +105,9 @@ class ProgressBatch:
         # bar closes instead (only if there was more than one, or it would repeat the done line).
         self.summary_on_idle = summary_on_idle
         self._lock = threading.Lock()
-        self._bars: dict[int, list] = {}  # id(bar) -> [size or None, fraction, closed]
+        # bar -> [size or None, fraction, closed]; keyed by the bar itself (not id(), which a
+        # finished bar hands on to the next one created)
+        self._bars: dict[object, list] = {}
         self.started: float | None = None
         self._last_emit: float | None = None
         self.lines_written = 0
@@ -117,7 +119,7 @@ class ProgressBatch:
     # -- bookkeeping (called by bars) ----------------------------------------------------------
     def add(self, bar, size: int | None) -> None:
         with self._lock:
-            self._bars[id(bar)] = [size, 0.0, False]
+            self._bars[bar] = [size, 0.0, False]
 
     def update(self, bar, fraction: float) -> None:
         with self._lock:
@@ -125,7 +127,7 @@ class ProgressBatch:
             if self.started is None:
                 self.started = now
                 self._last_emit = now
-            entry = self._bars.get(id(bar))
+            entry = self._bars.get(bar)
             if entry is not None:
                 entry[1] = min(max(fraction, 0.0), 1.0)
             if now - self._last_emit >= self.interval and not self._all_closed():
@@ -134,7 +136,7 @@ class ProgressBatch:
 
     def close(self, bar) -> None:
         with self._lock:
-            entry = self._bars.get(id(bar))
+            entry = self._bars.get(bar)
             if entry is None or entry[2]:
                 return
             entry[2] = True
