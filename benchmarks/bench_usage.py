@@ -3,15 +3,20 @@
 Builds a 5,000-entry cache (small extracted packages as conda leaves them, plus their .conda
 archives' stand-ins) and 50 environments of 300 packages each, hard-linked from the cache with
 conda-meta records as conda writes them (``link.source``, ``files``, ``paths_data``). Environment
-``i`` uses entries ``80*i .. 80*i+299``, so ~780 entries are unused. Then times, each as a fresh
-process (what a user runs), best of ``--repeat``:
+``i`` uses entries ``80*i .. 80*i+299``, so ~780 entries are unused. Then times, each command as
+a fresh process (what a user runs), the rows interleaved round by round so that every row sees
+the same machine load, best of ``--repeat``:
 
 - ``conda clean -p --dry-run --json`` (conda's nlink walk of every file of every entry);
-- ``conda-cache clean --unused --dry-run --json`` standalone (scan + env records + link samples +
-  byte accounting of what would go);
-- ``conda cache clean --unused --dry-run --json`` (the same, as a conda plugin);
-- ``conda-cache usage --json`` (scan + usage of every entry, no sizes);
-and in-process the pure ``scan_usage`` on its own.
+- ``conda-cache clean --unused --dry-run --json`` standalone (cache scan + env records + link
+  samples + byte accounting of what would go), and the same as ``conda cache clean`` (plugin);
+- ``conda-cache usage --json`` (cache scan + usage of every entry, no sizes);
+- in-process, the cache scan plus ``scan_usage`` on their own.
+
+"first" = no remembered state (our user cache dir emptied before the run: no cache-scan index,
+no environment index); "repeated" = the same command again, nothing changed on disk. The page
+cache is warm in both (as it is for conda). Times are wall clock and CPU (user+sys of the
+child), since this 2-core machine is shared: CPU time is what load disturbs least.
 
 Run (with conda importable for the conda columns):
     /work/condaenv/bin/python benchmarks/bench_usage.py [--entries 5000 --envs 50 --per-env 300]
@@ -22,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -103,17 +110,31 @@ def build(root: str, entries: int, envs: int, per_env: int, step: int) -> tuple[
     return pkgs, prefixes
 
 
-def timed(cmd: list[str], env: dict, repeat: int) -> tuple[float, str]:
-    best = float("inf")
-    out = ""
-    for _ in range(repeat):
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        best = min(best, time.perf_counter() - start)
-        if proc.returncode not in (0, 1):
-            raise SystemExit(f"{cmd} failed: {proc.returncode}\n{proc.stderr[-2000:]}")
-        out = proc.stdout
-    return best, out
+def run_once(cmd: list[str], env: dict, wipe: str | None) -> tuple[float, float, str]:
+    """(wall, cpu, stdout) of one fresh process; ``wipe``: a directory to empty first."""
+    if wipe:
+        shutil.rmtree(wipe, ignore_errors=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{cmd} failed: {proc.returncode}\n{proc.stderr[-2000:]}")
+    return wall, cpu, proc.stdout
+
+
+def in_process(pkgs: str, prefixes: list[str], xdg: str, first: bool):
+    if first:
+        shutil.rmtree(os.path.join(xdg, "conda-cache-plus"), ignore_errors=True)
+    os.environ["XDG_CACHE_HOME"] = xdg
+    t0, c0 = time.perf_counter(), time.process_time()
+    report = scan_usage(
+        PackageCaches([pkgs]).records(), [Environment(p, ["--env"]) for p in prefixes]
+    )
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return wall, cpu, sum(1 for u in report.entries.values() if not u.in_use)
 
 
 def conda_importable() -> bool:
@@ -131,7 +152,7 @@ def main() -> None:
     ap.add_argument("--envs", type=int, default=50)
     ap.add_argument("--per-env", type=int, default=300)
     ap.add_argument("--step", type=int, default=80)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -143,56 +164,79 @@ def main() -> None:
     os.makedirs(os.path.join(home, ".conda"), exist_ok=True)
     with open(os.path.join(home, ".conda", "environments.txt"), "w") as fh:
         fh.write("\n".join(prefixes) + "\n")
+    xdg = os.path.join(args.root, "xdg")
+    ours_state = os.path.join(xdg, "conda-cache-plus")
     env = dict(os.environ)
     env.update(
         HOME=home,
         CONDA_PKGS_DIRS=pkgs,
         CONDA_ENVS_DIRS=os.path.join(args.root, "no-envs-dir"),
         CONDA_SOLVER="classic",
-        XDG_CACHE_HOME=os.path.join(args.root, "xdg"),
+        XDG_CACHE_HOME=xdg,
         CONDA_ROOT=os.path.join(args.root, "no-root"),
     )
-    py = sys.executable
-    rows = []
-
-    best = float("inf")
-    for _ in range(args.repeat):
-        start = time.perf_counter()
-        report = scan_usage(
-            PackageCaches([pkgs], use_index=False).records(),
-            [Environment(p, ["--env"]) for p in prefixes],
-        )
-        best = min(best, time.perf_counter() - start)
-    unused = sum(1 for u in report.entries.values() if not u.in_use)
-    rows.append(("scan_usage() in-process (no remembered index)", best, unused))
-
     standalone = dict(env, CONDA_CACHE_PLUS_NO_CONDA="1")
-    t, out = timed([py, "-m", "conda_cache_plus", "usage", "--json"], standalone, args.repeat)
-    rows.append(("conda-cache usage --json", t, json.loads(out)["totals"]["unused"]))
-    cmd = [py, "-m", "conda_cache_plus", "clean", "--unused", "--dry-run", "--json"]
-    t, out = timed(cmd, standalone, args.repeat)
-    ours = json.loads(out)
-    rows.append(("conda-cache clean --unused --dry-run --json", t, len(ours["items"])))
-    conda_t = None
-    if conda_importable():
-        cmd = [py, "-m", "conda", "cache", "clean", "--unused", "--dry-run", "--json"]
-        t, out = timed(cmd, env, args.repeat)
-        rows.append(
-            ("conda cache clean --unused --dry-run --json", t, len(json.loads(out)["items"]))
-        )
-        cmd = [py, "-m", "conda", "clean", "-p", "--dry-run", "--json"]
-        conda_t, out = timed(cmd, env, args.repeat)
-        theirs = json.loads(out)["packages"]["pkgs_dirs"].get(pkgs, [])
-        rows.append(("conda clean -p --dry-run --json", conda_t, len(theirs)))
+    py = sys.executable
+    ours_clean = [py, "-m", "conda_cache_plus", "clean", "--unused", "--dry-run", "--json"]
+    ours_usage = [py, "-m", "conda_cache_plus", "usage", "--json"]
+    plugin_clean = [py, "-m", "conda", "cache", "clean", "--unused", "--dry-run", "--json"]
+    conda_clean = [py, "-m", "conda", "clean", "-p", "--dry-run", "--json"]
+    have_conda = conda_importable()
+
+    def unused_of(kind: str, out: str) -> int:
+        data = json.loads(out)
+        if kind == "usage":
+            return data["totals"]["unused"]
+        if kind == "conda":
+            return len(data["packages"]["pkgs_dirs"].get(pkgs, []))
+        return len(data["items"])
+
+    # (label, how) -- how: ("inproc", first) or (cmd, env, first, kind)
+    rows: list[tuple[str, tuple]] = [
+        ("scan + scan_usage() in-process, first", ("inproc", True)),
+        ("scan + scan_usage() in-process, repeated", ("inproc", False)),
+        ("conda-cache usage --json, first", (ours_usage, standalone, True, "usage")),
+        ("conda-cache usage --json, repeated", (ours_usage, standalone, False, "usage")),
+        ("conda-cache clean --unused -d --json, first", (ours_clean, standalone, True, "ours")),
+        ("conda-cache clean --unused -d --json, repeated", (ours_clean, standalone, False, "ours")),
+    ]
+    if have_conda:
+        rows += [
+            ("conda cache clean --unused -d --json, first", (plugin_clean, env, True, "ours")),
+            ("conda cache clean --unused -d --json, repeated", (plugin_clean, env, False, "ours")),
+            ("conda clean -p --dry-run --json", (conda_clean, env, False, "conda")),
+        ]
+    best: dict[str, list[float]] = {label: [float("inf"), float("inf"), 0] for label, _ in rows}
+    outputs: dict[str, str] = {}
+    for _ in range(args.repeat):
+        for label, how in rows:
+            if how[0] == "inproc":
+                wall, cpu, n = in_process(pkgs, prefixes, xdg, how[1])
+            else:
+                cmd, e, first, kind = how
+                wall, cpu, out = run_once(cmd, e, ours_state if first else None)
+                n = unused_of(kind, out)
+                outputs[label] = out
+            b = best[label]
+            b[0], b[1], b[2] = min(b[0], wall), min(b[1], cpu), n
+
+    conda_label = "conda clean -p --dry-run --json"
+    if have_conda:
+        ours = json.loads(outputs["conda-cache clean --unused -d --json, first"])
+        theirs = json.loads(outputs[conda_label])["packages"]["pkgs_dirs"].get(pkgs, [])
         same = {i["name"] for i in ours["items"]} == set(theirs)
         print(f"same unused set as conda (all envs hard-linked): {same}")
-
-    print(f"\n| what | best of {args.repeat} (s) | unused found | vs conda clean -p |")
-    print("|---|---:|---:|---:|")
-    for what, t, n in rows:
-        ratio = f"{conda_t / t:.2f}x" if conda_t else "n/a"
-        print(f"| {what} | {t:.3f} | {n} | {ratio} |")
-    if conda_t is None:
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+    cw, cc = best[conda_label][:2] if have_conda else (None, None)
+    print(f"\n| what | wall, best of {args.repeat} (s) | CPU (s) | unused found "
+          "| vs conda clean -p (wall) | (CPU) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, _ in rows:
+        wall, cpu, n = best[label]
+        rw = f"{cw / wall:.2f}x" if cw else "n/a"
+        rc = f"{cc / cpu:.2f}x" if cc else "n/a"
+        print(f"| {label} | {wall:.3f} | {cpu:.3f} | {n} | {rw} | {rc} |")
+    if not have_conda:
         print("\nconda is not importable here: the conda rows are n/a.")
 
 

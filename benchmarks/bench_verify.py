@@ -1,13 +1,17 @@
-"""Verify benchmark: full verify against a C reference and a plain Python loop, cold and warm;
-fast vs full; re-verify of an unchanged cache; fast level over 20,000 synthetic entries.
+"""Verify benchmark: full verify against a C reference and plain Python loops, cold and warm;
+fast vs full; re-verify of an unchanged cache against the floor of one lstat per file; the
+fast level over 20,000 synthetic entries beside our scan and conda's.
 
-    python benchmarks/bench_verify.py [WORKDIR]
+    python3 benchmarks/corpus.py WORKDIR/corpus --count 53     # once, by a rich interpreter
+    /work/condaenv/bin/python benchmarks/bench_verify.py [WORKDIR]
 
-The corpus comes from benchmarks/corpus.py (built once into WORKDIR/corpus); its .conda
-packages are installed into WORKDIR/pkgs with our ``install_entry``. The C reference is
-``openssl dgst -sha256`` over the same files (every file verify hashes: package files and
-archives), split over as many processes as verify has workers. Cold runs drop the page cache
-(``echo 3 > /proc/sys/vm/drop_caches``; needs root, else they are skipped and said so).
+The corpus comes from benchmarks/corpus.py (built into WORKDIR/corpus when missing; an existing
+one is reused, so it can be built by an interpreter with more distributions than the one that
+runs the benchmark); its .conda packages are installed into WORKDIR/pkgs with our
+``install_entry``. The C reference is ``openssl dgst -sha256`` over the same files (every file
+verify hashes: package files and archives), split over as many processes as verify has
+workers. Cold runs drop the page cache (``echo 3 > /proc/sys/vm/drop_caches``; needs root,
+else they are skipped and said so). Every row is measured in this one run.
 """
 
 from __future__ import annotations
@@ -115,8 +119,22 @@ def python_loop(files):
         h.hexdigest()
 
 
-def verify(pkgs, level, store):
-    rep = verify_caches(PackageCaches([pkgs], use_index=False), None, level, use_store=store)
+def python_loop_procs(files, procs):
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(procs) as pool:
+        pool.map(python_loop, [files[i::procs] for i in range(procs)])
+
+
+def stat_floor(files):
+    """What a re-run cannot go below: one lstat per file, in a bare Python loop."""
+    lstat = os.lstat
+    for path in files:
+        lstat(path)
+
+
+def verify(pkgs, level, store, use_index=False):
+    rep = verify_caches(PackageCaches([pkgs], use_index=use_index), None, level, use_store=store)
     assert not rep.bad, [(e.entry, e.problems[:2]) for e in rep.bad]
     return rep
 
@@ -146,19 +164,20 @@ def main() -> None:
     nbytes = sum(os.path.getsize(f) for f in files)
     n_entries = sum(1 for n in os.listdir(pkgs) if n.endswith(".conda"))
     mb = nbytes / 1e6
-    print(f"corpus: {n_entries} packages, {len(files)} files hashed, {mb:.0f} MB; {WORKERS} cores")
+    print(
+        f"corpus: {n_entries} packages, {len(files)} files hashed, {mb:.0f} MB; "
+        f"{WORKERS} cores; load average {os.getloadavg()[0]:.1f}"
+    )
 
     def rate(t):
-        return f"{mb / t:7.0f} MB/s" if t else "   n/a"
+        return f"{mb / t:7.0f} MB/s" if t else ""
 
-    rows = []
-
-    def row(label, t, ref=None, refname=""):
+    def row(label, t, ref=None, refname="", show_rate=True):
         ratio = f"{ref / t:5.2f}x {refname}" if (t and ref) else ""
-        rows.append((label, t, ratio))
         shown = f"{t * 1000:9.1f} ms" if t is not None else "  skipped"
-        print(f"{label:<44} {shown}  {rate(t) if t else '':>12}  {ratio}")
+        print(f"| {label} | {shown} | {rate(t) if show_rate else ''} | {ratio} |")
 
+    print("| what | median | rate | ratio |\n|---|---:|---:|---|")
     # warm page cache
     for f in files:
         with open(f, "rb") as fh:
@@ -166,17 +185,24 @@ def main() -> None:
                 pass
     t_ssl = best(lambda: openssl(files, WORKERS))
     t_loop = best(lambda: python_loop(files), repeat=3)
+    t_loop2 = best(lambda: python_loop_procs(files, WORKERS), repeat=3)
     t_full = best(lambda: verify(pkgs, FULL, False))
     t_fast = best(lambda: verify(pkgs, FAST, False))
-    verify(pkgs, FULL, True)
-    t_re = best(lambda: verify(pkgs, FULL, True))
-    rep = verify(pkgs, FULL, True)
-    assert rep.totals()["bytes_hashed"] < 1e6, rep.totals()
-    row(f"openssl dgst -sha256, {WORKERS} processes (warm)", t_ssl)
+    t_fast_again = best(lambda: verify(pkgs, FAST, True, use_index=True))
+    verify(pkgs, FULL, True, use_index=True)
+    t_re = best(lambda: verify(pkgs, FULL, True, use_index=True))
+    rep = verify(pkgs, FULL, True, use_index=True)
+    assert rep.totals()["bytes_hashed"] == 0, rep.totals()
+    t_floor = best(lambda: stat_floor(files))
+    row(f"`openssl dgst -sha256`, {WORKERS} processes (warm)", t_ssl)
     row("plain Python loop, 1 process (warm)", t_loop)
-    row(f"verify --full --rehash (warm, {WORKERS} workers)", t_full, t_ssl, "vs openssl")
-    row("verify (fast level, warm)", t_fast, t_full, "vs full")
-    row("verify --full again, unchanged (warm)", t_re, t_full, "vs full")
+    row(f"plain Python loop, {WORKERS} processes (warm)", t_loop2)
+    row(f"`verify --full --rehash`, {WORKERS} workers (warm)", t_full, t_ssl, "openssl")
+    row("`verify --rehash` fast level, nothing remembered", t_fast, t_full, "faster than full", 0)
+    row("`verify` fast level, again", t_fast_again, t_full, "faster than full", 0)
+    row("`verify --full` again, unchanged", t_re, t_full, "faster than full", 0)
+    row("floor: one `os.lstat` per hashed file, bare loop", t_floor, t_full, "faster than full", 0)
+    print(f"re-verify / lstat floor: {t_re / t_floor:.2f}")
 
     # cold page cache
     t_ssl_c = best(lambda: openssl(files, WORKERS), repeat=3, cold=True)
@@ -184,8 +210,8 @@ def main() -> None:
         print("cold runs skipped: cannot write /proc/sys/vm/drop_caches (not root)")
     else:
         t_full_c = best(lambda: verify(pkgs, FULL, False), repeat=3, cold=True)
-        row(f"openssl dgst -sha256, {WORKERS} processes (cold)", t_ssl_c)
-        row("verify --full --rehash (cold)", t_full_c, t_ssl_c, "vs openssl")
+        row(f"`openssl dgst -sha256`, {WORKERS} processes (cold)", t_ssl_c)
+        row("`verify --full --rehash` (cold)", t_full_c, t_ssl_c, "openssl")
 
     # fast level over 20,000 synthetic entries, beside the scan and conda's load
     import bench_scan
@@ -193,17 +219,25 @@ def main() -> None:
     big = bench_scan.build_cache(os.path.join(HERE, "out", "scan"), 20000)
     from conda_cache_plus.pkgs_dir import scan
 
-    print("\n20,000 synthetic entries:")
     t_scan = best(lambda: scan(big, use_index=False), repeat=3)
+    scan(big)
+    t_scan_again = best(lambda: scan(big), repeat=3)
     t_fast20 = best(lambda: verify(big, FAST, False), repeat=3)
+    verify(big, FAST, True, use_index=True)
+    t_fast20_again = best(lambda: verify(big, FAST, True, use_index=True), repeat=3)
     load = conda_loader()
     t_conda = best(lambda: load(big), repeat=3) if load else None
+    print("\n20,000 synthetic entries:\n| what | median | vs conda |\n|---|---:|---:|")
     for label, t in (
-        ("our scan (no index)", t_scan),
-        ("verify (fast level)", t_fast20),
-        ("conda PackageCacheData.load()", t_conda),
+        ("conda `PackageCacheData.load()`", t_conda),
+        ("our scan, first (no index)", t_scan),
+        ("our scan, remembered", t_scan_again),
+        ("`verify` fast level, nothing remembered (no index, no state)", t_fast20),
+        ("`verify` fast level, again (index and state remembered)", t_fast20_again),
     ):
-        print(f"{label:<44} {t * 1000:9.1f} ms" if t else f"{label:<44}   skipped")
+        shown = f"{t * 1000:.0f} ms" if t else "skipped"
+        ratio = f"{t_conda / t:.1f}x faster" if (t and t_conda and t is not t_conda) else ""
+        print(f"| {label} | {shown} | {ratio} |")
 
 
 if __name__ == "__main__":

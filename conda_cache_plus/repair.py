@@ -253,7 +253,7 @@ def remove_entry(pkgs_dir: str, entry: str, fn: str | None = None) -> dict:
             stats["files"] += tree.files
             stats["bytes"] += tree.apparent
         stats["urls_lines"] = remove_urls(layout, names)
-    verify_store.forget(verify_store.store_path(verify_store.store_dir(pkgs_dir, True), entry))
+    verify_store.forget_entry(pkgs_dir, entry)
     return stats
 
 

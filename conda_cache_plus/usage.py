@@ -18,6 +18,31 @@ Separately, ``history`` lists the environments whose ``conda-meta/history`` name
 ``name-version-build`` in any revision (``+``/``-`` lines), so ``--keep-history`` can keep what
 ``conda install --rev N`` would need.
 
+Sampling rule (what keeps the scan at a few ``stat`` calls per record, not one per file): per
+record we ``lstat`` ONE file of the environment, the first ``paths_data`` entry of
+``path_type`` ``hardlink`` with no prefix placeholder and not ``.pyc``/``.pyo`` (those are
+rewritten or regenerated, so never links), falling back to the first ``softlink`` entry, then
+to the first of ``files`` for records without ``paths_data``. conda links a whole package one
+way, so one file tells how it was linked. A symlink is resolved and matched to the entry it
+points into; a regular file with ``st_nlink > 1`` is compared, by ``(st_dev, st_ino)``, with the
+same relative path in the record's matched entries and in every cached copy of the same
+``name-version-build`` (another cache may hold the linked copy); a file with one link is a copy
+(or a rewritten file) and gives no link evidence. Limits: a package whose sampled file was
+replaced in the environment (by pip, by hand) but whose other files are still linked shows no
+link evidence for that entry (its ``record`` evidence still holds when the record names it);
+and a hard link to an entry in a cache we are not told about is not seen.
+
+Remembered scan (``env_index.py``): what a record, the ``history`` and the listing of
+``conda-meta`` gave is reused while their fingerprints match the files (one ``stat`` each), and
+what the sampled file showed is reused while its ``(st_dev, st_ino, st_mode, st_nlink,
+st_ctime_ns)`` is unchanged: any ``link``/``unlink``/``rename`` of that inode changes its
+ctime, so no hard link to it can appear or go unnoticed; entries checked before are not
+``stat``-ed again, new candidate entries are. A repeated scan of an unchanged environment costs
+one ``stat`` of ``conda-meta``, one per record and one ``lstat`` per sampled file. Limit: an
+entry directory renamed away and replaced by a fresh copy under the same path, while the
+environment's file keeps its inode and ctime, still shows the old hard link until the record or
+the file changes (the entry is then kept, never wrongly removed).
+
 "Last used" of an entry is the newest modification time of the ``conda-meta`` records that
 reference it (when an environment linked it), or, if later, the entry's own time (extraction:
 ``repodata_record.json``; download: the archive). Access times are not used: most systems mount
@@ -26,12 +51,16 @@ with ``relatime``/``noatime``, and a scan would itself touch them.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import stat
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from . import env_index
 from .envs import Environment
 from .layout import split_dist, strip_package_extension
 from .records import PackageCacheRecord, channel_name
@@ -45,6 +74,10 @@ LINK_TYPES = {1: "hardlink", 2: "softlink", 3: "copy", 4: "directory"}
 EVIDENCE_RECORD = "record"
 EVIDENCE_HARDLINK = "hardlink"
 EVIDENCE_SYMLINK = "symlink"
+
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+_O_FILE = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_decode_json = json.JSONDecoder().decode
 
 
 @dataclass
@@ -63,6 +96,10 @@ class EnvPackage:
     link_type: str | None
     samples: list[str]  # a few relative paths of regular files the package linked
     mtime: float
+    # remembered sample facts (rel -> (fingerprint, symlink target, {entry dir: same inode}))
+    # and the index slot to store new ones in; neither is part of the package's identity
+    memos: dict = field(default_factory=dict, repr=False, compare=False)
+    slot: list | None = field(default=None, repr=False, compare=False)
 
     @property
     def dist(self) -> str:
@@ -128,18 +165,22 @@ class UsageReport:
     # per env prefix: meta path -> extracted dirs it matched; and the packages in no cache
     matched: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     missing: dict[str, list[EnvPackage]] = field(default_factory=dict)
+    # id(record) -> usage for the records scanned (they stay alive in ``entries``): planners ask
+    # once per record, and building the path key each time was a visible part of ``clean``
+    by_record: dict[int, EntryUsage] = field(default_factory=dict, repr=False, compare=False)
 
     def usage_of(self, record: PackageCacheRecord) -> EntryUsage:
+        usage = self.by_record.get(id(record))
+        if usage is not None and usage.record is record:
+            return usage
         return self.entries[record.extracted_package_dir]
 
 
 # --- reading environments ------------------------------------------------------------------------
 def _sample_paths(data: dict) -> list[str]:
-    """Relative paths of a few files conda linked as-is (not rewritten for the prefix).
-
-    Hard-link entries come first; a softlinked install records every file as ``softlink``.
-    """
-    paths = (data.get("paths_data") or {}).get("paths")
+    """Relative paths of a few files conda linked as-is (the sampling rule, module docstring)."""
+    paths = data.get("paths_data")
+    paths = paths.get("paths") if isinstance(paths, dict) else None
     if isinstance(paths, list):
         hard: list[str] = []
         soft: list[str] = []
@@ -164,77 +205,202 @@ def _sample_paths(data: dict) -> list[str]:
     return []
 
 
-def read_env_package(prefix: str, meta_path: str) -> EnvPackage | None:
-    try:
-        with open(meta_path, "rb") as fh:
-            mtime = os.fstat(fh.fileno()).st_mtime
-            data = json.loads(fh.read())
-    except (OSError, ValueError):
-        return None
+_channels: dict[str | None, str] = {}
+
+
+def _channel(channel: str | None, url: str | None) -> str:
+    # 15,000 records name a handful of channels: parse each once
+    if channel:
+        name = _channels.get(channel)
+        if name is None:
+            name = _channels[channel] = channel_name(channel, None)
+        return name
+    return channel_name(None, url)
+
+
+def _normpath(path: str) -> str:
+    # posixpath.normpath is pure Python before 3.12; conda writes normal paths already
+    if path[:1] == "/" and "//" not in path and "/." not in path and path[-1:] != "/":
+        return path
+    return os.path.normpath(path)
+
+
+def _reduce(dist: str, data) -> tuple | None:
+    """The fields matching needs, as a plain tuple (what the remembered index stores)."""
     if not isinstance(data, dict):
         return None
-    dist = os.path.basename(meta_path)[: -len(".json")]
-    parts = split_dist(dist) or (dist, "", "")
-    link = data.get("link") if isinstance(data.get("link"), dict) else {}
+    link = data.get("link")
+    link = link if isinstance(link, dict) else {}
     source = link.get("source") or data.get("extracted_package_dir")
     ltype = link.get("type")
     if isinstance(ltype, int):
         ltype = LINK_TYPES.get(ltype, str(ltype))
-    url = data.get("url") if isinstance(data.get("url"), str) else None
-    fn = data.get("fn") if isinstance(data.get("fn"), str) else None
-    return EnvPackage(
-        prefix=prefix,
-        meta_path=meta_path,
-        name=str(data.get("name") or parts[0]),
-        version=str(data.get("version") or parts[1]),
-        build=str(data.get("build") or parts[2]),
-        fn=fn or (url.rsplit("/", 1)[-1] if url else None),
-        url=url,
-        channel=channel_name(
-            data.get("channel") if isinstance(data.get("channel"), str) else None, url
-        ),
-        source_dir=os.path.normpath(source) if isinstance(source, str) and source else None,
-        link_type=ltype if isinstance(ltype, str) else None,
-        samples=_sample_paths(data),
-        mtime=mtime,
+    url = data.get("url")
+    url = url if isinstance(url, str) else None
+    fn = data.get("fn")
+    fn = fn if isinstance(fn, str) else None
+    channel = data.get("channel")
+    name, version, build = data.get("name"), data.get("version"), data.get("build")
+    if not (name and version and build):
+        parts = split_dist(dist) or (dist, "", "")
+        name, version, build = name or parts[0], version or parts[1], build or parts[2]
+    return (
+        str(name),
+        str(version),
+        str(build),
+        fn or (url.rsplit("/", 1)[-1] if url else None),
+        url,
+        _channel(channel if isinstance(channel, str) else None, url),
+        _normpath(source) if isinstance(source, str) and source else None,
+        ltype if isinstance(ltype, str) else None,
+        _sample_paths(data),
     )
+
+
+def _package(prefix: str, meta_path: str, t: tuple, mtime: float) -> EnvPackage:
+    return EnvPackage(
+        prefix, meta_path, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], mtime
+    )
+
+
+def _read(name: str, dir_fd: int | None, path: str) -> tuple[bytes, os.stat_result]:
+    fd = os.open(name, _O_FILE, dir_fd=dir_fd) if dir_fd is not None else os.open(path, _O_FILE)
+    try:
+        st = os.fstat(fd)
+        want = st.st_size + 1
+        raw = os.read(fd, want)
+        if len(raw) == want:  # grew since fstat: read the rest
+            chunks = [raw]
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            raw = b"".join(chunks)
+    finally:
+        os.close(fd)
+    return raw, st
+
+
+def _racy(st: os.stat_result, now: float) -> bool:
+    # ctime too: utime() can set an old mtime on a file written just now
+    return now - max(st.st_mtime, st.st_ctime) <= env_index.RACY_SECONDS
+
+
+def read_env_package(prefix: str, meta_path: str) -> EnvPackage | None:
+    try:
+        raw, st = _read(meta_path, None, meta_path)
+        data = _decode_json(raw.decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    t = _reduce(os.path.basename(meta_path)[: -len(".json")], data)
+    return None if t is None else _package(prefix, meta_path, t, st.st_mtime)
+
+
+def _parse_history(text: str) -> set[str]:
+    out: set[str] = set()
+    for line in text.splitlines():
+        line = line.strip()
+        if line[:1] not in ("+", "-"):
+            continue
+        dist = line[1:].rsplit("::", 1)[-1]
+        dist, _ = strip_package_extension(dist)
+        if split_dist(dist):
+            out.add(dist)
+    return out
 
 
 def history_dists(prefix: str) -> set[str]:
     """``name-version-build`` of every package any revision of ``conda-meta/history`` names."""
-    out: set[str] = set()
     try:
         with open(os.path.join(prefix, "conda-meta", "history"), encoding="utf-8") as fh:
-            for line in fh:
-                line = line.strip()
-                if line[:1] not in ("+", "-"):
-                    continue
-                dist = line[1:].rsplit("::", 1)[-1]
-                dist, _ = strip_package_extension(dist)
-                if split_dist(dist):
-                    out.add(dist)
+            return _parse_history(fh.read())
     except (OSError, UnicodeDecodeError):
-        pass
-    return out
+        return set()
 
 
-def read_environment(env: Environment) -> EnvState:
+def _fp(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def read_environment(
+    env: Environment, old: dict | None = None, new: dict | None = None
+) -> EnvState:
+    """An environment's records and history; ``old``/``new``: its remembered index (env_index)."""
+    old = old or {}
+    new = {} if new is None else new
     state = EnvState(env)
     meta = os.path.join(env.prefix, "conda-meta")
+    now = time.time()
     try:
-        with os.scandir(meta) as it:
-            names = sorted(de.name for de in it if de.name.endswith(".json"))
+        meta_fd = os.open(meta, _O_DIR)
     except OSError as exc:
         state.problems.append(f"cannot list {meta}: {exc.strerror or exc}")
-        names = []
-    for name in names:
-        pkg = read_env_package(env.prefix, os.path.join(meta, name))
-        if pkg is None:
-            state.problems.append(f"{os.path.join(meta, name)}: unreadable record, skipped")
-        else:
-            state.packages.append(pkg)
-    state.history_dists = history_dists(env.prefix)
+        return state
+    try:
+        names = _listing(meta_fd, old, new, now)
+        old_recs = old.get("records") or {}
+        new_recs: dict = {}
+        new["records"] = new_recs
+        packages = state.packages
+        for name in names:
+            meta_path = meta + "/" + name
+            cached = old_recs.get(name)
+            if cached is not None:
+                try:
+                    st = os.stat(name, dir_fd=meta_fd)
+                except OSError:
+                    st = None
+                if st is not None and _fp(st) == cached[0]:
+                    slot = new_recs[name] = [cached[0], cached[1], cached[2]]
+                    pkg = _package(env.prefix, meta_path, cached[1], st.st_mtime)
+                    pkg.memos, pkg.slot = cached[2], slot
+                    packages.append(pkg)
+                    continue
+            try:
+                raw, st = _read(name, meta_fd, meta_path)
+                t = _reduce(name[: -len(".json")], _decode_json(raw.decode("utf-8")))
+            except (OSError, ValueError):
+                t = None
+            if t is None:
+                state.problems.append(f"{meta_path}: unreadable record, skipped")
+                continue
+            pkg = _package(env.prefix, meta_path, t, st.st_mtime)
+            if not _racy(st, now):
+                pkg.slot = new_recs[name] = [_fp(st), t, {}]
+            packages.append(pkg)
+        state.history_dists = _history(meta_fd, meta, old, new, now)
+    finally:
+        os.close(meta_fd)
     return state
+
+
+def _listing(meta_fd: int, old: dict, new: dict, now: float) -> list[str]:
+    """The ``*.json`` names of conda-meta; reused while the directory is unchanged (any create,
+    delete or rename in it updates its mtime)."""
+    st = os.fstat(meta_fd)
+    key = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    cached = old.get("listing")
+    if cached is not None and cached[0] == key:
+        names = cached[1]
+    else:
+        names = sorted(n for n in os.listdir(meta_fd) if n.endswith(".json"))
+    if not _racy(st, now):
+        new["listing"] = (key, names)
+    return names
+
+
+def _history(meta_fd: int, meta: str, old: dict, new: dict, now: float) -> set[str]:
+    cached = old.get("history")
+    try:
+        st = os.stat("history", dir_fd=meta_fd) if cached is not None else None
+        if st is not None and cached[0] == _fp(st):
+            dists = set(cached[1])
+        else:
+            raw, st = _read("history", meta_fd, meta + "/history")
+            dists = _parse_history(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return set()
+    if not _racy(st, now):
+        new["history"] = (_fp(st), sorted(dists))
+    return dists
 
 
 # --- matching ----------------------------------------------------------------------------------
@@ -246,20 +412,27 @@ class _Index:
         self.by_url: dict[str, list[PackageCacheRecord]] = {}
         self.by_fn: dict[str, list[PackageCacheRecord]] = {}
         self.by_dist: dict[str, list[PackageCacheRecord]] = {}
+        self.dir_of: dict[int, str] = {}  # id(record) -> extracted_package_dir, computed once
         real_roots: dict[str, str] = {}
         for rec in records:
-            self.by_dir[os.path.normpath(rec.extracted_package_dir)] = rec
-            root = real_roots.get(rec.pkgs_dir)
+            path = rec.extracted_package_dir
+            self.dir_of[id(rec)] = path
+            normal = _normpath(path)
+            self.by_dir[normal] = rec
+            pkgs_dir = rec.pkgs_dir
+            root = real_roots.get(pkgs_dir)
             if root is None:
-                root = real_roots[rec.pkgs_dir] = os.path.realpath(rec.pkgs_dir)
-            # environments record the path conda saw, which may go through a symlinked pkgs dir
-            self.by_dir.setdefault(os.path.join(root, rec.entry), rec)
-            if rec.url:
-                self.by_url.setdefault(rec.url.split("#", 1)[0], []).append(rec)
-            fns = {rec.fn, *(rec.basename + ext for ext in rec.archives)}
-            for fn in fns:
+                root = real_roots[pkgs_dir] = os.path.realpath(pkgs_dir)
+            if root != pkgs_dir:
+                # environments record the path conda saw, maybe through a symlinked pkgs dir
+                self.by_dir.setdefault(os.path.join(root, rec.entry), rec)
+            url = rec.url
+            if url:
+                self.by_url.setdefault(url.split("#", 1)[0], []).append(rec)
+            basename = rec.basename
+            for fn in {rec.fn, *(basename + ext for ext in rec.archives)}:
                 self.by_fn.setdefault(fn, []).append(rec)
-            self.by_dist.setdefault(rec.basename, []).append(rec)
+            self.by_dist.setdefault(basename, []).append(rec)
 
     def match(self, pkg: EnvPackage) -> list[PackageCacheRecord]:
         if pkg.source_dir:
@@ -285,72 +458,151 @@ class _Index:
         return None
 
 
-def _link_evidence(pkg: EnvPackage, index: _Index, candidates: list[PackageCacheRecord]):
-    """(evidence kind, record) pairs from a few real files of the environment."""
+def _link_evidence(
+    pkg: EnvPackage,
+    index: _Index,
+    candidates: list[PackageCacheRecord],
+    prefix_fd: int | None,
+    now: float,
+):
+    """(evidence kind, record) pairs from the sampled file(s) of the environment, and what the
+    samples showed, to remember (rel -> (fingerprint, symlink target, {entry dir: same inode}))."""
     found: list[tuple[str, PackageCacheRecord]] = []
-    more = [r for r in index.by_dist.get(pkg.dist, ()) if r not in candidates]
+    memos: dict = {}
+    old = pkg.memos
     for rel in pkg.samples:
-        path = os.path.join(pkg.prefix, rel)
+        path = pkg.prefix + "/" + rel
         try:
-            st = os.lstat(path)
+            if prefix_fd is not None:
+                st = os.stat(rel, dir_fd=prefix_fd, follow_symlinks=False)
+            else:
+                st = os.lstat(path)
         except OSError:
             continue
+        fp = (st.st_dev, st.st_ino, st.st_mode, st.st_nlink, st.st_ctime_ns)
+        memo = old.get(rel)
+        if memo is not None and memo[0] != fp:
+            memo = None
+        target = None
+        checked: dict[str, bool] = {}
         if stat.S_ISLNK(st.st_mode):
-            try:
-                target = os.readlink(path)
-            except OSError:
-                continue
+            if memo is not None:
+                target = memo[1]
+            else:
+                try:
+                    target = os.readlink(path)
+                except OSError:
+                    continue
             if not os.path.isabs(target):
-                target = os.path.join(os.path.dirname(path), target)
-            rec = index.entry_of_target(target, rel)
+                full = os.path.join(os.path.dirname(path), target)
+            else:
+                full = target
+            rec = index.entry_of_target(full, rel)
             if rec is not None:
                 found.append((EVIDENCE_SYMLINK, rec))
-            continue
-        if st.st_nlink < 2:
-            continue
-        for rec in (*candidates, *more):
-            try:
-                cst = os.lstat(os.path.join(rec.extracted_package_dir, rel))
-            except OSError:
-                continue
-            if (cst.st_dev, cst.st_ino) == (st.st_dev, st.st_ino):
-                found.append((EVIDENCE_HARDLINK, rec))
-    return found
+        elif st.st_nlink >= 2:
+            before = memo[2] if memo is not None else {}
+            more = [r for r in index.by_dist.get(pkg.dist, ()) if r not in candidates]
+            key = (st.st_dev, st.st_ino)
+            dir_of = index.dir_of
+            for rec in (*candidates, *more):
+                entry_dir = dir_of[id(rec)]
+                same = before.get(entry_dir)
+                if same is None:
+                    try:
+                        cst = os.lstat(entry_dir + "/" + rel)
+                    except OSError:
+                        same = False
+                    else:
+                        same = (cst.st_dev, cst.st_ino) == key
+                checked[entry_dir] = same
+                if same:
+                    found.append((EVIDENCE_HARDLINK, rec))
+        if now - st.st_ctime > env_index.RACY_SECONDS:
+            memos[rel] = (fp, target, checked)
+    return found, memos
 
 
-def scan_usage(records: Iterable[PackageCacheRecord], envs: Iterable[Environment]) -> UsageReport:
-    """Who uses what, for the given cache records and environments. Reads only."""
-    records = list(records)
+@contextlib.contextmanager
+def no_gc():
+    """Without the cyclic GC: a scan allocates many small objects and frees none, so each
+    collection would re-walk the growing heap for nothing (verbs hold it over their whole run,
+    since building their output allocates as much again on top of the scan's heap)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            # Everything allocated meanwhile sits in the youngest generation: the first
+            # collections after enable() would walk all of it, twice. Move it straight to the
+            # oldest generation instead (freeze + unfreeze does that without a walk).
+            gc.freeze()
+            gc.unfreeze()
+            gc.enable()
+
+
+def scan_usage(
+    records: Iterable[PackageCacheRecord], envs: Iterable[Environment], *, use_index: bool = True
+) -> UsageReport:
+    """Who uses what, for the given cache records and environments. Reads only (the remembered
+    index, ``use_index``, lives outside the environments: env_index.py)."""
+    with no_gc():
+        return _scan_usage(list(records), envs, use_index)
+
+
+def _scan_usage(records: list[PackageCacheRecord], envs, use_index: bool) -> UsageReport:
     index = _Index(records)
-    report = UsageReport(entries={r.extracted_package_dir: EntryUsage(r) for r in records}, envs=[])
+    dir_of = index.dir_of
+    report = UsageReport(entries={}, envs=[])
+    entries = report.entries
+    for rec in records:
+        entries[dir_of[id(rec)]] = report.by_record[id(rec)] = EntryUsage(rec)
     by_dist = index.by_dist
     for env in envs:
-        state = read_environment(env)
-        report.envs.append(state)
         prefix = env.prefix
+        old = env_index.load(prefix) if use_index else {}
+        new: dict = {}
+        state = read_environment(env, old, new)
+        report.envs.append(state)
         matched = report.matched.setdefault(prefix, {})
         missing = report.missing.setdefault(prefix, [])
-        for pkg in state.packages:
-            recs = index.match(pkg)
-            hits: dict[str, set[str]] = {}
-            for rec in recs:
-                hits.setdefault(rec.extracted_package_dir, set()).add(EVIDENCE_RECORD)
-            for kind, rec in _link_evidence(pkg, index, recs):
-                hits.setdefault(rec.extracted_package_dir, set()).add(kind)
-            if not hits:
-                missing.append(pkg)
-                continue
-            matched[pkg.meta_path] = sorted(hits)
-            for path, kinds in hits.items():
-                usage = report.entries[path]
-                usage.users.setdefault(prefix, set()).update(kinds)
-                if pkg.link_type:
-                    usage.link_types[prefix] = pkg.link_type
-                if usage.last_linked is None or pkg.mtime > usage.last_linked:
-                    usage.last_linked = pkg.mtime
+        now = time.time()
+        try:
+            prefix_fd = os.open(prefix, _O_DIR)
+        except OSError:
+            prefix_fd = None
+        try:
+            for pkg in state.packages:
+                recs = index.match(pkg)
+                hits: dict[str, set[str]] = {}
+                for rec in recs:
+                    hits.setdefault(dir_of[id(rec)], set()).add(EVIDENCE_RECORD)
+                if pkg.samples:
+                    evidence, memos = _link_evidence(pkg, index, recs, prefix_fd, now)
+                    if pkg.slot is not None:
+                        pkg.slot[2] = memos
+                    for kind, rec in evidence:
+                        hits.setdefault(dir_of[id(rec)], set()).add(kind)
+                if not hits:
+                    missing.append(pkg)
+                    continue
+                matched[pkg.meta_path] = sorted(hits)
+                for path, kinds in hits.items():
+                    usage = entries[path]
+                    usage.users.setdefault(prefix, set()).update(kinds)
+                    if pkg.link_type:
+                        usage.link_types[prefix] = pkg.link_type
+                    if usage.last_linked is None or pkg.mtime > usage.last_linked:
+                        usage.last_linked = pkg.mtime
+        finally:
+            if prefix_fd is not None:
+                os.close(prefix_fd)
         for dist in state.history_dists:
             for rec in by_dist.get(dist, ()):
-                report.entries[rec.extracted_package_dir].history.add(prefix)
+                entries[dir_of[id(rec)]].history.add(prefix)
+        if use_index and new != old:
+            env_index.save(prefix, new)
     return report
 
 

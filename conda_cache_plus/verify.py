@@ -9,13 +9,17 @@ Two levels, like rattler's ``ValidationMode``:
 - **full**: also the sha256 of every file, and the archive's sha256 (or md5).
 
 Findings are data (:class:`EntryFindings`, :class:`Problem`); nothing here prints or changes the
-cache. What passed is remembered per entry (:mod:`.verify_store`) so a re-run re-checks only what
-changed. Work is spread over a process pool (full level: hashing and the per-file Python work
-both scale with cores) or threads (fast level: mostly waiting on ``lstat``).
+cache. What passed is remembered (:mod:`.verify_store`) so a re-run re-checks only what changed:
+an unchanged file costs one ``lstat`` (relative to the entry's open directory), an unchanged
+entry's metadata is not parsed again. Everything but hashing runs in this process; the files
+that need a hash go to a pool of processes (or threads) in batches, and only when there are
+enough of them to pay for the pool.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 import hashlib
 import json
 import os
@@ -64,7 +68,11 @@ _HARDLINK, _SOFTLINK, _DIRECTORY = "hardlink", "softlink", "directory"
 CONSISTENT_FIELDS = ("name", "version", "build", "build_number", "subdir")
 
 _BUF = 1 << 20
-_UNCHANGED = {"unchanged": True}  # what a check returns when the remembered state still holds
+# Never through a final symlink; O_NONBLOCK so that a FIFO put in a file's place cannot hang
+# the check (it changes nothing for regular files).
+_OPEN_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+)
 _MAX_LINK_HOPS = 40
 
 
@@ -238,9 +246,11 @@ def _kind(mode: int) -> str:
 
 
 def _safe_rel(rel) -> bool:
-    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\0" in rel:
+    if rel.__class__ is not str or not rel or rel[0] == "/" or "\0" in rel:
         return False
-    return not any(p in ("", ".", "..") for p in rel.split("/"))
+    # No empty, "." or ".." component; one substring test each instead of a split per path.
+    framed = "/" + rel + "/"
+    return "//" not in framed and "/./" not in framed and "/../" not in framed
 
 
 def sha256_fd(fd: int, size_hint: int) -> tuple[str, int]:
@@ -269,7 +279,7 @@ def sha256_fd(fd: int, size_hint: int) -> tuple[str, int]:
 def hash_file(path: str, algorithm: str = "sha256") -> str | None:
     """Digest of a file without following a final symlink; None if it cannot be read."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
+        fd = os.open(path, _OPEN_FLAGS)
     except OSError:
         return None
     try:
@@ -286,17 +296,25 @@ def hash_file(path: str, algorithm: str = "sha256") -> str | None:
         os.close(fd)
 
 
-def _read_json(path: str) -> tuple[object, str | None, bool]:
-    """(data, error, exists)."""
+def _read_json(path: str, dir_fd: int | None = None) -> tuple[object, str | None, bool]:
+    """(data, error, exists). Plain ``os`` calls: a buffered file object costs more than the
+    read of a small metadata file, and a first run reads three per entry."""
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
     except (FileNotFoundError, NotADirectoryError):
         return None, None, False
     except OSError as exc:
         return None, f"cannot read: {exc.strerror or exc}", True
     try:
-        return json.loads(raw), None, True
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or exc}", True
+    finally:
+        os.close(fd)
+    try:
+        return json.loads(b"".join(chunks) if len(chunks) != 1 else chunks[0]), None, True
     except (ValueError, UnicodeDecodeError) as exc:
         return None, f"not valid JSON ({exc})", True
 
@@ -329,392 +347,855 @@ def archive_lists_paths_json(archive: str) -> bool | None:
         return None
 
 
+# --- the check plan: what an entry's metadata says must be there ------------------------------
+
+# Fingerprinted metadata files, in this order; a legacy entry (no paths.json) also depends on
+# the last two.
+_META_NAMES = ("paths.json", "index.json", "repodata_record.json", "files", "has_prefix")
+_META_PATHS = tuple("info/" + n for n in _META_NAMES)
+_N_META_MODERN = 3
+_ARCHIVE_EXTS = (CONDA_EXT, TARBZ2_EXT)
+_RECORD_KEYS = ("name", "version", "build", "fn", "url", "size", "sha256", "md5")
+
+
+@dataclass
+class _Plan:
+    """What an entry must contain, parsed once from its metadata (and then remembered)."""
+
+    source: str = "none"  # paths.json | info/files | none
+    record: dict = field(default_factory=dict)
+    record_source: str = ""
+    files: list = field(default_factory=list)  # hardlink paths
+    sizes: list = field(default_factory=list)  # their sizes (None: not recorded)
+    shas: list = field(default_factory=list)  # their sha256 (None: not recorded)
+    links: list = field(default_factory=list)  # (rel, size, sha) of softlinks
+    dirs: list = field(default_factory=list)  # paths of type directory
+    anys: list = field(default_factory=list)  # legacy paths: existence only
+    parents: list = field(default_factory=list)  # every directory above a path, shallow first
+    count: int = 0  # paths listed
+
+    def to_state(self) -> tuple:
+        return (
+            self.source,
+            self.record,
+            self.record_source,
+            self.files,
+            self.sizes,
+            self.shas,
+            self.links,
+            self.dirs,
+            self.anys,
+            self.parents,
+            self.count,
+        )
+
+    @classmethod
+    def from_state(cls, t: tuple) -> _Plan:
+        return cls(*t)
+
+
+def _parse_metadata(root: str, efd: int, f: EntryFindings) -> _Plan:
+    """The plan of one entry from its metadata files; problems go into ``f``."""
+    plan = _Plan()
+    info = os.path.join(root, "info")
+    index, err, exists = _read_json("info/index.json", efd)
+    if not exists:
+        f.add(META_MISSING, "info/index.json")
+    elif err or not isinstance(index, dict):
+        f.add(META_INVALID, "info/index.json", detail=err or "not a JSON object")
+        index = None
+    record, err, exists = _read_json("info/repodata_record.json", efd)
+    if not exists:
+        f.add(META_MISSING, "info/repodata_record.json")
+        record = None
+    elif err or not isinstance(record, dict):
+        f.add(META_INVALID, "info/repodata_record.json", detail=err or "not a JSON object")
+        record = None
+    if isinstance(record, dict) and isinstance(index, dict):
+        for key in CONSISTENT_FIELDS:
+            if key in index and record.get(key) != index.get(key):
+                f.add(
+                    META_INVALID,
+                    "info/repodata_record.json",
+                    expected=index.get(key),
+                    actual=record.get(key),
+                    detail=f"{key} differs from info/index.json",
+                )
+    src = record if isinstance(record, dict) else (index if isinstance(index, dict) else {})
+    plan.record_source = "repodata_record" if isinstance(record, dict) else ("index" if src else "")
+    plan.record = {
+        k: src.get(k)
+        for k in _RECORD_KEYS
+        if isinstance(src.get(k), (str, int)) and not isinstance(src.get(k), bool)
+    }
+    if not _paths_json_plan(root, efd, f, plan):
+        _legacy_plan(root, info, f, plan)
+    parents: set[str] = set()
+    for rel in (*plan.files, *(item[0] for item in plan.links), *plan.dirs, *plan.anys):
+        parent = rel.rpartition("/")[0]
+        while parent and parent not in parents:
+            parents.add(parent)
+            parent = parent.rpartition("/")[0]
+    plan.parents = sorted(parents, key=lambda p: (p.count("/"), p))
+    return plan
+
+
+def _paths_json_plan(root: str, efd: int, f: EntryFindings, plan: _Plan) -> bool:
+    """Fill ``plan`` from paths.json; False when there is none (a legacy package or a lost file)."""
+    data, err, exists = _read_json("info/paths.json", efd)
+    if exists and not err:
+        if not isinstance(data, dict) or data.get("paths_version") != 1:
+            version = data.get("paths_version") if isinstance(data, dict) else None
+            f.add(META_INVALID, "info/paths.json", 1, version, "unknown paths_version")
+            return True
+        raw = data.get("paths")
+        if not isinstance(raw, list):
+            f.add(META_INVALID, "info/paths.json", detail="no list of paths")
+            return True
+        plan.source = f.metadata = "paths.json"
+        files, sizes, shas = plan.files, plan.sizes, plan.shas
+        safe = _safe_rel
+        for item in raw:
+            rel = item.get("_path") if item.__class__ is dict else None
+            if not safe(rel):
+                f.add(META_INVALID, "info/paths.json", detail=f"bad path {rel!r}")
+                continue
+            size = item.get("size_in_bytes")
+            if size.__class__ is not int:  # also refuses bool
+                size = None
+            sha = item.get("sha256")
+            if sha.__class__ is not str:
+                sha = None
+            ptype = item.get("path_type", _HARDLINK)
+            plan.count += 1
+            if ptype == _HARDLINK:
+                files.append(rel)
+                sizes.append(size)
+                shas.append(sha)
+            elif ptype == _SOFTLINK:
+                plan.links.append((rel, size, sha))
+            elif ptype == _DIRECTORY:
+                plan.dirs.append(rel)
+            # Other path types (entry points, pyc files) are made at link time, not packaged.
+        return True
+    if exists:
+        f.add(META_INVALID, "info/paths.json", detail=err)
+        return True
+    # No paths.json: a legacy package, or a deleted file. Only the archive can tell.
+    for ext in (CONDA_EXT, TARBZ2_EXT):
+        archive = root + ext
+        if os.path.isfile(archive) and archive_lists_paths_json(archive):
+            f.add(
+                META_MISSING,
+                "info/paths.json",
+                detail=f"{os.path.basename(archive)} has it; the extraction lost it",
+            )
+            break
+    return False
+
+
+def _legacy_plan(root: str, info: str, f: EntryFindings, plan: _Plan) -> None:
+    names: dict[str, None] = {}
+    for fname in ("files", "has_prefix"):
+        try:
+            with open(os.path.join(info, fname), encoding="utf-8", errors="replace") as fh:
+                lines = fh.read().splitlines()
+        except (FileNotFoundError, NotADirectoryError):
+            if fname == "files":
+                if f.metadata == "none":
+                    f.add(
+                        META_MISSING,
+                        "info/paths.json",
+                        detail="and no info/files: the files cannot be checked",
+                    )
+                return
+            continue
+        except OSError:
+            continue
+        if f.metadata == "none":
+            f.metadata = "info/files"
+        plan.source = f.metadata
+        for line in lines:
+            line = line.strip()
+            if not line:
+                continue
+            if fname == "has_prefix":
+                parts = line.split(None, 2)
+                line = parts[-1] if len(parts) == 3 else parts[0]
+                line = line.strip('"')
+            if _safe_rel(line):
+                names.setdefault(line, None)
+    # Existence only: legacy metadata records neither types nor sizes.
+    plan.anys = list(names)
+    plan.count = len(plan.anys)
+
+
 # --- one entry ---------------------------------------------------------------------------------
 
+# A remembered entry: (meta fingerprints, plan, file fingerprints aligned with plan.files (None:
+# not passed), whether each was hashed, {link: (target, target fingerprint)} of links whose
+# target hashed right, {archive fn: (fingerprint, algorithm)}).
+_S_META, _S_PLAN, _S_FPS, _S_HASHED, _S_LINKS, _S_ARCHIVES = range(6)
 
-class _EntryCheck:
-    """Checks of one extracted entry, or of one part of its files (big entries are split)."""
 
-    def __init__(self, pkgs_dir, entry, level, part, nparts, sdir, use_store):
-        self.layout = CacheLayout(pkgs_dir)
-        self.root = self.layout.extracted(entry)
-        self.level = level
-        self.part, self.nparts = part, nparts
-        self.f = EntryFindings(pkgs_dir=pkgs_dir, entry=entry, level=level)
-        self.store_path = verify_store.store_path(sdir, entry) if sdir else None
-        self.stored = (
-            verify_store.load(self.store_path) if (use_store and self.store_path) else None
-        )
-        self.new_files: dict = {}
-        self.new_archives: dict = {}
-        self.dirs_ok: dict[str, bool] = {"": True}
-        self.record: dict = {}
-        self.record_source = ""
-        self.meta_fp = None
-        self.meta_clean = True
+def _stat_at(dir_fd: int):
+    """lstat relative to an open directory: the kernel resolves only the relative part, and
+    the call is cheaper than building absolute paths (a re-run is one of these per file). A
+    partial, not a closure: no Python frame per call."""
+    return functools.partial(os.stat, dir_fd=dir_fd, follow_symlinks=False)
 
-    # metadata -------------------------------------------------------------------------------
-    def _meta_fingerprint(self):
-        info = os.path.join(self.root, "info")
-        fps = []
-        for name in ("paths.json", "index.json", "repodata_record.json", "files", "has_prefix"):
-            st = _lstat(os.path.join(info, name))
-            fps.append(_fp(st) if st else None)
-        return tuple(fps)
 
-    def _report(self, *args, **kw):
-        if self.part == 0:
-            self.f.add(*args, **kw)
-
-    def load_metadata(self):
-        """The list of (rel, type, size, sha256) to check, from the store when unchanged."""
-        self.meta_fp = self._meta_fingerprint()
-        st = self.stored
-        if st and st.get("meta") == self.meta_fp and "paths" in st:
-            self.record = st.get("record") or {}
-            self.record_source = "repodata_record"
-            self.f.metadata = st.get("source", "paths.json")
-            return st["paths"]
-        f = self.f
-        info = os.path.join(self.root, "info")
-        index, err, exists = _read_json(os.path.join(info, "index.json"))
-        if not exists:
-            self._report(META_MISSING, "info/index.json")
-        elif err or not isinstance(index, dict):
-            self._report(META_INVALID, "info/index.json", detail=err or "not a JSON object")
-            index = None
-        record, err, exists = _read_json(os.path.join(info, "repodata_record.json"))
-        if not exists:
-            self._report(META_MISSING, "info/repodata_record.json")
-            record = None
-        elif err or not isinstance(record, dict):
-            self._report(
-                META_INVALID, "info/repodata_record.json", detail=err or "not a JSON object"
-            )
-            record = None
-        if isinstance(record, dict) and isinstance(index, dict):
-            for key in CONSISTENT_FIELDS:
-                if key in index and record.get(key) != index.get(key):
-                    self._report(
-                        META_INVALID,
-                        "info/repodata_record.json",
-                        expected=index.get(key),
-                        actual=record.get(key),
-                        detail=f"{key} differs from info/index.json",
-                    )
-        src = record if isinstance(record, dict) else (index if isinstance(index, dict) else {})
-        self.record_source = (
-            "repodata_record" if isinstance(record, dict) else ("index" if src else "")
-        )
-        self.record = {
-            k: src.get(k)
-            for k in ("name", "version", "build", "fn", "url", "size", "sha256", "md5")
-            if isinstance(src.get(k), (str, int)) and not isinstance(src.get(k), bool)
-        }
-        paths = self._paths_list(info)
-        self.meta_clean = not f.problems
-        return paths
-
-    def _paths_list(self, info):
-        data, err, exists = _read_json(os.path.join(info, "paths.json"))
-        if exists and not err:
-            if not isinstance(data, dict) or data.get("paths_version") != 1:
-                version = data.get("paths_version") if isinstance(data, dict) else None
-                self._report(META_INVALID, "info/paths.json", 1, version, "unknown paths_version")
-                return []
-            raw = data.get("paths")
-            if not isinstance(raw, list):
-                self._report(META_INVALID, "info/paths.json", detail="no list of paths")
-                return []
-            self.f.metadata = "paths.json"
-            out = []
-            for item in raw:
-                rel = item.get("_path") if isinstance(item, dict) else None
-                if not _safe_rel(rel):
-                    self._report(META_INVALID, "info/paths.json", detail=f"bad path {rel!r}")
-                    continue
-                size = item.get("size_in_bytes")
-                sha = item.get("sha256")
-                out.append(
-                    (
-                        rel,
-                        item.get("path_type", _HARDLINK),
-                        size if isinstance(size, int) and not isinstance(size, bool) else None,
-                        sha if isinstance(sha, str) else None,
-                    )
-                )
-            return out
-        if exists:
-            self._report(META_INVALID, "info/paths.json", detail=err)
-            return []
-        # No paths.json: a legacy package, or a deleted file. Only the archive can tell.
-        for ext in (CONDA_EXT, TARBZ2_EXT):
-            archive = self.root + ext
-            if os.path.isfile(archive) and archive_lists_paths_json(archive):
-                self._report(
-                    META_MISSING,
-                    "info/paths.json",
-                    detail=f"{os.path.basename(archive)} has it; the extraction lost it",
-                )
-                break
-        return self._legacy_list(info)
-
-    def _legacy_list(self, info):
-        names: dict[str, None] = {}
-        for fname in ("files", "has_prefix"):
-            try:
-                with open(os.path.join(info, fname), encoding="utf-8", errors="replace") as fh:
-                    lines = fh.read().splitlines()
-            except (FileNotFoundError, NotADirectoryError):
-                if fname == "files":
-                    if self.f.metadata == "none":
-                        self._report(
-                            META_MISSING,
-                            "info/paths.json",
-                            detail="and no info/files: the files cannot be checked",
-                        )
-                    return []
-                continue
-            except OSError:
-                continue
-            self.f.metadata = self.f.metadata if self.f.metadata != "none" else "info/files"
-            for line in lines:
-                line = line.strip()
-                if not line:
-                    continue
-                if fname == "has_prefix":
-                    parts = line.split(None, 2)
-                    line = parts[-1] if len(parts) == 3 else parts[0]
-                    line = line.strip('"')
-                if _safe_rel(line):
-                    names.setdefault(line, None)
-        # Existence only: legacy metadata records neither types nor sizes.
-        return [(rel, "any", None, None) for rel in names]
-
-    # files ------------------------------------------------------------------------------------
-    def _parent_ok(self, rel: str) -> bool:
-        parent = rel.rpartition("/")[0]
-        known = self.dirs_ok.get(parent)
-        if known is not None:
-            return known
-        ok = self._parent_ok(parent)
-        if ok:
-            st = _lstat(os.path.join(self.root, parent))
-            if st is not None and not stat.S_ISDIR(st.st_mode):
-                self.f.add(WRONG_TYPE, parent, "directory", _kind(st.st_mode))
-                ok = False
-        self.dirs_ok[parent] = ok
-        return ok
-
-    def check_paths(self, paths) -> None:
-        f = self.f
-        full = self.level == FULL
-        stored = (self.stored or {}).get("files", {}) if self.stored else {}
-        if self.stored and self.stored.get("meta") != self.meta_fp:
-            stored = {}
-        own = None
-        root = self.root
-        for i, (rel, ptype, size, sha) in enumerate(paths):
-            if self.nparts > 1 and i % self.nparts != self.part:
-                continue
-            f.checked += 1
-            if "/" in rel and not self._parent_ok(rel):
-                continue
-            path = os.path.join(root, rel)
-            if ptype == _HARDLINK:
-                prev = stored.get(rel)
-                if prev is not None:
-                    st = _lstat(path)
-                    if st is not None and _fp(st) == prev[0] and (prev[1] or not full):
-                        f.skipped += 1
-                        f.checked -= 1
-                        self.new_files[rel] = prev
-                        continue
-                self._check_file(rel, path, size, sha, full)
-            elif ptype == _SOFTLINK:
-                if own is None:
-                    own = {p[0] for p in paths}
-                self._check_link(rel, path, size, sha, full, own)
-            elif ptype == _DIRECTORY:
-                st = _lstat(path)
-                if st is None:
-                    f.add(MISSING_FILE, rel, "directory", None)
-                elif not stat.S_ISDIR(st.st_mode):
-                    f.add(WRONG_TYPE, rel, "directory", _kind(st.st_mode))
-            elif ptype == "any" and _lstat(path) is None:
-                f.add(MISSING_FILE, rel)
-            # Other path types (entry points, pyc files) are made at link time, not packaged.
-
-    def _check_file(self, rel, path, size, sha, full) -> None:
-        f = self.f
-        if not full or not sha:
-            st = _lstat(path)
-            if st is None:
-                f.add(MISSING_FILE, rel, "file", None)
-            elif not stat.S_ISREG(st.st_mode):
-                f.add(WRONG_TYPE, rel, "file", _kind(st.st_mode))
-            elif size is not None and st.st_size != size:
-                f.add(WRONG_SIZE, rel, size, st.st_size)
-            else:
-                self.new_files[rel] = (_fp(st), False)
-            return
+def _meta_fps(lstat_at, n: int) -> tuple:
+    out = []
+    for rel in _META_PATHS[:n]:
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
-            f.add(MISSING_FILE, rel, "file", None)
-            return
+            st = lstat_at(rel)
         except OSError:
-            st = _lstat(path)
-            if st is not None and not stat.S_ISREG(st.st_mode):
-                f.add(WRONG_TYPE, rel, "file", _kind(st.st_mode))
-            else:
-                f.add(UNREADABLE, rel, detail="cannot open")
-            return
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                f.add(WRONG_TYPE, rel, "file", _kind(st.st_mode))
-                return
-            if size is not None and st.st_size != size:
-                f.add(WRONG_SIZE, rel, size, st.st_size)
-                return
-            try:
-                digest, n = sha256_fd(fd, st.st_size)
-            except OSError as exc:
-                f.add(UNREADABLE, rel, detail=exc.strerror or str(exc))
-                return
-            f.hashed += 1
-            f.bytes_hashed += n
-            if digest != sha:
-                f.add(WRONG_HASH, rel, sha, digest)
-            else:
-                self.new_files[rel] = (_fp(st), True)
-        finally:
-            os.close(fd)
+            out.append(None)
+        else:
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(out)
 
-    def _check_link(self, rel, path, size, sha, full, own) -> None:
-        f = self.f
-        st = _lstat(path)
-        if st is None:
-            f.add(MISSING_FILE, rel, "symlink", None)
-            return
-        if not stat.S_ISLNK(st.st_mode):
-            f.add(WRONG_TYPE, rel, "symlink", _kind(st.st_mode))
-            return
-        # Follow the chain by hand, inside the entry only.
-        cur = rel
-        for _ in range(_MAX_LINK_HOPS):
-            try:
-                target = os.readlink(os.path.join(self.root, cur))
-            except OSError as exc:
-                f.add(UNREADABLE, rel, detail=exc.strerror or str(exc))
-                return
-            if os.path.isabs(target):
-                f.add(LINK_ESCAPES, rel, "a path inside the package", target)
-                return
-            nxt = os.path.normpath(os.path.join(os.path.dirname(cur), target))
-            if nxt == ".." or nxt.startswith("../"):
-                f.add(LINK_ESCAPES, rel, "a path inside the package", target)
-                return
-            tst = _lstat(os.path.join(self.root, nxt))
-            if tst is None:
-                # A link to another package's file (split packages) dangles in the cache by
-                # design; only a link to one of this package's own paths must resolve.
-                if nxt in own:
-                    f.add(BROKEN_LINK, rel, nxt, None, "the target is missing")
-                return
-            if stat.S_ISLNK(tst.st_mode):
-                cur = nxt
-                continue
-            if not stat.S_ISREG(tst.st_mode):
-                return  # a link to a directory: nothing recorded to compare
-            if size is not None and tst.st_size != size:
-                f.add(WRONG_SIZE, rel, size, tst.st_size, f"size of the link target {nxt}")
-                return
-            if full and sha:
-                digest = hash_file(os.path.join(self.root, nxt))
-                f.hashed += 1
-                f.bytes_hashed += tst.st_size
-                if digest != sha:
-                    f.add(WRONG_HASH, rel, sha, digest, f"hash of the link target {nxt}")
-            return
-        f.add(LINK_ESCAPES, rel, "a path inside the package", "a symlink loop")
 
-    # archives ----------------------------------------------------------------------------------
-    def check_archives(self) -> None:
-        f = self.f
-        full = self.level == FULL
-        rec = self.record
-        stored = (self.stored or {}).get("archives", {}) if self.stored else {}
-        for ext in (CONDA_EXT, TARBZ2_EXT):
-            path = self.root + ext
-            st = _lstat(path)
-            if st is None or not stat.S_ISREG(st.st_mode):
-                continue
-            fn = os.path.basename(path)
-            info = {"fn": fn, "path": path, "size": st.st_size, "checked": None, "ok": None}
-            f.archives.append(info)
-            if rec.get("fn") != fn:
-                continue  # the record describes the other format; nothing to compare
-            size = rec.get("size")
-            if isinstance(size, int) and size != st.st_size:
-                f.add(ARCHIVE_SIZE, fn, size, st.st_size)
-                info.update(checked="size", ok=False)
-                continue
-            info.update(checked="size", ok=True if isinstance(size, int) else None)
-            if not full:
-                continue
-            algo = "sha256" if rec.get("sha256") else ("md5" if rec.get("md5") else None)
-            if algo is None:
-                continue
-            prev = stored.get(fn)
-            if prev is not None and prev[0] == _fp(st) and prev[1] == algo:
-                f.skipped += 1
-                info.update(checked=algo, ok=True)
-                self.new_archives[fn] = prev
-                continue
-            digest = hash_file(path, algo)
-            f.hashed += 1
-            f.bytes_hashed += st.st_size
-            if digest != rec[algo]:
-                f.add(ARCHIVE_CHECKSUM, fn, rec[algo], digest, algo)
-                info.update(checked=algo, ok=False)
-            else:
-                info.update(checked=algo, ok=True)
-                self.new_archives[fn] = (_fp(st), algo)
+@dataclass
+class _HashJob:
+    entry: int  # index into the run's entry list
+    what: str  # "file" or "archive"
+    key: object  # index into plan.files, or the archive's fn
+    path: str
+    size: int | None
+    expected: str
+    algorithm: str = "sha256"
 
-    def run(self):
-        f = self.f
-        f.has_dir = os.path.isdir(self.root) and not os.path.islink(self.root)
-        paths = []
-        if f.has_dir:
-            paths = self.load_metadata()
-            f.files = len(paths)
-        rec = self.record
+
+class _EntryRun:
+    """One entry in one run: its findings, its new remembered state, its pending hash jobs."""
+
+    __slots__ = ("archives", "f", "fps", "hashed", "keep", "links", "meta", "plan", "root")
+
+    def __init__(self, f: EntryFindings, root: str):
+        self.f = f
+        self.root = root
+        self.plan: _Plan | None = None
+        self.meta: tuple | None = None
+        self.fps: list = []
+        self.hashed: list = []
+        self.links: dict = {}
+        self.archives: dict = {}
+        self.keep = False  # whether the state is worth remembering (clean metadata)
+
+    def state(self) -> tuple | None:
+        if not self.keep or self.plan is None:
+            return None
+        return (
+            self.meta,
+            self.plan.to_state(),
+            self.fps,
+            self.hashed,
+            self.links,
+            self.archives,
+        )
+
+
+def _check_entry(
+    pkgs_dir: str,
+    pkgs_fd: int | None,
+    entry: str,
+    exts: tuple,
+    level: str,
+    prev,
+    jobs: list,
+    index: int,
+) -> _EntryRun:
+    """Everything but hashing for one entry; files that need a hash are queued in ``jobs``.
+    ``exts``: the archive extensions to look for beside the directory."""
+    layout = CacheLayout(pkgs_dir)
+    root = layout.extracted(entry)
+    run = _EntryRun(EntryFindings(pkgs_dir=pkgs_dir, entry=entry, level=level), root)
+    f = run.f
+    efd = None
+    try:
+        if pkgs_fd is not None:
+            efd = os.open(
+                entry, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pkgs_fd
+            )
+        else:
+            efd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        efd = None
+    f.has_dir = efd is not None
+    try:
+        if efd is not None:
+            _check_tree(run, efd, level, prev, jobs, index)
+        rec = run.plan.record if run.plan else {}
         f.name, f.version, f.build = (
             str(rec.get("name") or ""),
             str(rec.get("version") or ""),
             str(rec.get("build") or ""),
         )
         f.fn, f.url = str(rec.get("fn") or ""), rec.get("url")
-        f.record, f.record_source = dict(rec), self.record_source
-        if f.has_dir:
-            self.check_paths(paths)
-        if self.part == self.nparts - 1:
-            self.check_archives()
-        store = None
-        if f.has_dir and self.meta_clean:
-            store = {
-                "meta": self.meta_fp,
-                "source": f.metadata,
-                "record": self.record,
-                "paths": paths,
-                "files": self.new_files,
-                "archives": self.new_archives,
-            }
-            if self.nparts == 1 and store == self.stored:
-                store = _UNCHANGED
-        return f, store
+        f.record, f.record_source = dict(rec), (run.plan.record_source if run.plan else "")
+        _check_archives(run, level, prev, jobs, index, pkgs_fd, entry, exts)
+    finally:
+        if efd is not None:
+            os.close(efd)
+    return run
+
+
+def _check_tree(run: _EntryRun, efd: int, level: str, prev, jobs: list, index: int) -> None:
+    f = run.f
+    full = level == FULL
+    lstat_at = _stat_at(efd)
+    plan = None
+    if prev is not None:
+        meta = _meta_fps(lstat_at, len(prev[_S_META]))
+        if meta == prev[_S_META]:
+            plan = _Plan.from_state(prev[_S_PLAN])
+            f.metadata = plan.source
+    if plan is None:
+        prev = None  # nothing remembered about the files holds once the metadata changed
+        # Fingerprints before reading: a change while we read shows up as a change next time.
+        meta = _meta_fps(lstat_at, len(_META_NAMES))
+        plan = _parse_metadata(run.root, efd, f)
+        if plan.source == "paths.json":
+            meta = meta[:_N_META_MODERN]
+    run.plan, run.meta = plan, meta
+    run.keep = not f.problems
+    f.files = plan.count
+
+    # Directories above the paths: a symlink there would lead the checks out of the entry.
+    bad_dirs: set[str] = set()
+    try:
+        ok = all(stat.S_ISDIR(lstat_at(p).st_mode) for p in plan.parents)
+    except OSError:
+        ok = False
+    if not ok:
+        for p in plan.parents:
+            parent = p.rpartition("/")[0]
+            if parent in bad_dirs:
+                bad_dirs.add(p)
+                continue
+            try:
+                mode = lstat_at(p).st_mode
+            except OSError:
+                continue  # missing: the paths under it are reported one by one
+            if not stat.S_ISDIR(mode):
+                f.add(WRONG_TYPE, p, "directory", _kind(mode))
+                bad_dirs.add(p)
+
+    def under_bad(rel: str) -> bool:
+        return bool(bad_dirs) and rel.rpartition("/")[0] in bad_dirs
+
+    _check_files(run, lstat_at, full, prev, jobs, index, bad_dirs)
+
+    for rel in plan.dirs:
+        f.checked += 1
+        if under_bad(rel):
+            continue
+        try:
+            mode = lstat_at(rel).st_mode
+        except OSError:
+            f.add(MISSING_FILE, rel, "directory", None)
+            continue
+        if not stat.S_ISDIR(mode):
+            f.add(WRONG_TYPE, rel, "directory", _kind(mode))
+    for rel in plan.anys:
+        f.checked += 1
+        if under_bad(rel):
+            continue
+        try:
+            lstat_at(rel)
+        except OSError:
+            f.add(MISSING_FILE, rel)
+    if plan.links:
+        own = set(plan.files)
+        own.update(item[0] for item in plan.links)
+        own.update(plan.dirs)
+        old_links = prev[_S_LINKS] if prev is not None else {}
+        for rel, size, sha in plan.links:
+            f.checked += 1
+            if under_bad(rel):
+                continue
+            _check_link(run, lstat_at, rel, size, sha, full, own, old_links.get(rel))
+
+
+def _check_files(run, lstat_at, full, prev, jobs, index, bad_dirs) -> None:
+    f, plan = run.f, run.plan
+    rels, sizes, shas = plan.files, plan.sizes, plan.shas
+    n = len(rels)
+    if not n:
+        return
+    old_fps = prev[_S_FPS] if prev is not None else None
+    old_hashed = prev[_S_HASHED] if prev is not None else None
+    root = run.root
+    stats = fps = None
+    todo = range(n)
+    if full and old_fps is None and not bad_dirs:
+        # Everything gets read: the worker's open and fstat check the type and size, an
+        # lstat here first would only add a syscall per file to the serial part of the run.
+        run.fps, run.hashed = [None] * n, [False] * n
+        todo = []
+        for i in range(n):
+            if shas[i]:
+                jobs.append(_HashJob(index, "file", i, root + "/" + rels[i], sizes[i], shas[i]))
+                f.checked += 1
+            else:
+                todo.append(i)
+    else:
+        # The common case first: every file there; one lstat each and no Python object per
+        # path beyond its fingerprint. Anything odd falls through to the path-by-path loop.
+        try:
+            stats = list(map(lstat_at, rels))
+        except OSError:
+            stats = None
+    if stats is not None:
+        fps = [(s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for s in stats]
+        if old_fps is not None and fps == old_fps and (not full or all(old_hashed)):
+            # Unchanged since every file passed (at this level): nothing to read.
+            run.fps, run.hashed = fps, list(old_hashed)
+            f.skipped += n
+            return
+        if (
+            not full
+            and not bad_dirs
+            and [fp[1] for fp in fps] == sizes
+            and all(s.st_mode & 0o170000 == stat.S_IFREG for s in stats)
+        ):
+            # The fast level's whole check (regular files of the recorded sizes) passed in
+            # bulk; only the hash flags of files that changed are dropped.
+            if old_fps is None:
+                run.hashed = [False] * n
+                f.checked += n
+            else:
+                same = [a == b for a, b in zip(fps, old_fps, strict=True)]
+                run.hashed = [a and b for a, b in zip(same, old_hashed, strict=True)]
+                kept = sum(same)
+                f.skipped += kept
+                f.checked += n - kept
+            run.fps = fps
+            return
+    if not run.fps:
+        run.fps, run.hashed = [None] * n, [False] * n
+    new_fps, new_hashed = run.fps, run.hashed
+    for i in todo:
+        rel = rels[i]
+        if bad_dirs and rel.rpartition("/")[0] in bad_dirs:
+            f.checked += 1  # its parent is reported
+            continue
+        if fps is not None:
+            st, fp = stats[i], fps[i]
+        else:
+            try:
+                st = lstat_at(rel)
+            except OSError:
+                f.checked += 1
+                f.add(MISSING_FILE, rel, "file", None)
+                continue
+            fp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if old_fps is not None and old_fps[i] == fp and (old_hashed[i] or not full):
+            f.skipped += 1
+            new_fps[i], new_hashed[i] = fp, old_hashed[i]
+            continue
+        f.checked += 1
+        mode = st.st_mode
+        if not stat.S_ISREG(mode):
+            f.add(WRONG_TYPE, rel, "file", _kind(mode))
+            continue
+        size = sizes[i]
+        if size is not None and st.st_size != size:
+            f.add(WRONG_SIZE, rel, size, st.st_size)
+            continue
+        sha = shas[i]
+        if full and sha:
+            jobs.append(_HashJob(index, "file", i, root + "/" + rel, size, sha))
+        else:
+            # Nothing more to compare at this level (a full run with no sha256 recorded
+            # has checked all there is).
+            new_fps[i], new_hashed[i] = fp, full
+
+
+def _check_link(run, lstat_at, rel, size, sha, full, own, remembered) -> None:
+    f = run.f
+    try:
+        st = lstat_at(rel)
+    except OSError:
+        f.add(MISSING_FILE, rel, "symlink", None)
+        return
+    if not stat.S_ISLNK(st.st_mode):
+        f.add(WRONG_TYPE, rel, "symlink", _kind(st.st_mode))
+        return
+    # Follow the chain by hand, inside the entry only.
+    cur = rel
+    for _ in range(_MAX_LINK_HOPS):
+        try:
+            target = os.readlink(os.path.join(run.root, cur))
+        except OSError as exc:
+            f.add(UNREADABLE, rel, detail=exc.strerror or str(exc))
+            return
+        if os.path.isabs(target):
+            f.add(LINK_ESCAPES, rel, "a path inside the package", target)
+            return
+        nxt = os.path.normpath(os.path.join(os.path.dirname(cur), target))
+        if nxt == ".." or nxt.startswith("../"):
+            f.add(LINK_ESCAPES, rel, "a path inside the package", target)
+            return
+        try:
+            tst = lstat_at(nxt)
+        except OSError:
+            # A link to another package's file (split packages) dangles in the cache by
+            # design; only a link to one of this package's own paths must resolve.
+            if nxt in own:
+                f.add(BROKEN_LINK, rel, nxt, None, "the target is missing")
+            return
+        if stat.S_ISLNK(tst.st_mode):
+            cur = nxt
+            continue
+        if not stat.S_ISREG(tst.st_mode):
+            return  # a link to a directory: nothing recorded to compare
+        if size is not None and tst.st_size != size:
+            f.add(WRONG_SIZE, rel, size, tst.st_size, f"size of the link target {nxt}")
+            return
+        if full and sha:
+            fp = (tst.st_ino, tst.st_size, tst.st_mtime_ns, tst.st_ctime_ns)
+            if remembered is not None and tuple(remembered) == (nxt, fp):
+                f.skipped += 1
+                run.links[rel] = remembered
+                return
+            digest = hash_file(os.path.join(run.root, nxt))
+            f.hashed += 1
+            f.bytes_hashed += tst.st_size
+            if digest != sha:
+                f.add(WRONG_HASH, rel, sha, digest, f"hash of the link target {nxt}")
+            else:
+                run.links[rel] = (nxt, fp)
+        return
+    f.add(LINK_ESCAPES, rel, "a path inside the package", "a symlink loop")
+
+
+def _check_archives(run: _EntryRun, level, prev, jobs, index, pkgs_fd, entry, exts) -> None:
+    f = run.f
+    full = level == FULL
+    rec = run.plan.record if run.plan else {}
+    stored = prev[_S_ARCHIVES] if prev is not None else {}
+    for ext in exts:
+        path = run.root + ext
+        try:
+            if pkgs_fd is not None:
+                st = os.stat(entry + ext, dir_fd=pkgs_fd, follow_symlinks=False)
+            else:
+                st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        fn = os.path.basename(path)
+        info = {"fn": fn, "path": path, "size": st.st_size, "checked": None, "ok": None}
+        f.archives.append(info)
+        if rec.get("fn") != fn:
+            continue  # the record describes the other format; nothing to compare
+        size = rec.get("size")
+        if isinstance(size, int) and size != st.st_size:
+            f.add(ARCHIVE_SIZE, fn, size, st.st_size)
+            info.update(checked="size", ok=False)
+            continue
+        info.update(checked="size", ok=True if isinstance(size, int) else None)
+        if not full:
+            if fn in stored:
+                run.archives[fn] = stored[fn]  # still true if the fingerprint holds
+            continue
+        algo = "sha256" if rec.get("sha256") else ("md5" if rec.get("md5") else None)
+        if algo is None:
+            continue
+        fp = _fp(st)
+        prev_fp = stored.get(fn)
+        if prev_fp is not None and tuple(prev_fp) == (fp, algo):
+            f.skipped += 1
+            info.update(checked=algo, ok=True)
+            run.archives[fn] = prev_fp
+            continue
+        jobs.append(_HashJob(index, "archive", fn, path, st.st_size, rec[algo], algo))
+
+
+# --- hashing (the only part worth parallel workers) ------------------------------------------
+
+
+def _hash_one(path: str, size: int | None, algorithm: str):
+    """(problem kind or None, detail, fingerprint, digest, bytes read), never following a link."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        return MISSING_FILE, None, None, None, 0
+    except OSError:
+        st = _lstat(path)
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            return WRONG_TYPE, _kind(st.st_mode), None, None, 0
+        return UNREADABLE, "cannot open", None, None, 0
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return WRONG_TYPE, _kind(st.st_mode), None, None, 0
+        if size is not None and st.st_size != size:
+            return WRONG_SIZE, st.st_size, None, None, 0
+        try:
+            if algorithm == "sha256":
+                digest, n = sha256_fd(fd, st.st_size)
+            else:
+                h = hashlib.new(algorithm)
+                n = 0
+                with open(fd, "rb", buffering=0, closefd=False) as fh:
+                    while chunk := fh.read(_BUF):
+                        h.update(chunk)
+                        n += len(chunk)
+                digest = h.hexdigest()
+        except OSError as exc:
+            return UNREADABLE, exc.strerror or str(exc), None, None, 0
+        return None, None, _fp(st), digest, n
+    finally:
+        os.close(fd)
+
+
+def _hash_batch(batch: list[tuple]) -> list[tuple]:
+    return [_hash_one(path, size, algo) for path, size, algo in batch]
+
+
+# Below this much work, a pool costs more than it saves.
+_SERIAL_BYTES = 8 << 20
+_SERIAL_FILES = 256
+# A batch for a worker: enough that small files do not cost a round trip each, small enough
+# that the workers finish together.
+_BATCH_BYTES = 4 << 20
+_BATCH_FILES = 256
+_OPEN_COST = 4096  # opening a file costs about as much as hashing 4 KiB
+
+
+def choose_executor(level: str, nbytes: int, njobs: int, workers: int) -> str:
+    """serial for little work; processes for much (the per-file Python work holds the GIL, the
+    digests scale with cores); threads when fork is unsafe (this process runs other threads)."""
+    if level != FULL or workers < 2 or (nbytes < _SERIAL_BYTES and njobs < _SERIAL_FILES):
+        return "serial"
+    if threading.active_count() > 1 or not hasattr(os, "fork"):
+        return "thread"
+    return "process"
+
+
+class _Hasher:
+    """Hashes the queued jobs while the entries are still being checked: batches go to the
+    pool as soon as they fill, so the stat and parse work of the main process overlaps the
+    hashing. The pool starts only once there is enough to hash (a re-run of an unchanged cache
+    never starts one)."""
+
+    def __init__(self, jobs: list[_HashJob], level: str, workers: int, executor: str | None):
+        self.jobs = jobs
+        self.level = level
+        self.workers = workers
+        self.executor = executor
+        self.results: list = []
+        self.fed = 0  # jobs looked at
+        self.batch: list[int] = []
+        self.batch_bytes = 0
+        self.seen_bytes = 0
+        self.pool = None
+        self.futures: dict = {}
+        self.serial: list[list[int]] = []  # batches kept for this process
+
+    def _cost(self, i: int) -> int:
+        return (self.jobs[i].size or 0) + _OPEN_COST
+
+    def feed(self) -> None:
+        """Take the jobs queued since the last call."""
+        jobs = self.jobs
+        while self.fed < len(jobs):
+            i = self.fed
+            self.fed += 1
+            self.results.append(None)
+            self.batch.append(i)
+            cost = self._cost(i)
+            self.batch_bytes += cost
+            self.seen_bytes += cost
+            if self.batch_bytes >= _BATCH_BYTES or len(self.batch) >= _BATCH_FILES:
+                self._flush()
+
+    def _start_pool(self) -> bool:
+        if self.pool is not None:
+            return True
+        kind = self.executor or choose_executor(self.level, self.seen_bytes, self.fed, self.workers)
+        if kind == "serial" or self.workers < 2:
+            self.executor = "serial"  # it will not pay later either
+            return False
+        if kind == "process":
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("fork"))
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(self.workers)
+        self.executor = kind
+        # What was held back while it was not clear a pool would pay goes first.
+        held, self.serial = self.serial, []
+        for batch in held:
+            self._submit(batch)
+        return True
+
+    def _submit(self, batch: list[int]) -> None:
+        jobs = self.jobs
+        payload = [(jobs[i].path, jobs[i].size, jobs[i].algorithm) for i in batch]
+        self.futures[self.pool.submit(_hash_batch, payload)] = batch
+
+    def _flush(self) -> None:
+        batch, self.batch, self.batch_bytes = self.batch, [], 0
+        if not batch:
+            return
+        wanted = self.pool is not None or (self.executor != "serial" and self._pool_pays())
+        if wanted and self._start_pool():
+            self._submit(batch)
+            return
+        self.serial.append(batch)
+
+    def _pool_pays(self) -> bool:
+        if self.executor in ("thread", "process"):
+            return True
+        return self.seen_bytes >= _SERIAL_BYTES or self.fed >= _SERIAL_FILES
+
+    def finish(self, progress=None) -> list:
+        self._flush()
+        if self.serial and self.pool is None and self.executor in ("thread", "process"):
+            self._start_pool()
+        total = sum(self._cost(i) for i in range(self.fed)) or 1
+        done = 0
+        jobs = self.jobs
+        for batch in self.serial:
+            payload = [(jobs[i].path, jobs[i].size, jobs[i].algorithm) for i in batch]
+            for i, res in zip(batch, _hash_batch(payload), strict=True):
+                self.results[i] = res
+                done += self._cost(i)
+            if progress:
+                progress(done / total)
+        self.serial = []
+        if self.pool is not None:
+            from concurrent.futures import as_completed
+
+            with self.pool:
+                for fut in as_completed(self.futures):
+                    batch = self.futures[fut]
+                    for i, res in zip(batch, fut.result(), strict=True):
+                        self.results[i] = res
+                        done += self._cost(i)
+                    if progress:
+                        progress(done / total)
+        if self.executor is None:
+            self.executor = "serial"
+        return self.results
+
+
+def _apply_hash(run: _EntryRun, job: _HashJob, res) -> None:
+    f = run.f
+    kind, detail, fp, digest, n = res
+    if job.what == "archive":
+        info = next(a for a in f.archives if a["fn"] == job.key)
+        if kind is not None:
+            f.add(UNREADABLE, job.key, detail=str(detail or kind))
+            return
+        f.hashed += 1
+        f.bytes_hashed += n
+        if digest != job.expected:
+            f.add(ARCHIVE_CHECKSUM, job.key, job.expected, digest, job.algorithm)
+            info.update(checked=job.algorithm, ok=False)
+        else:
+            info.update(checked=job.algorithm, ok=True)
+            run.archives[job.key] = (fp, job.algorithm)
+        return
+    rel = run.plan.files[job.key]
+    if kind == MISSING_FILE:
+        f.add(MISSING_FILE, rel, "file", None)
+    elif kind == WRONG_TYPE:
+        f.add(WRONG_TYPE, rel, "file", detail)
+    elif kind == WRONG_SIZE:
+        f.add(WRONG_SIZE, rel, job.size, detail)
+    elif kind is not None:
+        f.add(UNREADABLE, rel, detail=str(detail))
+    else:
+        f.hashed += 1
+        f.bytes_hashed += n
+        if digest != job.expected:
+            f.add(WRONG_HASH, rel, job.expected, digest)
+        else:
+            run.fps[job.key], run.hashed[job.key] = fp, True
+
+
+# --- many entries ----------------------------------------------------------------------------
+
+
+def _verify_entries(
+    targets,
+    level: str,
+    *,
+    use_store: bool,
+    write_store: bool,
+    workers: int,
+    executor: str | None,
+    progress=None,
+) -> tuple[list[EntryFindings], str]:
+    """``targets``: [(pkgs_dir, store_dir or None, writable, [entries], all_entries or None)].
+
+    All the stat and metadata work runs here, in this process, entry by entry (it is a syscall
+    per path: threads gain nothing under the GIL, a pool costs its start-up); only the files
+    that need hashing go to workers, in batches.
+    """
+    runs: list[_EntryRun] = []
+    jobs: list[_HashJob] = []
+    hasher = _Hasher(jobs, level, workers, executor)
+    saves = []
+    nentries = sum(len(t[3]) for t in targets) or 1
+    done = 0
+    for pkgs_dir, sdir, writable, entries, all_entries in targets:
+        old = verify_store.load(sdir, pkgs_dir) if sdir else {}
+        remembered = old if use_store else {}
+        new = dict(old)
+        if all_entries is not None:  # drop what no longer exists in the cache
+            for gone in set(new) - set(all_entries):
+                del new[gone]
+        try:
+            pkgs_fd = os.open(pkgs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            pkgs_fd = None
+        try:
+            first = len(runs)
+            for entry, exts in entries:
+                run = _check_entry(
+                    pkgs_dir, pkgs_fd, entry, exts, level, remembered.get(entry), jobs, len(runs)
+                )
+                run.f.writable = writable
+                runs.append(run)
+                hasher.feed()
+                done += 1
+                if progress and done % 64 == 0:
+                    progress(0.2 * done / nentries)
+        finally:
+            if pkgs_fd is not None:
+                os.close(pkgs_fd)
+        saves.append((pkgs_dir, sdir, old, new, first, len(runs)))
+
+    def hash_progress(fraction):
+        progress(0.2 + 0.8 * fraction)
+
+    results = hasher.finish(hash_progress if progress else None)
+    for job, res in zip(jobs, results, strict=True):
+        _apply_hash(runs[job.entry], job, res)
+    if write_store:
+        for pkgs_dir, sdir, old, new, lo, hi in saves:
+            if not sdir:
+                continue
+            for run in runs[lo:hi]:
+                state = run.state()
+                if state is None:
+                    new.pop(run.f.entry, None)
+                else:
+                    new[run.f.entry] = state
+            if new != old:
+                verify_store.save(sdir, pkgs_dir, new)
+    return [r.f for r in runs], hasher.executor
 
 
 def verify_entry(
@@ -727,10 +1208,15 @@ def verify_entry(
     write_store: bool | None = None,
 ) -> EntryFindings:
     """Verify one entry (extracted dir and/or archives) of one pkgs dir."""
-    findings, store = _EntryCheck(pkgs_dir, entry, level, 0, 1, store_dir, use_store).run()
-    if store_dir and store is not None and (write_store if write_store is not None else True):
-        _save_store(store_dir, entry, store, level, use_store)
-    return findings.finish()
+    findings, _ = _verify_entries(
+        [(pkgs_dir, store_dir, None, [(entry, _ARCHIVE_EXTS)], None)],
+        level,
+        use_store=use_store and bool(store_dir),
+        write_store=bool(store_dir) if write_store is None else write_store,
+        workers=1,
+        executor="serial",
+    )
+    return findings[0].finish()
 
 
 def verify_record(record, level: str = FAST, **kwargs) -> EntryFindings:
@@ -742,36 +1228,6 @@ def verify_record(record, level: str = FAST, **kwargs) -> EntryFindings:
     out = verify_entry(record.pkgs_dir, record.entry, level, **kwargs)
     out.writable = writable
     return out
-
-
-def _save_store(sdir, entry, store, level, use_store) -> None:
-    if store.get("unchanged"):
-        return
-    path = verify_store.store_path(sdir, entry)
-    if not store["files"] and not store["archives"] and not store["paths"]:
-        return
-    verify_store.save(path, store)
-
-
-# --- many entries ----------------------------------------------------------------------------
-
-
-@dataclass
-class _Task:
-    pkgs_dir: str
-    entry: str
-    weight: int
-    writable: bool | None
-    sdir: str | None
-    part: int = 0
-    nparts: int = 1
-
-
-def _run_task(args):
-    task, level, use_store = args
-    return _EntryCheck(
-        task.pkgs_dir, task.entry, level, task.part, task.nparts, task.sdir, use_store
-    ).run()
 
 
 def _leftover_problems(result) -> list[Problem]:
@@ -788,17 +1244,6 @@ def _leftover_problems(result) -> list[Problem]:
     return out
 
 
-def choose_executor(level: str, ntasks: int, workers: int) -> str:
-    """Processes for hashing (both the digest and the per-file work scale with cores); threads
-    for the fast level, whose per-file work is a syscall. fork is only used while this process
-    has no other threads (forking a threaded process can deadlock)."""
-    if workers < 2 or ntasks < 2 or level != FULL:
-        return "thread"
-    if threading.active_count() > 1 or not hasattr(os, "fork"):
-        return "thread"
-    return "process"
-
-
 def verify_caches(
     caches,
     specs=None,
@@ -812,132 +1257,72 @@ def verify_caches(
 ) -> VerifyReport:
     """Verify every entry (matching ``specs``, SpecMatchers) of every cache in ``caches``.
 
-    ``progress(fraction)`` is called from the calling thread as entries finish.
+    What passed is remembered (at both levels) unless ``write_store`` is False; ``use_store``
+    False re-checks everything (``--rehash``). ``progress(fraction)`` is called from the
+    calling thread.
     """
-    from .match import match_any
 
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}")
+    # Like the scan: many small objects that live until the end; the cyclic GC would re-walk
+    # the growing heap over and over (most of the time at 20k entries).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _verify_caches(
+            caches, specs, level, use_store, write_store, workers, executor, progress
+        )
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _verify_caches(
+    caches, specs, level, use_store, write_store, workers, executor, progress
+) -> VerifyReport:
+    from .match import match_any
+
     start = time.perf_counter()
-    write_store = (level == FULL) if write_store is None else write_store
+    write_store = True if write_store is None else write_store
     report = VerifyReport(level=level)
-    tasks: list[_Task] = []
+    targets = []
     for cache in caches.writable_first():
         res = cache.load()
         writable = cache.is_writable
-        count = 0
+        entries: list[tuple[str, tuple]] = []
         if res.exists:
-            sdir = verify_store.store_dir(cache.pkgs_dir, writable)
             for rec in res.records:
                 if specs and not match_any(rec, specs):
                     continue
-                weight = rec.size or rec.archive_bytes or 1
-                tasks.append(_Task(cache.pkgs_dir, rec.entry, weight, writable, sdir))
-                count += 1
+                # The scan listed the directory: only the archives it saw need a look.
+                entries.append((rec.entry, tuple(e for e in _ARCHIVE_EXTS if e in rec.archives)))
             if not specs:
-                for broken in res.broken:
-                    tasks.append(_Task(cache.pkgs_dir, broken.rel, 1, writable, sdir))
-                    count += 1
+                entries += [(broken.rel, ()) for broken in res.broken]  # broken: no archive
                 report.leftovers += _leftover_problems(res)
+            every = None if specs else [e[0] for e in entries]
+            sdir = verify_store.store_dir(cache.pkgs_dir, writable)
+            targets.append((cache.pkgs_dir, sdir, writable, entries, every))
         report.caches.append(
             {
                 "path": cache.pkgs_dir,
                 "exists": res.exists,
                 "writable": writable,
-                "entries": count,
+                "entries": len(entries),
                 "problems": list(res.problems),
             }
         )
     workers = workers or os.cpu_count() or 1
-    executor = executor or choose_executor(level, len(tasks), workers)
-    report.workers, report.executor = workers, executor
-    tasks = _split_big(tasks, workers) if level == FULL and workers > 1 else tasks
-    tasks.sort(key=lambda t: -t.weight)
-    results = _execute(tasks, level, use_store, workers, executor, progress)
-    grouped: dict[tuple[str, str], list] = {}
-    for task, (findings, store) in results:
-        grouped.setdefault((task.pkgs_dir, task.entry), []).append((task, findings, store))
-    for parts in grouped.values():
-        parts.sort(key=lambda p: p[0].part)
-        task, findings, store = parts[0]
-        findings.writable = task.writable
-        for _t, other, other_store in parts[1:]:
-            findings.merge(other)
-            if store is not None and other_store is not None:
-                store["files"].update(other_store["files"])
-                store["archives"].update(other_store["archives"])
-            else:
-                store = None
-        _dedupe_problems(findings)
-        report.entries.append(findings.finish())
-        if write_store and store is not None and task.sdir:
-            _save_store(task.sdir, task.entry, store, level, use_store)
+    findings, report.executor = _verify_entries(
+        targets,
+        level,
+        use_store=use_store,
+        write_store=write_store,
+        workers=workers,
+        executor=executor,
+        progress=progress,
+    )
+    report.workers = workers
+    report.entries = [f.finish() for f in findings]
     report.entries.sort(key=lambda e: (e.status == OK, e.pkgs_dir, e.entry))
     report.seconds = time.perf_counter() - start
     return report
-
-
-def _split_big(tasks: list[_Task], workers: int) -> list[_Task]:
-    """Split entries much bigger than their share into parts, so one huge package does not
-    leave the other cores idle at the end."""
-    total = sum(t.weight for t in tasks) or 1
-    share = max(total // (workers * 4), 1)
-    out = []
-    for t in tasks:
-        n = min(max(t.weight // share, 1), workers * 2)
-        if n <= 1:
-            out.append(t)
-            continue
-        for i in range(n):
-            out.append(
-                _Task(t.pkgs_dir, t.entry, t.weight // n, t.writable, t.sdir, part=i, nparts=n)
-            )
-    return out
-
-
-def _execute(tasks, level, use_store, workers, executor, progress):
-    if not tasks:
-        return []
-    total = sum(t.weight for t in tasks) or 1
-    done = 0
-    jobs = [(t, level, use_store) for t in tasks]
-    out = []
-    if executor == "serial" or workers == 1 or len(tasks) == 1:
-        for job in jobs:
-            out.append((job[0], _run_task(job)))
-            done += job[0].weight
-            if progress:
-                progress(done / total)
-        return out
-    if executor == "process":
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(min(workers, len(tasks)), multiprocessing.get_context("fork"))
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(min(workers, len(tasks)))
-    with pool:
-        futures = {pool.submit(_run_task, job): job[0] for job in jobs}
-        from concurrent.futures import as_completed
-
-        for fut in as_completed(futures):
-            task = futures[fut]
-            out.append((task, fut.result()))
-            done += task.weight
-            if progress:
-                progress(done / total)
-    return out
-
-
-def _dedupe_problems(findings: EntryFindings) -> None:
-    # Parts of a split entry each meet the same bad parent directory.
-    seen = set()
-    kept = []
-    for p in findings.problems:
-        key = (p.kind, p.path, p.detail)
-        if key not in seen:
-            seen.add(key)
-            kept.append(p)
-    findings.problems = kept

@@ -1,13 +1,20 @@
-"""What verify remembers about an entry, so a re-run skips files unchanged since they passed.
+"""What verify remembers about a cache, so a re-run re-checks only what changed.
 
-One small ``marshal`` file per entry holds the fingerprints (inode, size, mtime_ns, ctime_ns) of
-the entry's metadata files and of every file that passed, with whether it passed a hash check.
-A file is skipped only when its fingerprint on disk is exactly the remembered one; the metadata
-fingerprints gate the whole file, so an edited ``paths.json`` discards everything remembered.
+One ``marshal`` file per cache maps each entry to what its last check established:
 
-It lives in the cache's private area when the cache is writable (it travels with the cache,
-and ``conda cache clean`` can drop it with the entry), else in the user's cache directory.
-marshal, unlike pickle, cannot run code if someone else wrote the file.
+- the fingerprints (inode, size, mtime_ns, ctime_ns) of the entry's metadata files, and the
+  check plan parsed from them (the paths of ``paths.json`` with their types, sizes and hashes,
+  and the record). The plan is reused only while every metadata fingerprint is unchanged, so an
+  edited, replaced or deleted ``paths.json`` is parsed again;
+- the fingerprint of every file that passed, and whether it passed a hash check. A re-run still
+  ``lstat``s every file and skips one only when its fingerprint is exactly the remembered one:
+  the state never stands in for the files, it only saves reading them again;
+- for archives and symlink targets, the fingerprint at which they last hashed right.
+
+It lives in the cache's private area when the cache is writable (it travels with the cache)
+and in the user's cache directory otherwise. One file per cache, not per entry: a re-run of an
+unchanged cache then costs one read, not one open per entry. marshal, unlike pickle, cannot run
+code if someone else wrote the file; a file that does not parse is ignored (it only costs speed).
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ import tempfile
 from .config import user_cache_dir
 from .layout import CacheLayout
 
-FORMAT = 1
+FORMAT = 2
+STATE_NAME = "state.marshal"
 
 
 def store_dir(pkgs_dir: str, writable: bool | None) -> str:
@@ -31,35 +39,38 @@ def store_dir(pkgs_dir: str, writable: bool | None) -> str:
     return os.path.join(user_cache_dir(), f"verify-v{FORMAT}", digest)
 
 
-def store_path(directory: str, entry: str) -> str:
-    return os.path.join(directory, entry.replace("/", "%") + ".fp")
+def state_path(directory: str) -> str:
+    return os.path.join(directory, STATE_NAME)
 
 
-def load(path: str) -> dict | None:
-    """``{"meta": tuple, "files": {rel: (fp, hashed)}, "archives": {fn: (fp, hashed)}}``."""
+def load(directory: str, pkgs_dir: str) -> dict:
+    """``{entry: state tuple}`` (see :mod:`.verify`); empty when absent or unusable."""
     try:
-        with open(path, "rb") as fh:
+        with open(state_path(directory), "rb") as fh:
             # loads() on the whole file: load() from a file object reads in tiny pieces.
             blob = marshal.loads(fh.read())
     except (OSError, EOFError, ValueError, TypeError):
-        return None
-    if not isinstance(blob, tuple) or len(blob) != 2 or blob[0] != FORMAT:
-        return None
-    data = blob[1]
-    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
-        return None
-    return data
+        return {}
+    if (
+        not isinstance(blob, tuple)
+        or len(blob) != 3
+        or blob[0] != FORMAT
+        or blob[1] != os.path.realpath(pkgs_dir)
+        or not isinstance(blob[2], dict)
+    ):
+        return {}
+    return blob[2]
 
 
-def save(path: str, data: dict) -> bool:
+def save(directory: str, pkgs_dir: str, entries: dict) -> bool:
     """Atomic write; a failure only costs speed next time."""
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".fp-")
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".state-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                marshal.dump((FORMAT, data), fh)
-            os.replace(tmp, path)
+                fh.write(marshal.dumps((FORMAT, os.path.realpath(pkgs_dir), entries)))
+            os.replace(tmp, state_path(directory))
         except BaseException:
             try:
                 os.unlink(tmp)
@@ -71,8 +82,12 @@ def save(path: str, data: dict) -> bool:
     return True
 
 
-def forget(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+def forget_entry(pkgs_dir: str, entry: str) -> None:
+    """Drop what is remembered about one entry (wherever it is kept). Not needed for safety
+    (nothing remembered outlives a changed fingerprint), only to keep the state small."""
+    for writable in (True, False):
+        directory = store_dir(pkgs_dir, writable)
+        entries = load(directory, pkgs_dir)
+        if entry in entries:
+            del entries[entry]
+            save(directory, pkgs_dir, entries)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import populate
 
-from conda_cache_plus import pkgbuild
+from conda_cache_plus import pkgbuild, verify_store
 from conda_cache_plus.caches import PackageCaches
 from conda_cache_plus.verify import (
     CORRUPT,
@@ -260,13 +260,13 @@ def test_incremental_second_full_run_hashes_nothing(pkgs):
 def test_store_lives_beside_writable_cache_else_user_cache(pkgs, tmp_path):
     run(pkgs, FULL)
     private = os.path.join(pkgs, ".conda-cache-plus")
-    assert any(n.endswith(".fp") for _, _, fs in os.walk(private) for n in fs)
+    assert any(n == verify_store.STATE_NAME for _, _, fs in os.walk(private) for n in fs)
     os.unlink(os.path.join(pkgs, "urls.txt"))  # no magic file: not a writable cache
     shutil.rmtree(private)
     run(pkgs, FULL)
     assert not os.path.exists(private)
     user = os.path.join(os.environ["XDG_CACHE_HOME"], "conda-cache-plus")
-    assert any(n.endswith(".fp") for _, _, fs in os.walk(user) for n in fs)
+    assert any(n == verify_store.STATE_NAME for _, _, fs in os.walk(user) for n in fs)
 
 
 @pytest.mark.parametrize("executor", ["serial", "thread", "process"])
@@ -284,3 +284,126 @@ def test_specs_select_entries(pkgs):
 
     rep = verify_caches(PackageCaches([str(pkgs)]), [SpecMatcher("beta", use_conda=False)])
     assert [e.name for e in rep.entries] == ["beta"]
+
+
+# --- what a re-run remembers, and that it never stands in for the files ----------------------
+
+
+def count_parses(monkeypatch):
+    """Counts metadata parses; the real parser still runs."""
+    from conda_cache_plus import verify
+
+    calls = []
+    real = verify._parse_metadata
+
+    def spy(root, efd, f):
+        calls.append(root)
+        return real(root, efd, f)
+
+    monkeypatch.setattr(verify, "_parse_metadata", spy)
+    return calls
+
+
+def test_rerun_hashes_nothing_and_parses_nothing(pkgs, monkeypatch):
+    run(pkgs, FULL)
+    parses = count_parses(monkeypatch)
+    again = run(pkgs, FULL)
+    assert not again.bad and parses == []
+    totals = again.totals()
+    assert totals["bytes_hashed"] == 0 and totals["hashed"] == 0
+    # 4 files, the symlink's target and the archive unchanged since they passed; the link
+    # itself and the directory are looked at again (an lstat each)
+    assert totals["skipped"] == 2 * (4 + 1 + 1) and totals["checked"] == 2 * 2
+    fast = run(pkgs, FAST)
+    assert not fast.bad and parses == []
+
+
+def test_fast_run_remembers_for_the_next_fast_run(pkgs, monkeypatch):
+    first = run(pkgs, FAST)
+    assert first.totals()["skipped"] == 0
+    parses = count_parses(monkeypatch)
+    second = run(pkgs, FAST)
+    assert parses == [] and second.totals()["skipped"] == 2 * 4
+    # A fast pass never stands in for a hash: the next full run still hashes every file.
+    assert run(pkgs, FULL).totals()["bytes_hashed"] > 2 * len(BIG)
+
+
+def _same_size_edit(path: str, keep_mtime: bool = True) -> None:
+    st = os.stat(path)
+    with open(path, "r+b") as fh:
+        fh.write(b"\xff\xfe")  # differs from the start of every test file
+    if keep_mtime:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_edit_with_restored_mtime_is_rechecked_through_a_fast_run(pkgs):
+    run(pkgs, FULL)
+    data = os.path.join(pkgs, "alpha-1.0-0", "share/alpha/data.bin")
+    _same_size_edit(data)  # size and mtime as before; only ctime tells
+    assert entry(run(pkgs, FAST), "alpha").status == OK  # fast cannot see contents...
+    e = entry(run(pkgs, FULL), "alpha")  # ...and its pass did not make full trust the file
+    assert [(p.kind, p.path) for p in e.problems] == [("wrong_hash", "share/alpha/data.bin")]
+    assert kinds(entry(run(pkgs, FULL), "alpha")) == ["wrong_hash"]  # and stays found
+
+
+def test_replaced_file_is_rechecked(pkgs, tmp_path):
+    run(pkgs, FULL)
+    data = os.path.join(pkgs, "alpha-1.0-0", "share/alpha/data.bin")
+    st = os.stat(data)
+    other = os.path.join(pkgs, "alpha-1.0-0", "share/alpha/.new")
+    Path(other).write_bytes(b"\xff" * st.st_size)
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(other, data)  # a new inode with the old size and mtime
+    assert kinds(entry(run(pkgs, FULL), "alpha")) == ["wrong_hash"]
+
+
+def test_link_target_edit_is_rechecked(pkgs):
+    run(pkgs, FULL)
+    readme = os.path.join(pkgs, "alpha-1.0-0", "share/alpha/README")
+    _same_size_edit(readme)
+    e = entry(run(pkgs, FULL), "alpha")
+    assert sorted(p.path for p in e.problems) == ["share/alpha/README", "share/alpha/latest"]
+
+
+def test_remembered_paths_json_is_reparsed_when_it_changes(pkgs, monkeypatch):
+    run(pkgs, FULL)
+    pj = os.path.join(pkgs, "alpha-1.0-0", "info", "paths.json")
+    data = json.loads(Path(pj).read_text())
+    item = next(p for p in data["paths"] if p["_path"] == "share/alpha/other")
+    item["size_in_bytes"] += 1
+    Path(pj).write_text(json.dumps(data))
+    parses = count_parses(monkeypatch)
+    e = entry(run(pkgs, FAST), "alpha")
+    assert len(parses) == 1 and parses[0].endswith("alpha-1.0-0")
+    assert [(p.kind, p.path) for p in e.problems] == [("wrong_size", "share/alpha/other")]
+    os.unlink(pj)
+    assert entry(run(pkgs, FAST), "alpha").status == MISSING_METADATA
+
+
+def test_remembered_entry_with_a_directory_turned_symlink(pkgs, tmp_path):
+    run(pkgs, FULL)
+    share = os.path.join(pkgs, "alpha-1.0-0", "share", "alpha")
+    moved = tmp_path / "moved"
+    shutil.move(share, moved)  # same inodes, same fingerprints for the files inside
+    os.symlink(moved, share)
+    for level in (FAST, FULL):
+        e = entry(run(pkgs, level), "alpha")
+        assert ("wrong_type", "share/alpha") in [(p.kind, p.path) for p in e.problems]
+
+
+def test_state_drops_removed_entries_and_survives_garbage(pkgs):
+    run(pkgs, FULL)
+    sdir = verify_store.store_dir(str(pkgs), True)
+    assert set(verify_store.load(sdir, str(pkgs))) == {"alpha-1.0-0", "beta-2.0-0"}
+    shutil.rmtree(os.path.join(pkgs, "beta-2.0-0"))
+    os.unlink(os.path.join(pkgs, "beta-2.0-0.tar.bz2"))
+    run(pkgs, FAST)
+    assert set(verify_store.load(sdir, str(pkgs))) == {"alpha-1.0-0"}
+    Path(verify_store.state_path(sdir)).write_bytes(b"\x00garbage")
+    rep = run(pkgs, FULL)
+    assert not rep.bad and rep.totals()["bytes_hashed"] > len(BIG)
+
+
+def test_write_store_false_leaves_no_state(pkgs):
+    run(pkgs, FAST, write_store=False)
+    assert not os.path.exists(verify_store.state_path(verify_store.store_dir(str(pkgs), True)))

@@ -22,7 +22,7 @@ from ..exceptions import UsageError, UserAbort
 from ..match import matchers
 from ..output import table
 from ..sizes import human_bytes, parse_size
-from ..usage import scan_usage
+from ..usage import no_gc, scan_usage
 from .main_usage import add_env_option, environments
 
 JSON_VERSION = 1
@@ -222,6 +222,11 @@ def render(data: dict, plan, verb: str, verbose: int) -> str:
 
 def run_removal(run, args, make_plan, *, verb: str, extra: dict | None = None) -> int:
     """Plan (under the write locks unless dry run), show, confirm, remove exactly the plan."""
+    with no_gc():
+        return _run_removal(run, args, make_plan, verb=verb, extra=extra)
+
+
+def _run_removal(run, args, make_plan, *, verb: str, extra: dict | None = None) -> int:
 
     def build():
         envs = environments(run, args)

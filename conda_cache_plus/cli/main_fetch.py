@@ -49,7 +49,7 @@ def configure_parser(parser) -> None:
         "--extract-workers",
         type=int,
         metavar="N",
-        help="Parallel extractions (default: the number of CPUs, at most 3).",
+        help="Parallel extractions (default: 4 per CPU, at most 8).",
     )
 
 

@@ -17,7 +17,7 @@ from ..inventory import select, sort_records
 from ..match import matchers
 from ..output import table
 from ..sizes import human_bytes
-from ..usage import scan_usage
+from ..usage import no_gc, scan_usage
 
 JSON_VERSION = 1
 
@@ -230,6 +230,11 @@ def render_envs(data: dict) -> str:
 
 
 def execute(args, run) -> int:
+    with no_gc():
+        return _execute(args, run)
+
+
+def _execute(args, run) -> int:
     envs = environments(run, args)
     if args.env_prefixes:
         data = build_envs(run, args, envs)
