@@ -43,12 +43,16 @@ from conda_cache_plus.usage import scan_usage  # noqa: E402
 CHANNEL = "https://conda.anaconda.org/conda-forge/noarch"
 
 
-def build(root: str, entries: int, envs: int, per_env: int, step: int) -> tuple[str, list[str]]:
+def build(
+    root: str, entries: int, envs: int, per_env: int, step: int, nfiles: int = 2
+) -> tuple[str, list[str]]:
     pkgs = os.path.join(root, "pkgs")
-    marker = os.path.join(root, f".complete-{entries}-{envs}-{per_env}-{step}")
+    marker = os.path.join(root, f".complete-{entries}-{envs}-{per_env}-{step}-{nfiles}")
     prefixes = [os.path.join(root, "envs", f"env{e:03d}") for e in range(envs)]
     if os.path.exists(marker):
         return pkgs, prefixes
+    for stale in (pkgs, os.path.join(root, "envs"), os.path.join(root, "xdg")):
+        shutil.rmtree(stale, ignore_errors=True)
     os.makedirs(pkgs, exist_ok=True)
     dists = []
     with open(os.path.join(pkgs, "urls.txt"), "w") as urls:
@@ -59,13 +63,17 @@ def build(root: str, entries: int, envs: int, per_env: int, step: int) -> tuple[
             base = os.path.join(pkgs, dist)
             os.makedirs(os.path.join(base, "info"), exist_ok=True)
             os.makedirs(os.path.join(base, "lib"), exist_ok=True)
-            files = [f"lib/lib{name}.so", f"lib/{name}.txt"]
+            files = package_files(name, nfiles)
             for rel in files:
+                os.makedirs(os.path.dirname(os.path.join(base, rel)), exist_ok=True)
                 with open(os.path.join(base, rel), "wb") as fh:
                     fh.write(name.encode() * 8)
             index = {"name": name, "version": version, "build": build_, "build_number": 0,
                      "subdir": "noarch", "depends": []}  # fmt: skip
-            paths = [{"_path": rel, "path_type": "hardlink", "size_in_bytes": 56} for rel in files]
+            paths = [
+                {"_path": rel, "path_type": "hardlink", "sha256": f"{k:064x}", "size_in_bytes": 64}
+                for k, rel in enumerate(files)
+            ]
             with open(os.path.join(base, "info", "index.json"), "w") as fh:
                 json.dump(index, fh)
             with open(os.path.join(base, "info", "paths.json"), "w") as fh:
@@ -85,15 +93,24 @@ def build(root: str, entries: int, envs: int, per_env: int, step: int) -> tuple[
         for k in range(per_env):
             dist, name, version, build_ = dists[(e * step + k) % entries]
             src = os.path.join(pkgs, dist)
-            files = [f"lib/lib{name}.so", f"lib/{name}.txt"]
+            files = package_files(name, nfiles)
             for rel in files:
+                os.makedirs(os.path.dirname(os.path.join(prefix, rel)), exist_ok=True)
                 os.link(os.path.join(src, rel), os.path.join(prefix, rel))
             with open(os.path.join(src, "info", "repodata_record.json")) as fh:
                 rec = json.load(fh)
             rec.update(
                 files=files,
                 paths_data={
-                    "paths": [{"_path": f, "path_type": "hardlink"} for f in files],
+                    "paths": [
+                        {
+                            "_path": f,
+                            "path_type": "hardlink",
+                            "sha256": f"{k:064x}",
+                            "size_in_bytes": 64,
+                        }
+                        for k, f in enumerate(files)
+                    ],
                     "paths_version": 1,
                 },
                 link={"source": src, "type": 1},
@@ -108,6 +125,13 @@ def build(root: str, entries: int, envs: int, per_env: int, step: int) -> tuple[
             fh.write("\n".join(history) + "\n")
     open(marker, "w").close()
     return pkgs, prefixes
+
+
+def package_files(name: str, nfiles: int) -> list[str]:
+    """The first two are what the original data had; more spread over a few directories."""
+    files = [f"lib/lib{name}.so", f"lib/{name}.txt"]
+    files += [f"share/{name}/d{k % 4}/f{k}.dat" for k in range(2, nfiles)]
+    return files[:nfiles]
 
 
 def run_once(cmd: list[str], env: dict, wipe: str | None) -> tuple[float, float, str]:
@@ -152,12 +176,16 @@ def main() -> None:
     ap.add_argument("--envs", type=int, default=50)
     ap.add_argument("--per-env", type=int, default=300)
     ap.add_argument("--step", type=int, default=80)
+    ap.add_argument("--files", type=int, default=2, help="files per package (default 2)")
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
+    if args.files != 2 and args.root == ap.get_default("root"):
+        args.root += f"-{args.files}files"
 
     t0 = time.perf_counter()
-    pkgs, prefixes = build(args.root, args.entries, args.envs, args.per_env, args.step)
-    print(f"data: {args.entries} entries, {args.envs} envs x {args.per_env} packages "
+    pkgs, prefixes = build(args.root, args.entries, args.envs, args.per_env, args.step, args.files)
+    print(f"data: {args.entries} entries of {args.files} files, {args.envs} envs x "
+          f"{args.per_env} packages "
           f"(built/reused in {time.perf_counter() - t0:.1f}s)")  # fmt: skip
 
     home = os.path.join(args.root, "home")

@@ -183,26 +183,49 @@ def main() -> None:
         with open(f, "rb") as fh:
             while fh.read(1 << 20):
                 pass
-    t_ssl = best(lambda: openssl(files, WORKERS))
+    # The rows that are compared run interleaved, round after round, so that the load of a
+    # shared machine falls on all of them alike; ratios are medians of the per-round ratios.
+    # Order within a round matters for the remembered state: the full run leaves every file
+    # hashed, the re-verify and the fast re-run find it so, the fast run with nothing remembered
+    # comes last (it leaves files merely looked at, which the next round's full run redoes).
+    rounds = {k: [] for k in ("ssl", "full", "re", "fast_again", "fast", "floor")}
+    for _ in range(7):
+        for key, fn in (
+            ("ssl", lambda: openssl(files, WORKERS)),
+            ("full", lambda: verify(pkgs, FULL, False)),
+            ("re", lambda: verify(pkgs, FULL, True, use_index=True)),
+            ("fast_again", lambda: verify(pkgs, FAST, True, use_index=True)),
+            ("fast", lambda: verify(pkgs, FAST, False)),
+            ("floor", lambda: stat_floor(files)),
+        ):
+            gc.collect()
+            t0 = time.perf_counter()
+            rep = fn()
+            rounds[key].append(time.perf_counter() - t0)
+            if key == "re":
+                assert rep.totals()["bytes_hashed"] == 0, rep.totals()
     t_loop = best(lambda: python_loop(files), repeat=3)
     t_loop2 = best(lambda: python_loop_procs(files, WORKERS), repeat=3)
-    t_full = best(lambda: verify(pkgs, FULL, False))
-    t_fast = best(lambda: verify(pkgs, FAST, False))
-    t_fast_again = best(lambda: verify(pkgs, FAST, True, use_index=True))
-    verify(pkgs, FULL, True, use_index=True)
-    t_re = best(lambda: verify(pkgs, FULL, True, use_index=True))
-    rep = verify(pkgs, FULL, True, use_index=True)
-    assert rep.totals()["bytes_hashed"] == 0, rep.totals()
-    t_floor = best(lambda: stat_floor(files))
-    row(f"`openssl dgst -sha256`, {WORKERS} processes (warm)", t_ssl)
+    med = {k: statistics.median(v) for k, v in rounds.items()}
+
+    def ratio(a, b):
+        return statistics.median(x / y for x, y in zip(rounds[a], rounds[b], strict=True))
+
+    def row2(label, key, ref, refname, show_rate=True):
+        t = med[key]
+        shown = f"{t * 1000:9.1f} ms"
+        r = f"{ratio(ref, key):5.2f}x {refname}" if ref else ""
+        print(f"| {label} | {shown} | {rate(t) if show_rate else ''} | {r} |")
+
+    row2(f"`openssl dgst -sha256`, {WORKERS} processes (warm)", "ssl", None, "")
     row("plain Python loop, 1 process (warm)", t_loop)
     row(f"plain Python loop, {WORKERS} processes (warm)", t_loop2)
-    row(f"`verify --full --rehash`, {WORKERS} workers (warm)", t_full, t_ssl, "openssl")
-    row("`verify --rehash` fast level, nothing remembered", t_fast, t_full, "faster than full", 0)
-    row("`verify` fast level, again", t_fast_again, t_full, "faster than full", 0)
-    row("`verify --full` again, unchanged", t_re, t_full, "faster than full", 0)
-    row("floor: one `os.lstat` per hashed file, bare loop", t_floor, t_full, "faster than full", 0)
-    print(f"re-verify / lstat floor: {t_re / t_floor:.2f}")
+    row2(f"`verify --full --rehash`, {WORKERS} workers (warm)", "full", "ssl", "openssl")
+    row2("`verify --rehash` (fast level), nothing remembered", "fast", "full", "vs full", 0)
+    row2("`verify` (fast level) again", "fast_again", "full", "vs full", 0)
+    row2("`verify --full` again, unchanged", "re", "full", "vs full", 0)
+    row2("floor: a bare loop of one `os.lstat` per hashed file", "floor", "full", "vs full", 0)
+    print(f"re-verify / lstat floor: {ratio('re', 'floor'):.2f} (median of 7 rounds)")
 
     # cold page cache
     t_ssl_c = best(lambda: openssl(files, WORKERS), repeat=3, cold=True)

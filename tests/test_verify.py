@@ -407,3 +407,14 @@ def test_state_drops_removed_entries_and_survives_garbage(pkgs):
 def test_write_store_false_leaves_no_state(pkgs):
     run(pkgs, FAST, write_store=False)
     assert not os.path.exists(verify_store.state_path(verify_store.store_dir(str(pkgs), True)))
+
+
+def test_paths_json_with_a_path_leaving_the_entry(pkgs):
+    pj = os.path.join(pkgs, "alpha-1.0-0", "info", "paths.json")
+    data = json.loads(Path(pj).read_text())
+    data["paths"].append({"_path": "../beta-2.0-0/etc/beta.conf", "path_type": "hardlink"})
+    Path(pj).write_text(json.dumps(data))
+    e = entry(run(pkgs, FULL), "alpha")
+    assert e.status == MISSING_METADATA
+    assert [(p.kind, p.path) for p in e.problems] == [("invalid_metadata", "info/paths.json")]
+    assert "bad path" in e.problems[0].detail and e.files == 6  # the others still checked
