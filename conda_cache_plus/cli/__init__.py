@@ -11,6 +11,7 @@ Option names avoid prefixes of conda's pre-parser options (``--no-plugins``, ``-
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
@@ -121,10 +122,31 @@ def _add_conda_common(parser: argparse.ArgumentParser, verb: Verb) -> None:
         add_parser_networking(parser)
 
 
+class _LazySubParsersAction(argparse._SubParsersAction):
+    """Sub-parsers whose options are added only when their verb is picked.
+
+    conda builds every plugin's parser on every command (``conda install`` included), so
+    configuring all verbs up front would import the fetch, verify and clean engines each time.
+    Here ``conda cache --help`` needs only the verb table; a verb's options (and its module)
+    are loaded when argparse selects that verb, before it parses the verb's arguments.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pending: dict[str, object] = {}
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        configure = self.pending.pop(values[0], None) if values else None
+        if configure is not None:
+            configure()
+        return super().__call__(parser, namespace, values, option_string)
+
+
 def configure_parser(parser: argparse.ArgumentParser, *, conda: bool) -> None:
     """Add the verbs to ``parser`` (conda's ``cache`` subparser, or our top-level parser)."""
     parser.description = DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.register("action", "parsers", _LazySubParsersAction)
     sub = parser.add_subparsers(dest="cache_verb", metavar="VERB", title="verbs")
     sub.required = False
     for name, verb in VERBS.items():
@@ -134,13 +156,17 @@ def configure_parser(parser: argparse.ArgumentParser, *, conda: bool) -> None:
             description=verb.summary,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        _verb_module(name).configure_parser(p)
-        _add_pkgs_dir(p)
-        if conda:
-            _add_conda_common(p, verb)
-        else:
-            _add_standalone_common(p, verb)
+        sub.pending[name] = functools.partial(_configure_verb, p, name, verb, conda)
     parser.set_defaults(_cache_parser=parser)
+
+
+def _configure_verb(p: argparse.ArgumentParser, name: str, verb: Verb, conda: bool) -> None:
+    _verb_module(name).configure_parser(p)
+    _add_pkgs_dir(p)
+    if conda:
+        _add_conda_common(p, verb)
+    else:
+        _add_standalone_common(p, verb)
 
 
 def run_from_conda(args: argparse.Namespace):
