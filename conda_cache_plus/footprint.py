@@ -14,6 +14,8 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from .sizes import walk_stats
+
 
 @dataclass
 class Bytes:
@@ -68,34 +70,10 @@ class Footprint:
         return out
 
     def _walk(self, path: str, out: Bytes, local: set) -> None:
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            out.errors.append(f"{path}: {exc.strerror or exc}")
-            return
-        self._account(st, out, local)
-        if not stat.S_ISDIR(st.st_mode):
-            return
-        stack = [path]
-        while stack:
-            current = stack.pop()
-            try:
-                it = os.scandir(current)
-            except OSError as exc:
-                out.errors.append(f"{current}: {exc.strerror or exc}")
-                continue
-            with it:
-                for de in it:
-                    try:
-                        st = de.stat(follow_symlinks=False)
-                    except OSError as exc:
-                        out.errors.append(f"{de.path}: {exc.strerror or exc}")
-                        continue
-                    self._account(st, out, local)
-                    if stat.S_ISDIR(st.st_mode):
-                        stack.append(de.path)
+        if not os.path.lexists(path):
+            return  # already gone: nothing to count, and not an error
+        for st, _is_dir in walk_stats(path, out.errors):
+            self._account(st, out, local)
 
     def _account(self, st: os.stat_result, out: Bytes, local: set) -> None:
         out.apparent += st.st_size

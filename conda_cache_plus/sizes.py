@@ -8,6 +8,7 @@ or into another cache, are not counted twice.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 
 
@@ -54,47 +55,59 @@ def _blocks(st: os.stat_result) -> int:
     return blocks * 512 if blocks is not None else st.st_size
 
 
-def path_size(path: str, inodes: InodeSet | None = None) -> TreeSize:
-    """Size of a file or a directory tree, never following symlinks."""
-    inodes = inodes or InodeSet()
-    total = TreeSize()
+def walk_stats(path: str, errors: list[str]):
+    """``lstat`` results of ``path`` and of everything below it, never following symlinks.
+
+    The one tree walk behind every byte count; what cannot be read is added to ``errors``.
+    Yields ``(stat_result, is_dir)``; a missing ``path`` yields nothing and is an error.
+    """
     try:
         st = os.lstat(path)
     except OSError as exc:
-        total.errors.append(f"{path}: {exc.strerror or exc}")
-        return total
-    _account(total, st, inodes)
-    if not os.path.isdir(path) or os.path.islink(path):
-        return total
+        errors.append(f"{path}: {exc.strerror or exc}")
+        return
+    is_dir = stat.S_ISDIR(st.st_mode)
+    yield st, is_dir
+    if not is_dir:
+        return
     stack = [path]
     while stack:
         current = stack.pop()
-        total.dirs += 1
         try:
             it = os.scandir(current)
         except OSError as exc:
-            total.errors.append(f"{current}: {exc.strerror or exc}")
+            errors.append(f"{current}: {exc.strerror or exc}")
             continue
         with it:
             for de in it:
                 try:
                     st = de.stat(follow_symlinks=False)
                 except OSError as exc:
-                    total.errors.append(f"{de.path}: {exc.strerror or exc}")
+                    errors.append(f"{de.path}: {exc.strerror or exc}")
                     continue
-                _account(total, st, inodes)
-                if de.is_dir(follow_symlinks=False):
+                is_dir = stat.S_ISDIR(st.st_mode)
+                yield st, is_dir
+                if is_dir:
                     stack.append(de.path)
+
+
+def path_size(path: str, inodes: InodeSet | None = None) -> TreeSize:
+    """Size of a file or a directory tree, never following symlinks."""
+    inodes = inodes or InodeSet()
+    total = TreeSize()
+    for st, is_dir in walk_stats(path, total.errors):
+        total.dirs += is_dir
+        _account(total, st, inodes)
     return total
 
 
 def _account(total: TreeSize, st: os.stat_result, inodes: InodeSet) -> None:
     total.apparent += st.st_size
-    if not os.path.stat.S_ISDIR(st.st_mode):
+    if not stat.S_ISDIR(st.st_mode):
         total.files += 1
     key = (st.st_dev, st.st_ino)
     # a directory's link count is its subdirectories, not other names for it
-    if st.st_nlink > 1 and not os.path.stat.S_ISDIR(st.st_mode):
+    if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
         seen = inodes.seen.get(key, 0)
         inodes.seen[key] = seen + 1
         if seen:
