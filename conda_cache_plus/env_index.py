@@ -15,62 +15,24 @@ It lives in the user's cache directory, one file per environment, never in the e
 
 from __future__ import annotations
 
-import hashlib
-import marshal
-import os
-import tempfile
-
-from .config import user_cache_dir
+from . import statefile
 
 FORMAT = 1
 RACY_SECONDS = 2.0
 
 
 def index_path(prefix: str) -> str:
-    real = os.path.realpath(prefix)
-    digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:24]
-    return os.path.join(user_cache_dir(), f"usage-v{FORMAT}", digest + ".idx")
+    return statefile.user_state_path("usage", FORMAT, prefix)
 
 
 def load(prefix: str) -> dict:
-    try:
-        with open(index_path(prefix), "rb") as fh:
-            blob = marshal.loads(fh.read())
-    except (OSError, EOFError, ValueError, TypeError):
-        return {}
-    if (
-        not isinstance(blob, tuple)
-        or len(blob) != 3
-        or blob[0] != FORMAT
-        or blob[1] != os.path.realpath(prefix)
-        or not isinstance(blob[2], dict)
-    ):
-        return {}
-    return blob[2]
+    return statefile.read(index_path(prefix), FORMAT, prefix)
 
 
 def save(prefix: str, data: dict) -> None:
     """Write atomically; failures are ignored (the index is only a speed-up)."""
-    path = index_path(prefix)
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".idx-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(marshal.dumps((FORMAT, os.path.realpath(prefix), data)))
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-    except (OSError, ValueError):
-        pass
+    statefile.write(index_path(prefix), FORMAT, prefix, data)
 
 
 def forget(prefix: str) -> None:
-    try:
-        os.unlink(index_path(prefix))
-    except OSError:
-        pass
+    statefile.forget(index_path(prefix))

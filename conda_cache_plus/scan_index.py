@@ -11,61 +11,23 @@ wrote it.
 
 from __future__ import annotations
 
-import hashlib
-import marshal
-import os
-import tempfile
-
-from .config import user_cache_dir
+from . import statefile
 
 FORMAT = 4
 
 
 def index_path(pkgs_dir: str) -> str:
-    real = os.path.realpath(pkgs_dir)
-    digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:24]
-    return os.path.join(user_cache_dir(), f"scan-v{FORMAT}", digest + ".idx")
+    return statefile.user_state_path("scan", FORMAT, pkgs_dir)
 
 
 def load(pkgs_dir: str) -> dict:
-    try:
-        with open(index_path(pkgs_dir), "rb") as fh:
-            blob = marshal.loads(fh.read())
-    except (OSError, EOFError, ValueError, TypeError):
-        return {}
-    if (
-        not isinstance(blob, tuple)
-        or len(blob) != 3
-        or blob[0] != FORMAT
-        or blob[1] != os.path.realpath(pkgs_dir)
-        or not isinstance(blob[2], dict)
-    ):
-        return {}
-    return blob[2]
+    return statefile.read(index_path(pkgs_dir), FORMAT, pkgs_dir)
 
 
 def save(pkgs_dir: str, entries: dict) -> None:
     """Write atomically; failures are ignored (the index is only a speed-up)."""
-    path = index_path(pkgs_dir)
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".idx-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(marshal.dumps((FORMAT, os.path.realpath(pkgs_dir), entries)))
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-    except (OSError, ValueError):
-        pass
+    statefile.write(index_path(pkgs_dir), FORMAT, pkgs_dir, entries)
 
 
 def forget(pkgs_dir: str) -> None:
-    try:
-        os.unlink(index_path(pkgs_dir))
-    except OSError:
-        pass
+    statefile.forget(index_path(pkgs_dir))
