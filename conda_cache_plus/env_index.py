@@ -18,7 +18,6 @@ from __future__ import annotations
 from . import statefile
 
 FORMAT = 1
-RACY_SECONDS = 2.0
 
 
 def index_path(prefix: str) -> str:

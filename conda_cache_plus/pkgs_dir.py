@@ -42,11 +42,11 @@ from .records import (
     sanitize,
     split_core,
 )
+from .statefile import RACY_SECONDS
 from .urls import UrlsData
 
 MAX_NESTED_DEPTH = 12
 LISTING_KEY = "\0listing"
-RACY_SECONDS = 2.0
 LEFTOVER_SUFFIXES = (".partial", ".c~", ".mamba_trash", ".trash", ".lock")
 
 

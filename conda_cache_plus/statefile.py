@@ -16,6 +16,10 @@ import tempfile
 
 from .config import user_cache_dir
 
+# A file whose mtime is this recent when read may still change within the same coarse clock tick
+# without changing its fingerprint (the racy-git problem): such reads are never remembered.
+RACY_SECONDS = 2.0
+
 
 def user_state_path(kind: str, fmt: int, owner: str) -> str:
     """``<user cache>/<kind>-v<fmt>/<hash of owner>.idx``: state kept outside what it describes."""

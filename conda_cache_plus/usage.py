@@ -60,7 +60,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from . import env_index
+from . import env_index, statefile
 from .envs import Environment
 from .layout import split_dist, strip_package_extension
 from .records import PackageCacheRecord, channel_name
@@ -281,7 +281,7 @@ def _read(name: str, dir_fd: int | None, path: str) -> tuple[bytes, os.stat_resu
 
 def _racy(st: os.stat_result, now: float) -> bool:
     # ctime too: utime() can set an old mtime on a file written just now
-    return now - max(st.st_mtime, st.st_ctime) <= env_index.RACY_SECONDS
+    return now - max(st.st_mtime, st.st_ctime) <= statefile.RACY_SECONDS
 
 
 def read_env_package(prefix: str, meta_path: str) -> EnvPackage | None:
@@ -518,7 +518,7 @@ def _link_evidence(
                 checked[entry_dir] = same
                 if same:
                     found.append((EVIDENCE_HARDLINK, rec))
-        if now - st.st_ctime > env_index.RACY_SECONDS:
+        if now - st.st_ctime > statefile.RACY_SECONDS:
             memos[rel] = (fp, target, checked)
     return found, memos
 

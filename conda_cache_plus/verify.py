@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from . import verify_store
 from .layout import CONDA_EXT, TARBZ2_EXT, CacheLayout
+from .statefile import RACY_SECONDS
 
 FAST = "fast"
 FULL = "full"
@@ -159,12 +160,6 @@ class EntryFindings:
         else:
             self.status = OK
         return self
-
-    def merge(self, other: EntryFindings) -> None:
-        self.problems += other.problems
-        for key in ("checked", "skipped", "hashed", "bytes_hashed"):
-            setattr(self, key, getattr(self, key) + getattr(other, key))
-        self.archives += other.archives
 
     def to_json(self) -> dict:
         return {
@@ -444,9 +439,12 @@ def _parse_metadata(root: str, efd: int, f: EntryFindings) -> _Plan:
     }
     if not _paths_json_plan(root, efd, f, plan):
         _legacy_plan(root, info, f, plan)
+    direct = {rel.rpartition("/")[0] for rel in plan.files}
+    direct.update(rel.rpartition("/")[0] for rel in plan.anys)
+    direct.update(rel.rpartition("/")[0] for rel in plan.dirs)
+    direct.update(item[0].rpartition("/")[0] for item in plan.links)
     parents: set[str] = set()
-    for rel in (*plan.files, *(item[0] for item in plan.links), *plan.dirs, *plan.anys):
-        parent = rel.rpartition("/")[0]
+    for parent in direct:  # far fewer directories than paths: walk up from each once
         while parent and parent not in parents:
             parents.add(parent)
             parent = parent.rpartition("/")[0]
@@ -467,8 +465,25 @@ def _paths_json_plan(root: str, efd: int, f: EntryFindings, plan: _Plan) -> bool
             f.add(META_INVALID, "info/paths.json", detail="no list of paths")
             return True
         plan.source = f.metadata = "paths.json"
+        if _all_safe(raw):
+            # The usual case, in bulk: one check over all the paths, a comprehension per column.
+            hard = [item for item in raw if item.get("path_type", _HARDLINK) == _HARDLINK]
+            sizes = [item.get("size_in_bytes") for item in hard]
+            shas = [item.get("sha256") for item in hard]
+            if all(v.__class__ is int for v in sizes) and all(v.__class__ is str for v in shas):
+                plan.files = [item["_path"] for item in hard]
+                plan.sizes, plan.shas = sizes, shas
+                plan.count = len(raw)
+                if len(hard) != len(raw):
+                    for item in raw:
+                        ptype = item.get("path_type", _HARDLINK)
+                        if ptype == _SOFTLINK:
+                            plan.links.append(_link_item(item))
+                        elif ptype == _DIRECTORY:
+                            plan.dirs.append(item["_path"])
+                return True
         files, sizes, shas = plan.files, plan.sizes, plan.shas
-        # One check over all the paths at once; path by path only when something is off.
+        # Path by path, when something is off (or unusual).
         each = not _all_safe(raw)
         for item in raw:
             rel = item.get("_path") if item.__class__ is dict else None
@@ -488,7 +503,7 @@ def _paths_json_plan(root: str, efd: int, f: EntryFindings, plan: _Plan) -> bool
                 sizes.append(size)
                 shas.append(sha)
             elif ptype == _SOFTLINK:
-                plan.links.append((rel, size, sha))
+                plan.links.append((rel, size, sha))  # same as _link_item
             elif ptype == _DIRECTORY:
                 plan.dirs.append(rel)
             # Other path types (entry points, pyc files) are made at link time, not packaged.
@@ -507,6 +522,16 @@ def _paths_json_plan(root: str, efd: int, f: EntryFindings, plan: _Plan) -> bool
             )
             break
     return False
+
+
+def _link_item(item: dict) -> tuple:
+    size = item.get("size_in_bytes")
+    sha = item.get("sha256")
+    return (
+        item["_path"],
+        size if size.__class__ is int else None,
+        sha if sha.__class__ is str else None,
+    )
 
 
 def _legacy_plan(root: str, info: str, f: EntryFindings, plan: _Plan) -> None:
@@ -765,9 +790,15 @@ def _check_files(run, lstat_at, full, prev, jobs, index, bad_dirs) -> None:
             stats = None
     if stats is not None:
         fps = [(s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for s in stats]
-        if old_fps is not None and fps == old_fps and (not full or all(old_hashed)):
-            # Unchanged since every file passed (at this level): nothing to read.
-            run.fps, run.hashed = fps, list(old_hashed)
+        if (
+            old_fps is not None
+            and not bad_dirs
+            and fps == old_fps
+            and (not full or all(old_hashed))
+        ):
+            # Unchanged since every file passed (at this level): nothing to read. The
+            # remembered lists themselves go back into the state, so saving compares nothing.
+            run.fps, run.hashed = old_fps, old_hashed
             f.skipped += n
             return
         if (
@@ -1135,6 +1166,10 @@ def _apply_hash(run: _EntryRun, job: _HashJob, res) -> None:
         f.bytes_hashed += n
         if digest != job.expected:
             f.add(WRONG_HASH, rel, job.expected, digest)
+        elif fp[2] / 1e9 > time.time() - RACY_SECONDS:
+            # Written moments ago: a second write in the same coarse clock tick would keep this
+            # fingerprint, so the hash is not remembered (the racy-git rule, as in pkgs_dir).
+            run.fps[job.key], run.hashed[job.key] = fp, False
         else:
             run.fps[job.key], run.hashed[job.key] = fp, True
 
@@ -1152,18 +1187,16 @@ def _verify_entries(
     executor: str | None,
     progress=None,
 ) -> tuple[list[EntryFindings], str]:
-    """``targets``: [(pkgs_dir, store_dir or None, writable, [entries], all_entries or None)].
+    """``targets``: [(pkgs_dir, store_dir or None, writable, [(entry, archive exts)],
+    all_entries or None)].
 
-    All the stat and metadata work runs here, in this process, entry by entry (it is a syscall
-    per path: threads gain nothing under the GIL, a pool costs its start-up); only the files
-    that need hashing go to workers, in batches.
+    The stat and metadata work runs here, entry by entry: it is a syscall per path, threads
+    gain nothing under the GIL, and forked workers lost more sending their findings back than
+    they saved (measured on 2 cores). The files that need hashing go to workers in batches
+    while the checks go on, and only once there are enough of them to pay for a pool.
     """
-    runs: list[_EntryRun] = []
-    jobs: list[_HashJob] = []
-    hasher = _Hasher(jobs, level, workers, executor)
+    flat: list[tuple] = []  # (pkgs_dir, entry, exts, remembered state, writable)
     saves = []
-    nentries = sum(len(t[3]) for t in targets) or 1
-    done = 0
     for pkgs_dir, sdir, writable, entries, all_entries in targets:
         old = verify_store.load(sdir, pkgs_dir) if sdir else {}
         remembered = old if use_store else {}
@@ -1171,26 +1204,31 @@ def _verify_entries(
         if all_entries is not None:  # drop what no longer exists in the cache
             for gone in set(new) - set(all_entries):
                 del new[gone]
-        try:
-            pkgs_fd = os.open(pkgs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            pkgs_fd = None
-        try:
-            first = len(runs)
-            for entry, exts in entries:
-                run = _check_entry(
-                    pkgs_dir, pkgs_fd, entry, exts, level, remembered.get(entry), jobs, len(runs)
-                )
-                run.f.writable = writable
-                runs.append(run)
-                hasher.feed()
-                done += 1
-                if progress and done % 64 == 0:
-                    progress(0.2 * done / nentries)
-        finally:
-            if pkgs_fd is not None:
-                os.close(pkgs_fd)
-        saves.append((pkgs_dir, sdir, old, new, first, len(runs)))
+        first = len(flat)
+        flat += [(pkgs_dir, e, exts, remembered.get(e), writable) for e, exts in entries]
+        saves.append((pkgs_dir, sdir, old, new, first, len(flat)))
+    nentries = len(flat) or 1
+    jobs: list[_HashJob] = []
+    hasher = _Hasher(jobs, level, workers, executor)
+    runs: list = [None] * len(flat)
+    fds: dict[str, int | None] = {}
+    try:
+        for i, (pkgs_dir, entry, exts, prev, writable) in enumerate(flat):
+            if pkgs_dir not in fds:
+                try:
+                    fds[pkgs_dir] = os.open(pkgs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                except OSError:
+                    fds[pkgs_dir] = None
+            run = _check_entry(pkgs_dir, fds[pkgs_dir], entry, exts, level, prev, jobs, i)
+            run.f.writable = writable
+            runs[i] = run
+            hasher.feed()
+            if progress and i % 64 == 63:
+                progress(0.2 * (i + 1) / nentries)
+    finally:
+        for fd in fds.values():
+            if fd is not None:
+                os.close(fd)
 
     def hash_progress(fraction):
         progress(0.2 + 0.8 * fraction)

@@ -10,7 +10,7 @@ import pytest
 from conftest import populate
 from envtools import World, make_env
 
-from conda_cache_plus import env_index
+from conda_cache_plus import env_index, statefile
 from conda_cache_plus.caches import PackageCaches
 from conda_cache_plus.envs import Environment
 from conda_cache_plus.usage import scan_usage
@@ -24,7 +24,7 @@ def world(tmp_path, build):
 @pytest.fixture
 def no_racy_window(monkeypatch):
     """Remember even what was written a moment ago (tests cannot wait for files to age)."""
-    monkeypatch.setattr(env_index, "RACY_SECONDS", -1.0)
+    monkeypatch.setattr(statefile, "RACY_SECONDS", -1.0)
 
 
 def users(report, dist):

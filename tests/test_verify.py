@@ -418,3 +418,17 @@ def test_paths_json_with_a_path_leaving_the_entry(pkgs):
     assert e.status == MISSING_METADATA
     assert [(p.kind, p.path) for p in e.problems] == [("invalid_metadata", "info/paths.json")]
     assert "bad path" in e.problems[0].detail and e.files == 6  # the others still checked
+
+
+def test_a_file_written_moments_ago_is_hashed_again(pkgs):
+    # Same content, fresh mtime: a second same-size write within the same clock tick would keep
+    # this fingerprint, so its good hash is not remembered (the racy-timestamp rule).
+    data = os.path.join(pkgs, "alpha-1.0-0", "share/alpha/data.bin")
+    with open(data, "r+b") as fh:
+        fh.write(BIG[:16])
+    assert not run(pkgs, FULL).bad
+    assert entry(run(pkgs, FULL), "alpha").bytes_hashed >= len(BIG)
+    old = os.stat(data).st_mtime - 100
+    os.utime(data, (old, old))
+    run(pkgs, FULL)
+    assert entry(run(pkgs, FULL), "alpha").bytes_hashed < 1000
