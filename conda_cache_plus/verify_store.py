@@ -19,12 +19,9 @@ code if someone else wrote the file; a file that does not parse is ignored (it o
 
 from __future__ import annotations
 
-import hashlib
-import marshal
 import os
-import tempfile
 
-from .config import user_cache_dir
+from . import statefile
 from .layout import CacheLayout
 
 FORMAT = 2
@@ -34,9 +31,8 @@ STATE_NAME = "state.marshal"
 def store_dir(pkgs_dir: str, writable: bool | None) -> str:
     if writable:
         return os.path.join(CacheLayout(pkgs_dir).private, f"verify-v{FORMAT}")
-    real = os.path.realpath(pkgs_dir)
-    digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:24]
-    return os.path.join(user_cache_dir(), f"verify-v{FORMAT}", digest)
+    # a directory per cache (not a file): the state file keeps one name wherever it lives
+    return os.path.splitext(statefile.user_state_path("verify", FORMAT, pkgs_dir))[0]
 
 
 def state_path(directory: str) -> str:
@@ -45,41 +41,12 @@ def state_path(directory: str) -> str:
 
 def load(directory: str, pkgs_dir: str) -> dict:
     """``{entry: state tuple}`` (see :mod:`.verify`); empty when absent or unusable."""
-    try:
-        with open(state_path(directory), "rb") as fh:
-            # loads() on the whole file: load() from a file object reads in tiny pieces.
-            blob = marshal.loads(fh.read())
-    except (OSError, EOFError, ValueError, TypeError):
-        return {}
-    if (
-        not isinstance(blob, tuple)
-        or len(blob) != 3
-        or blob[0] != FORMAT
-        or blob[1] != os.path.realpath(pkgs_dir)
-        or not isinstance(blob[2], dict)
-    ):
-        return {}
-    return blob[2]
+    return statefile.read(state_path(directory), FORMAT, pkgs_dir)
 
 
 def save(directory: str, pkgs_dir: str, entries: dict) -> bool:
     """Atomic write; a failure only costs speed next time."""
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".state-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(marshal.dumps((FORMAT, os.path.realpath(pkgs_dir), entries)))
-            os.replace(tmp, state_path(directory))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-    except (OSError, ValueError):
-        return False
-    return True
+    return statefile.write(state_path(directory), FORMAT, pkgs_dir, entries)
 
 
 def forget_entry(pkgs_dir: str, entry: str) -> None:
