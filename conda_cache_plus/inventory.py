@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from .layout import MAGIC_FILE
-from .match import SpecMatcher, match_any, version_compare
+from .match import SpecMatcher, match_any, version_sort_keys
 from .pkgs_dir import PackageCacheData
 from .records import PackageCacheRecord
 from .sizes import InodeSet, path_size
@@ -76,22 +76,10 @@ def select(records: list[PackageCacheRecord], specs: list[SpecMatcher]) -> list[
     return [r for r in records if match_any(r, specs)]
 
 
-class _VersionKey:
-    __slots__ = ("v",)
-
-    def __init__(self, v: str):
-        self.v = v
-
-    def __lt__(self, other: _VersionKey) -> bool:
-        return version_compare(self.v, other.v) < 0
-
-    def __eq__(self, other) -> bool:
-        return version_compare(self.v, other.v) == 0
-
-
 def sort_records(records: list[PackageCacheRecord], by: str) -> list[PackageCacheRecord]:
     if by == "size":
         return sorted(records, key=lambda r: (-(r.archive_bytes or r.size or 0), r.name))
     if by == "date":
         return sorted(records, key=lambda r: (-(r.mtime or 0), r.name))
-    return sorted(records, key=lambda r: (r.name, _VersionKey(r.version), r.build, r.pkgs_dir))
+    keys = version_sort_keys(r.version for r in records)
+    return sorted(records, key=lambda r: (r.name, keys[r.version], r.build, r.pkgs_dir))

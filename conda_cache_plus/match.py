@@ -58,6 +58,17 @@ def version_compare(a: str, b: str) -> int:
     return (la > lb) - (la < lb)
 
 
+def version_sort_keys(versions) -> dict[str, tuple]:
+    """A directly comparable key per distinct version (ordered like :func:`version_compare`):
+    every key padded to the same length, so sorting compares tuples in C, not Python calls."""
+    parsed = {v: _version_key(v) for v in set(versions)}
+    width = max((len(p[1]) for p in parsed.values()), default=0)
+    return {
+        v: (epoch, tuple(comps) + (_ZERO,) * (width - len(comps)), local)
+        for v, (epoch, comps, local) in parsed.items()
+    }
+
+
 def _match_version(version: str, constraint: str) -> bool:
     constraint = constraint.strip()
     if not constraint or constraint == "*":

@@ -198,6 +198,7 @@ class PackageCacheRecord:
     @data.setter
     def data(self, value: dict[str, Any]) -> None:
         self._data = value
+        self.__dict__.pop("_channel", None)
 
     def _get(self, key: str):
         if self._data is None:
@@ -253,7 +254,12 @@ class PackageCacheRecord:
 
     @property
     def channel(self) -> str:
-        return channel_name(self._get("channel"), self.url)
+        # memoised: a listing asks for it several times per record, and it parses a URL
+        try:
+            return self.__dict__["_channel"]
+        except KeyError:
+            name = self.__dict__["_channel"] = channel_name(self._get("channel"), self.url)
+            return name
 
     @property
     def fn(self) -> str:

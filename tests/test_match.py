@@ -61,3 +61,30 @@ def test_specs(spec, hits):
 def test_invalid_specs(spec):
     with pytest.raises(InvalidSpecError):
         SpecMatcher(spec, use_conda=False)
+
+
+def test_sort_keys_agree_with_compare():
+    import functools
+
+    from conda_cache_plus.match import version_sort_keys
+
+    versions = [
+        "1.0",
+        "1.0.0",
+        "2.0a1",
+        "2.0",
+        "1.10",
+        "1.9",
+        "2.0.dev1",
+        "1!0.1",
+        "1.0.post1",
+        "0.9.9.9.9",
+        "2.0.1",
+    ]
+    keys = version_sort_keys(versions)
+    by_key = sorted(versions, key=keys.__getitem__)
+    by_cmp = sorted(versions, key=functools.cmp_to_key(version_compare))
+    assert [keys[v] for v in by_key] == [keys[v] for v in by_cmp]
+    assert (
+        by_key.index("2.0a1") < by_key.index("2.0") < by_key.index("2.0.1") < by_key.index("1!0.1")
+    )
