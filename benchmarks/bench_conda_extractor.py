@@ -1,8 +1,11 @@
 """conda's own pipeline with and without our extractor plugin (the ``cache_plus_extractor``
 setting): ``conda create --offline`` of the corpus's ``.conda`` packages from a file:// channel
-into an empty pkgs dir, alternating the setting, best of ``--repeat`` rounds.
+into an empty pkgs dir, alternating the setting (which goes first alternates too), median and
+minimum of ``--repeat`` rounds; before each run the disk is settled (``settle.py``; with
+``--drop-caches`` the page cache is emptied too).
 
     python benchmarks/bench_conda_extractor.py CORPUS_DIR [--repeat 3] [--work /var/tmp/cpx-cx]
+        [--drop-caches]
 
 Run with the Python that has conda (e.g. /work/condaenv/bin/python) and conda-cache-plus
 installed. Taking over ``.conda``/``.tar.bz2`` makes conda drop its extraction process pool for
@@ -15,12 +18,14 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import settle
 from corpus import build_corpus
 
 from conda_cache_plus.extract import extract_archive
@@ -56,7 +61,7 @@ def make_channel(manifest: dict, work: str) -> tuple[str, list[str]]:
     return "file://" + channel, sorted(r["name"] for r in records.values())
 
 
-def run(work: str, url: str, names: list[str], setting: str) -> float:
+def run(work: str, url: str, names: list[str], setting: str, drop_caches: bool) -> float:
     pkgs = os.path.join(work, "pkgs")
     prefix = os.path.join(work, "env")
     shutil.rmtree(pkgs, ignore_errors=True)
@@ -72,7 +77,7 @@ def run(work: str, url: str, names: list[str], setting: str) -> float:
     )
     cmd = [sys.executable, "-m", "conda", "create", "-p", prefix, "--offline", "--yes", "-q"]
     cmd += ["--override-channels", "-c", url, *names]
-    os.sync()
+    settle.settle(work, drop_caches)
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     os.sync()
@@ -87,18 +92,28 @@ def main(argv=None) -> int:
     parser.add_argument("corpus")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work", default="/var/tmp/cpx-cx")
+    parser.add_argument("--drop-caches", action="store_true", help="drop the page cache (root)")
     args = parser.parse_args(argv)
     os.makedirs(args.work, exist_ok=True)
     url, names = make_channel(build_corpus(args.corpus), args.work)
-    best: dict[str, float] = {}
-    for _ in range(args.repeat):
-        for setting in ("false", "true"):
-            secs = run(args.work, url, names, setting)
-            best[setting] = min(secs, best.get(setting, secs))
-            print(f"  setting={setting}: {secs:.2f}s", flush=True)
+    times: dict[str, list[float]] = {"false": [], "true": []}
+    loads = []
+    for rnd in range(args.repeat):
+        order = ("false", "true") if rnd % 2 == 0 else ("true", "false")
+        for setting in order:
+            loads.append(os.getloadavg()[0])
+            secs = run(args.work, url, names, setting, args.drop_caches)
+            times[setting].append(secs)
+            print(f"  round {rnd + 1} setting={setting}: {secs:.2f}s", flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    low = {k: min(v) for k, v in times.items()}
     print(
-        f"conda create, {len(names)} .conda packages: conda's extractor {best['false']:.2f}s, "
-        f"ours {best['true']:.2f}s, ratio ours/conda {best['true'] / best['false']:.2f}x"
+        f"conda create, {len(names)} .conda packages, {args.repeat} rounds, drop caches:"
+        f" {'yes' if args.drop_caches else 'no'}, load {min(loads):.1f}-{max(loads):.1f}:"
+        f" conda's extractor median {med['false']:.2f}s (min {low['false']:.2f}s),"
+        f" ours median {med['true']:.2f}s (min {low['true']:.2f}s);"
+        f" ours/conda {med['true'] / med['false']:.2f}x (medians),"
+        f" {low['true'] / low['false']:.2f}x (minima)"
     )
     return 0
 

@@ -2,13 +2,17 @@
 with the limits (decompression alone, writing the tree alone) measured in the same run.
 
     python benchmarks/bench_extract.py CORPUS_DIR [--tmpfs /dev/shm/cpx-bench]
-        [--disk /var/tmp/cpx-bench] [--workers 1 2] [--targets tmpfs disk] [--repeat 2]
+        [--disk /var/tmp/cpx-bench] [--workers 1 2] [--targets tmpfs disk] [--repeat 3]
+        [--drop-caches]
 
 Run it in an environment that has the peers installed (they are not project dependencies):
 ``pip install conda-package-streaming conda-package-handling py-rattler``. A peer that is not
 importable is reported as skipped. Every extractor gets the same process pool (fork, warmed up),
 the archives largest first, and a fresh empty destination per archive; outputs are removed
-between runs, outside the timing.
+between runs, outside the timing. Rounds interleave every contender (the order rotated each
+round); the median and the minimum are reported. Before every timed run the disk is settled
+(``settle.py``: sync, with ``--drop-caches`` an empty page cache, no request in flight); on disk
+the clock includes a final ``sync`` so writeback is counted for everyone.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import bz2
 import os
 import shutil
+import statistics
 import sys
 import time
 import zipfile
@@ -25,6 +30,7 @@ from multiprocessing import get_context
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import settle
 from corpus import build_corpus
 
 ZLIB_TESTDATA = "/work/shared/testdata/conda_format_repo/linux-64/zlib-1.2.11-h7b6447c_3.conda"
@@ -156,11 +162,13 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return pool
 
 
+_DROP_CACHES = False
+
+
 def _run(pool, func, archives: list[str], out: str) -> float:
     os.makedirs(out, exist_ok=True)
     dests = [os.path.join(out, f"{i:03d}") for i in range(len(archives))]
-    if func is not write_only:
-        os.sync()
+    settle.settle(out, _DROP_CACHES)
     start = time.perf_counter()
     for fut in [pool.submit(func, a, d) for a, d in zip(archives, dests, strict=True)]:
         fut.result()
@@ -197,11 +205,21 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--targets", nargs="+", default=["tmpfs", "disk"])
     parser.add_argument("--formats", nargs="+", default=[".conda", ".tar.bz2"])
-    parser.add_argument("--repeat", type=int, default=2, help="rounds; the best one counts")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--drop-caches", action="store_true", help="drop the page cache (root)")
+    parser.add_argument("--contenders", nargs="+", help="a subset of ours cps cph rattler")
     args = parser.parse_args(argv)
+    global _DROP_CACHES
+    _DROP_CACHES = args.drop_caches
 
     manifest = build_corpus(args.corpus)
     extractors = _available()
+    if args.contenders:
+        extractors = {k: v for k, v in extractors.items() if k in args.contenders}
+    print(
+        f"drop caches: {'yes' if args.drop_caches else 'no'};"
+        f" load average at start {os.getloadavg()[0]:.1f}"
+    )
     results: dict[tuple, float] = {}
     for fmt in args.formats:
         pkgs = sorted(
@@ -223,18 +241,25 @@ def main(argv=None) -> int:
             for i, a in enumerate(archives):
                 ours(a, os.path.join(ref, f"{i:03d}"))
             for workers in args.workers:
-                row: dict[str, float] = {}
+                times: dict[str, list[float]] = {}
 
-                def keep(name, secs, row=row):
-                    row[name] = min(secs, row.get(name, secs))
+                def keep(name, secs, times=times):
+                    times.setdefault(name, []).append(secs)
 
-                # rounds interleave the contenders, and each keeps its best round, so load from
+                # rounds interleave the contenders, the order rotated each round, so load from
                 # other processes on the machine hits them alike
-                for _round in range(args.repeat):
+                loads = []
+                for rnd in range(args.repeat):
+                    loads.append(os.getloadavg()[0])
                     pool = _pool(workers)
+                    jobs = [("decompress only", decompress_only), *extractors.items()]
+                    jobs.append(("write only", None))
+                    k = rnd % len(jobs)
                     try:
-                        keep("decompress only", _run(pool, decompress_only, archives, base + "/o"))
-                        for name, func in extractors.items():
+                        for name, func in jobs[k:] + jobs[:k]:
+                            if func is None:
+                                keep(name, _write_only_run(workers, archives, ref, base + "/o"))
+                                continue
                             try:
                                 keep(name, _run(pool, func, archives, base + "/o"))
                             except Exception as exc:  # a peer failing is a result, not a crash
@@ -242,11 +267,16 @@ def main(argv=None) -> int:
                                 shutil.rmtree(base + "/o", ignore_errors=True)
                     finally:
                         pool.shutdown()
-                    keep("write only", _write_only_run(workers, archives, ref, base + "/o"))
+                row = {name: statistics.median(ts) for name, ts in times.items()}
+                low = {name: min(ts) for name, ts in times.items()}
                 for name, secs in row.items():
                     results[(fmt, target, workers, name)] = secs
-                line = "  ".join(f"{k} {v:.2f}s" for k, v in row.items())
-                print(f"  {target:5} {workers} worker(s): {line}", flush=True)
+                line = "  ".join(f"{k} {v:.2f}s (min {low[k]:.2f})" for k, v in row.items())
+                print(
+                    f"  {target:5} {workers} worker(s), load {min(loads):.1f}-{max(loads):.1f},"
+                    f" medians of {args.repeat}: {line}",
+                    flush=True,
+                )
                 _ratios(row)
             shutil.rmtree(base, ignore_errors=True)
     _zlib_order_check(extractors)

@@ -2,6 +2,7 @@
 
     /work/condaenv/bin/python benchmarks/bench_fetch.py [CORPUS_DIR] [--repeat 3]
         [--targets tmpfs disk] [--tmpfs /dev/shm/cpx-fetch] [--disk /var/tmp/cpx-fetch]
+        [--contenders ours conda rattler] [--drop-caches] [--baseline DIR]
 
 Contenders, each in a fresh process per run, all fed the same ``.conda`` packages (URL + sha256)
 and each timed inside its process from the start of its work to the end (imports excluded, the
@@ -13,9 +14,18 @@ process wall time reported next to it):
 - ``rattler``: py-rattler's ``download_and_extract`` for every package at once (asyncio).
 
 The server is ``tests/httpserver.py`` in its own process (so it does not compete for the
-contenders' GIL), keep-alive with TCP_NODELAY. Runs are interleaved (ours, conda, rattler, ...)
-and the median is reported. A peer that is not importable is skipped, and said to be.
-The corpus is built by ``benchmarks/corpus.py`` (reused when it exists).
+contenders' GIL), keep-alive with TCP_NODELAY. Runs are interleaved (ours, conda, rattler, ...,
+the order rotated every round) and the median and minimum are reported. A peer that is not
+importable is skipped, and said to be. The corpus is built by ``benchmarks/corpus.py`` (reused
+when it exists).
+
+Before every run the previous output is removed, everything is written back (``sync``) and the
+disk is let settle (``settle.py``; no request in flight for a second). ``--drop-caches`` (root)
+also empties the page cache, so every contender starts cold, as after a reboot, and no run pays
+for the previous run's deletions (see ``settle.py``: on this disk that is a 5-10x effect); each
+run's disk reads and the load average are recorded next to its time. ``--baseline DIR`` adds a
+contender ``ours@base`` that imports ``conda_cache_plus`` from DIR (e.g. ``git archive HEAD``
+unpacked), for before/after figures from one interleaved run.
 """
 
 from __future__ import annotations
@@ -32,6 +42,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import settle  # noqa: E402
+
 CONTENDERS = ("ours", "ours/conda", "conda", "rattler")
 
 
@@ -102,7 +116,7 @@ def work_rattler(explicit: str, dest: str) -> float:
 
 def worker(name: str, explicit: str, dest: str) -> None:
     os.environ.setdefault("CONDA_PKGS_DIRS", dest)
-    if name == "ours":
+    if name in ("ours", "ours@base"):
         took = work_ours(explicit, dest, conda=False)
     elif name == "ours/conda":
         took = work_ours(explicit, dest, conda=True)
@@ -118,7 +132,12 @@ def worker(name: str, explicit: str, dest: str) -> None:
 # -- driver ---------------------------------------------------------------------------------------
 def available(name: str) -> str | None:
     """None when the contender can run here, else why not."""
-    module = {"ours": "conda_cache_plus", "ours/conda": "conda", "conda": "conda"}.get(name)
+    module = {
+        "ours": "conda_cache_plus",
+        "ours@base": "conda_cache_plus",
+        "ours/conda": "conda",
+        "conda": "conda",
+    }.get(name)
     module = module or "rattler"
     try:
         __import__(module)
@@ -148,13 +167,17 @@ def _entries(dest: str) -> int:
     )
 
 
-def run_once(name: str, explicit: str, dest: str, expected: int) -> tuple[float, float]:
+def run_once(name: str, explicit: str, dest: str, expected: int, opts: argparse.Namespace) -> dict:
     shutil.rmtree(dest, ignore_errors=True)
     os.makedirs(dest)
-    # Write back what earlier runs left dirty, so no run pays for its predecessor's data.
-    os.sync()
+    dev = settle.block_device(dest)
+    settle.settle(dest, opts.drop_caches)
     env = dict(os.environ)
     env.update(CONDA_PKGS_DIRS=dest, CONDA_SOLVER="classic", CONDA_REGISTER_ENVS="false")
+    if name == "ours@base":
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [opts.baseline, env.get("PYTHONPATH")]))
+    load = os.getloadavg()[0]
+    before = settle.disk_stat(dev)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--worker", name, explicit, dest],
@@ -163,6 +186,7 @@ def run_once(name: str, explicit: str, dest: str, expected: int) -> tuple[float,
         env=env,
     )
     wall = time.perf_counter() - start
+    after = settle.disk_stat(dev)
     lines = proc.stdout.strip().splitlines()
     # py-rattler sometimes dies with SIGSEGV while the interpreter exits, after its work is
     # done and timed: accept a run whose result line was printed and whose output is complete.
@@ -170,7 +194,13 @@ def run_once(name: str, explicit: str, dest: str, expected: int) -> tuple[float,
         raise SystemExit(f"{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     took = json.loads(lines[-1])["seconds"]
     shutil.rmtree(dest, ignore_errors=True)
-    return took, wall
+    return {
+        "work": took,
+        "wall": wall,
+        "load": load,
+        "reads": after[0] - before[0],
+        "writes": after[1] - before[1],
+    }
 
 
 def main(argv=None) -> int:
@@ -181,6 +211,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tmpfs", default="/dev/shm/cpx-fetch")
     parser.add_argument("--disk", default="/var/tmp/cpx-fetch")
     parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS))
+    parser.add_argument("--drop-caches", action="store_true", help="drop the page cache (root)")
+    parser.add_argument("--baseline", help="a directory holding a baseline conda_cache_plus")
     parser.add_argument("--worker", nargs=3, metavar=("NAME", "EXPLICIT", "DEST"))
     args = parser.parse_args(argv)
     if args.worker:
@@ -203,41 +235,51 @@ def main(argv=None) -> int:
             fh.write("@EXPLICIT\n")
             for p in pkgs:
                 fh.write(f"{base}/linux-64/{p['fn']}#{p['sha256']}\n")
+        if args.baseline and "ours@base" not in args.contenders:
+            args.contenders.insert(1, "ours@base")
         skipped = {n: why for n in args.contenders if (why := available(n))}
         names = [n for n in args.contenders if n not in skipped]
-        results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        results: dict[tuple[str, str], list[dict]] = {}
         for target in args.targets:
             dest = getattr(args, target)
-            for _ in range(args.repeat):
-                for name in names:
-                    results.setdefault((target, name), []).append(
-                        run_once(name, explicit, dest, len(pkgs))
+            for rnd in range(args.repeat):
+                # rotate the order so no contender always runs right after the same other one
+                k = rnd % len(names)
+                for name in names[k:] + names[:k]:
+                    r = run_once(name, explicit, dest, len(pkgs), args)
+                    results.setdefault((target, name), []).append(r)
+                    print(
+                        f"  {target} round {rnd + 1} {name}: {r['work']:.2f} s"
+                        f" (disk reads {r['reads']}, load {r['load']:.1f})",
+                        flush=True,
                     )
+        loads = [r["load"] for runs in results.values() for r in runs]
         print(
             f"\n{len(pkgs)} .conda packages, {total / 1e6:.0f} MB, {files} files; "
-            f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; median of {args.repeat}\n"
+            f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.repeat} interleaved"
+            f" rounds; drop caches: {'yes' if args.drop_caches else 'no'}; load average"
+            f" {min(loads):.1f}-{max(loads):.1f}\n"
         )
-        print("| target | contender | work (s) | process wall (s) | vs conda | vs rattler |")
-        print("|---|---|---:|---:|---:|---:|")
+        print(
+            "| target | contender | median (s) | min (s) | process wall (s) | disk reads |"
+            " vs conda | vs rattler |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
         report = {}
         for target in args.targets:
-            med = {
-                n: statistics.median(t for t, _w in results[(target, n)])
-                for n in names
-                if (target, n) in results
-            }
-            wall = {
-                n: statistics.median(w for _t, w in results[(target, n)])
-                for n in names
-                if (target, n) in results
-            }
-            for n in names:
+            runs = {n: results[(target, n)] for n in names if (target, n) in results}
+            med = {n: statistics.median(r["work"] for r in rs) for n, rs in runs.items()}
+            low = {n: min(r["work"] for r in rs) for n, rs in runs.items()}
+            wall = {n: statistics.median(r["wall"] for r in rs) for n, rs in runs.items()}
+            reads = {n: statistics.median(r["reads"] for r in rs) for n, rs in runs.items()}
+            for n in runs:
                 vs_conda = f"{med['conda'] / med[n]:.2f}x" if "conda" in med else "-"
                 vs_rattler = f"{med['rattler'] / med[n]:.2f}x" if "rattler" in med else "-"
                 print(
-                    f"| {target} | {n} | {med[n]:.2f} | {wall[n]:.2f} | {vs_conda} | {vs_rattler} |"
+                    f"| {target} | {n} | {med[n]:.2f} | {low[n]:.2f} | {wall[n]:.2f} |"
+                    f" {reads[n]:.0f} | {vs_conda} | {vs_rattler} |"
                 )
-            report[target] = {"work": med, "wall": wall}
+            report[target] = {"work": med, "min": low, "wall": wall, "runs": runs}
         for n, why in skipped.items():
             print(f"skipped {n}: {why}")
         print("\n(vs X = X's time / this contender's time: above 1 means faster than X)")

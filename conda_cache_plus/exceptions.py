@@ -28,6 +28,17 @@ class CachePlusError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self):
+        # Subclasses take structured fields, not the message: rebuild from the attributes, so
+        # an error raised in a worker process (extraction pool) arrives whole in the parent.
+        return (_rebuild_error, (type(self), self.args), self.__dict__)
+
+
+def _rebuild_error(cls, args):
+    exc = cls.__new__(cls)
+    exc.args = args
+    return exc
+
 
 class UsageError(CachePlusError):
     exit_code = EXIT_USAGE

@@ -274,8 +274,12 @@ def extract_archive(archive: str, dest_dir: str, *, hashes: bool = False) -> Ext
     try:
         with open(archive, "rb") as fh:
             writer.stats.archive_size = os.fstat(fh.fileno()).st_size
-            for _component, member, src in stream_members(fh, fmt, hasher):
-                writer.add(member, src)
+            members = stream_members(fh, fmt, hasher)
+            try:
+                for _component, member, src in members:
+                    writer.add(member, src)
+            finally:
+                members.close()  # stops its decompression thread now, not when collected
         writer.finish()
     except BaseException as exc:  # Ctrl-C included: never leave a half extraction behind
         _clear(dest, created)

@@ -16,6 +16,12 @@ several processes fetching the same package do the work once and all succeed; th
 holds a shared lock on each cache it writes (``conda cache clean`` takes it exclusively).
 Ctrl-C cancels what has not started, stops transfers (their partials stay resumable) and lets
 running extractions finish (they are atomic either way).
+
+On Linux the extractions run in a small pool of forked worker processes (forked before any
+thread or lock of the run exists), elsewhere in threads. Extraction is many small syscalls with
+Python work between them; in threads sharing one GIL each syscall hands the GIL over and waits
+to get it back (measured: ~360,000 futex calls for 15,000 files), while processes keep every
+core busy without that traffic (docs/benchmarks.md, "Fetch end to end").
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import json
 import os
 import queue
 import re
+import signal
+import sys
 import threading
 import time
 import urllib.parse
@@ -634,6 +642,11 @@ def execute(
         summary.seconds = time.monotonic() - started
         return summary
 
+    n_ex = max(1, extract_workers or default_extract_workers())
+    # Before any lock or thread of this run: the children get neither.
+    procs = _extract_processes(n_ex, sum(1 for i in work))
+    if procs is not None:
+        install_entry = _in_process(procs, install_entry)
     cache_locks: list[FileLock] = []
     try:
         for pkgs_dir in dict.fromkeys(i.pkgs_dir for i in work):
@@ -647,21 +660,71 @@ def execute(
                     on_wait=run.out.message,
                 ).acquire()
             )
-        _run_pipeline(
-            work, results, run, cancel, install_entry, download_workers, extract_workers, summary
-        )
+        _run_pipeline(work, results, run, cancel, install_entry, download_workers, n_ex, summary)
     finally:
+        if procs is not None:
+            procs.shutdown(wait=True, cancel_futures=True)
         for lock in reversed(cache_locks):
             lock.release()
     summary.seconds = time.monotonic() - started
     return summary
 
 
+def default_extract_workers() -> int:
+    """Parallel extractions: one process per CPU plus one (a worker waiting on the disk leaves
+    its CPU to another), or 4 threads per CPU, at most 8, where there are no processes."""
+    cpus = os.cpu_count() or 1
+    return min(cpus + 1, 8) if _FORK_OK else min(8, 4 * cpus)
+
+
+_FORK_OK = sys.platform.startswith("linux")
+
+
+def _child_init() -> None:
+    # Ctrl-C reaches the whole process group: the parent decides (it lets a running extraction
+    # finish, as the thread pool did). And a child must not outlive a parent that was killed.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def _extract_processes(n: int, jobs: int) -> cf.ProcessPoolExecutor | None:
+    """Forked extraction workers, all started now; None where threads must do the work."""
+    if not _FORK_OK or jobs < 2 or n < 2 or threading.active_count() > 1:
+        # One package is not worth a fork; and forking a process that runs other threads
+        # (an embedding application's) could copy a lock one of them holds.
+        return None
+    import multiprocessing
+
+    try:
+        pool = cf.ProcessPoolExecutor(
+            min(n, jobs), mp_context=multiprocessing.get_context("fork"), initializer=_child_init
+        )
+        # With "fork" every worker is started at the first submit, before this run's threads.
+        pool.submit(_ready).result()
+    except (OSError, cf.process.BrokenProcessPool):
+        return None
+    return pool
+
+
+def _in_process(pool: cf.ProcessPoolExecutor, install_entry):
+    def run_in_child(layout: CacheLayout, entry: str, archive: str, record: dict | None):
+        return pool.submit(install_entry, layout, entry, archive, record).result()
+
+    return run_in_child
+
+
 def _run_pipeline(work, results, run, cancel, install_entry, n_dl, n_ex, summary) -> None:
     n_dl = max(1, n_dl or run.fetch_threads or 5)
-    # Extraction threads overlap decompression (zstd/bz2 release the GIL) with file-creation
-    # syscalls, which dominate on real disks; measured on 2 CPUs, throughput grows up to ~8.
-    n_ex = max(1, n_ex or min(8, 4 * (os.cpu_count() or 1)))
     extract_q: queue.Queue = queue.Queue()  # futures of extractions, handed to the main loop
     progress = _Progress(run, work)
 

@@ -9,6 +9,12 @@ archive front to back exactly once, so the archive's md5/sha256/size can be comp
 conda-package-handling builds): the zip central directory is read first, then members are
 visited in file order. Overlapping members (the "better zip bomb"), sizes that disagree between
 the central directory and local headers, encrypted or unexpected members are refused.
+
+A package's main tar stream (a ``.conda``'s ``pkg``, a whole ``.tar.bz2``) is decompressed one
+step ahead in a helper thread (zstd and bz2 release the GIL) while the consumer creates files,
+so an extraction costs about the larger of the two rather than their sum. It runs at most
+``PREFETCH_DEPTH`` reads ahead of the consumer and stops when the consumer does: a bomb behind
+the end of the tar still gets no further than that.
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ from __future__ import annotations
 import bz2
 import hashlib
 import json
+import os
+import queue
 import struct
+import threading
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import zstandard
 
@@ -29,6 +38,8 @@ from .tarstream import ByteSource, Member
 READ_SIZE = 1 << 20  # decompressed bytes handed to the tar reader per call
 RAW_CHUNK = 1 << 18  # compressed bytes read from the archive per call
 MAX_METADATA_JSON = 1 << 16
+PREFETCH_DEPTH = 2  # decompressed reads (READ_SIZE each) kept ready ahead of the consumer
+PREFETCH_MIN = 1 << 18  # smaller streams are decompressed in the consumer's thread
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHLLLHH")
 _LOCAL_MAGIC = b"PK\x03\x04"
@@ -147,6 +158,55 @@ class _ZipMemberReader:
             raise PackageFormatError("CRC mismatch (corrupt archive)", self.name)
 
 
+class _Prefetch:
+    """``read(n)`` served from a thread that calls ``source(READ_SIZE)`` ahead of the caller.
+
+    Errors raised by ``source`` reach the caller at the read where they happened. :meth:`close`
+    stops the thread and waits for it; nothing touches ``source`` after it returns.
+    """
+
+    def __init__(self, source: Callable[[int], bytes]):
+        self._source = source
+        self._queue: queue.Queue = queue.Queue(PREFETCH_DEPTH)
+        self._stop = threading.Event()
+        self._eof = False
+        self._thread = threading.Thread(target=self._run, name="cpx-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._source(READ_SIZE)
+                if not self._put((data, None)) or not data:
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put((b"", exc))
+
+    def read(self, _n: int) -> bytes:
+        if self._eof:
+            return b""
+        data, exc = self._queue.get()
+        if exc is not None:
+            self._eof = True
+            raise exc
+        if not data:
+            self._eof = True
+        return data
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _conda_plan(zf: zipfile.ZipFile) -> list[tuple[str, zipfile.ZipInfo]]:
     seen: set[str] = set()
     plan = []
@@ -235,12 +295,16 @@ def _conda_members(fh, hasher: Hasher | None) -> Iterator[tuple[str, Member, Byt
             except zstandard.ZstdError as exc:
                 raise PackageFormatError(f"corrupt zstd data: {exc}", _name) from None
 
-        src = ByteSource(read, READ_SIZE)
+        prefetch = _Prefetch(read) if zi.file_size >= PREFETCH_MIN else None
+        src = ByteSource(prefetch.read if prefetch else read, READ_SIZE)
         try:
             for member in tarstream.iter_members(src):
                 yield kind, member, src
         except tarstream.TarFormatError as exc:
             raise PackageFormatError(str(exc), zi.filename) from None
+        finally:
+            if prefetch is not None:
+                prefetch.close()  # before anyone else reads the archive (finish, next member)
         member_reader.finish()
     seq.drain()
 
@@ -270,12 +334,20 @@ def _bz2_members(fh, hasher: Hasher | None) -> Iterator[tuple[str, Member, ByteS
             if out:
                 return out
 
-    src = ByteSource(read, READ_SIZE)
+    try:
+        size = os.fstat(fh.fileno()).st_size
+    except (AttributeError, OSError, ValueError):  # not a real file: size unknown
+        size = PREFETCH_MIN
+    prefetch = _Prefetch(read) if size >= PREFETCH_MIN else None
+    src = ByteSource(prefetch.read if prefetch else read, READ_SIZE)
     try:
         for member in tarstream.iter_members(src):
             yield "pkg", member, src
     except tarstream.TarFormatError as exc:
         raise PackageFormatError(str(exc)) from None
+    finally:
+        if prefetch is not None:
+            prefetch.close()
     seq.drain()
 
 

@@ -53,14 +53,14 @@ def conda_settings():
     yield plugins.types.CondaSetting(
         name=SETTING_NAME,
         description=SETTING_DESCRIPTION,
-        parameter=PrimitiveParameter(False, element_type=bool),
+        parameter=PrimitiveParameter(True, element_type=bool),
     )
 
 
 @plugins.hookimpl
 def conda_package_extractors():
     # conda calls this on every package-extension lookup, so it stays cheap: when the setting
-    # is off (the default) nothing is registered and conda keeps its own extractor and pool.
+    # is off nothing is registered and conda keeps its own extractor and pool.
     if not hasattr(plugins.types, "CondaPackageExtractor"):
         return
     from .conda_extractor import EXTENSIONS, EXTRACTOR_NAME, enabled, extract

@@ -1,4 +1,4 @@
-"""The package extractor plugin under real conda: off by default, on with the setting, and
+"""The package extractor plugin under real conda: on by default, off with the setting, and
 ``conda create --offline`` from a file:// channel works either way."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ PROBE = (
 
 
 @pytest.mark.parametrize(
-    "setting,expected", [(None, "conda-package"), ("false", "conda-package"), ("true", None)]
+    "setting,expected", [(None, None), ("false", "conda-package"), ("true", None)]
 )
 def test_setting_decides_who_extracts(tmp_path, setting, expected):
     proc = subprocess.run(

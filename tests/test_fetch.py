@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import extract_by_hand
@@ -232,6 +233,49 @@ def test_execute_extract_only(tmp_path, build):
     summary = fetch.execute(fetch.plan([ref_of(pkg)], PackageCaches([pkgs])), run)
     assert [i.outcome for i in summary.items] == ["extracted"]
     assert entry_problems(pkgs, pkg.dist) == []
+
+
+def test_execute_extracts_several_in_worker_processes(tmp_path, build):
+    pkgs = str(tmp_path / "pkgs")
+    built = [build(f"multi{i}", "1", fmt=fmt) for i, fmt in enumerate([".conda", ".tar.bz2"] * 2)]
+    for pkg in built:
+        install_by_hand(pkgs, pkg, "https://h/ch/noarch/" + pkg.fn, extract=False)
+    refs = [ref_of(pkg) for pkg in built]
+    summary = fetch.execute(fetch.plan(refs, PackageCaches([pkgs])), Run(quiet=True))
+    assert [i.outcome for i in summary.items] == ["extracted"] * 4
+    for pkg in built:
+        assert entry_problems(pkgs, pkg.dist) == []
+
+
+@pytest.mark.skipif(not fetch._FORK_OK, reason="extraction processes are Linux-only")
+def test_extraction_processes_return_results_and_whole_errors(tmp_path, build):
+    import threading
+
+    from conda_cache_plus.exceptions import ArchiveError
+    from conda_cache_plus.extract import install_entry
+    from conda_cache_plus.layout import CacheLayout
+
+    if threading.active_count() > 1:
+        pytest.skip("another thread runs in this test process; the pool is not forked then")
+    pool = fetch._extract_processes(2, 2)
+    assert pool is not None
+    try:
+        assert pool.submit(os.getpid).result() != os.getpid()
+        layout = CacheLayout(str(tmp_path / "pkgs"))
+        in_child = fetch._in_process(pool, install_entry)
+        good = build("good", "1")
+        record = {"url": "https://h/ch/noarch/" + good.fn}
+        assert in_child(layout, good.dist, good.path, record) == layout.extracted(good.dist)
+        assert entry_problems(layout.root, good.dist) == []
+        broken = tmp_path / "broken-1-0.conda"
+        broken.write_bytes(Path(good.path).read_bytes()[:200])
+        with pytest.raises(ArchiveError) as info:
+            in_child(layout, "broken-1-0", str(broken), None)
+        # the error crossed the process boundary with its fields, not just its message
+        assert info.value.path == str(broken) and info.value.reason
+        assert not os.path.exists(layout.extracted("broken-1-0"))
+    finally:
+        pool.shutdown()
 
 
 def test_execute_failures_are_listed_and_others_complete(tmp_path, http_server):

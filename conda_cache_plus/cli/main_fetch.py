@@ -49,7 +49,8 @@ def configure_parser(parser) -> None:
         "--extract-workers",
         type=int,
         metavar="N",
-        help="Parallel extractions (default: 4 per CPU, at most 8).",
+        help="Parallel extractions (default on Linux: worker processes, one per CPU plus one; "
+        "elsewhere: threads, 4 per CPU, at most 8).",
     )
 
 
