@@ -139,24 +139,6 @@ def verify(pkgs, level, store, use_index=False):
     return rep
 
 
-def conda_loader():
-    try:
-        from conda.base.context import context, reset_context
-        from conda.core.package_cache_data import PackageCacheData
-    except Exception:
-        return None
-
-    def load(pkgs: str) -> int:
-        reset_context()
-        context.pkgs_dirs  # noqa: B018
-        PackageCacheData._cache_.clear()
-        pcd = PackageCacheData(pkgs)
-        pcd.load()
-        return len(pcd._package_cache_records)
-
-    return load
-
-
 def main() -> None:
     work = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "out", "verify")
     os.environ.setdefault("XDG_CACHE_HOME", os.path.join(work, "user-cache"))
@@ -248,7 +230,7 @@ def main() -> None:
     t_fast20 = best(lambda: verify(big, FAST, False), repeat=3)
     verify(big, FAST, True, use_index=True)
     t_fast20_again = best(lambda: verify(big, FAST, True, use_index=True), repeat=3)
-    load = conda_loader()
+    load = bench_scan.conda_loader()
     t_conda = best(lambda: load(big), repeat=3) if load else None
     print("\n20,000 synthetic entries:\n| what | median | vs conda |\n|---|---:|---:|")
     for label, t in (
