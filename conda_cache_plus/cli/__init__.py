@@ -61,6 +61,14 @@ DESCRIPTION = (
 )
 
 
+SPECS_HELP = "Only packages matching these specs (name, glob or MatchSpec)."
+
+
+def add_specs(parser: argparse.ArgumentParser, help: str = SPECS_HELP) -> None:
+    """The ``SPEC ...`` positional most verbs take."""
+    parser.add_argument("specs", nargs="*", metavar="SPEC", help=help)
+
+
 def _verb_module(verb: str):
     return importlib.import_module(f"{__name__}.{VERBS[verb].module}")
 

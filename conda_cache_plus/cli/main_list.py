@@ -7,17 +7,13 @@ from ..inventory import select, sort_records
 from ..match import matchers
 from ..output import table
 from ..sizes import human_bytes
+from . import add_specs
 
 JSON_VERSION = 1
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument(
-        "specs",
-        nargs="*",
-        metavar="SPEC",
-        help="Only packages matching these specs (name, glob or MatchSpec).",
-    )
+    add_specs(parser)
     parser.add_argument(
         "--sort",
         choices=("name", "size", "date"),

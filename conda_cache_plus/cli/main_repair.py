@@ -8,18 +8,14 @@ from ..match import matchers
 from ..repair import REDOWNLOAD, REEXTRACT, REMOVE, SKIP, execute_plan, plan_repair
 from ..sizes import human_bytes
 from ..verify import FAST, FULL, verify_caches
+from . import add_specs
 
 JSON_VERSION = 1
 _VERB = {REEXTRACT: "re-extract", REDOWNLOAD: "re-download", REMOVE: "remove", SKIP: "skip"}
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument(
-        "specs",
-        nargs="*",
-        metavar="SPEC",
-        help="Only packages matching these specs (name, glob or MatchSpec).",
-    )
+    add_specs(parser)
     parser.add_argument(
         "--full",
         action="store_const",

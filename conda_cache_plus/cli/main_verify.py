@@ -7,18 +7,14 @@ from ..exceptions import EXIT_OK, EXIT_PROBLEMS_FOUND
 from ..match import matchers
 from ..sizes import human_bytes
 from ..verify import FAST, FULL, OK, verify_caches
+from . import add_specs
 
 JSON_VERSION = 1
 SHOWN_PER_ENTRY = 5
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument(
-        "specs",
-        nargs="*",
-        metavar="SPEC",
-        help="Only packages matching these specs (name, glob or MatchSpec).",
-    )
+    add_specs(parser)
     parser.add_argument(
         "--full",
         action="store_const",
