@@ -97,7 +97,8 @@ class Problem:
     def describe(self) -> str:
         text = f"{self.kind.replace('_', ' ')}: {self.path}"
         if self.expected is not None or self.actual is not None:
-            text += f" (expected {self.expected}, found {self.actual})"
+            found = "nothing" if self.actual is None else self.actual
+            text += f" (expected {self.expected}, found {found})"
         if self.detail:
             text += f" - {self.detail}"
         return text
