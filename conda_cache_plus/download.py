@@ -372,9 +372,12 @@ def _conda_error(exc: BaseException, url: str) -> BaseException | None:
     """conda/requests errors as ours, or None when ``exc`` is not one of theirs."""
     try:
         import requests
-        from conda.exceptions import OfflineError as CondaOfflineError
     except ImportError:
         return None
+    try:  # conda.exceptions.OfflineError is newer than conda 24.11
+        from conda.exceptions import OfflineError as CondaOfflineError
+    except ImportError:
+        CondaOfflineError = ()  # isinstance(x, ()) is always False
     if isinstance(exc, CondaOfflineError):
         return OfflineError(url)
     if isinstance(exc, requests.exceptions.SSLError):

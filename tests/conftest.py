@@ -31,6 +31,19 @@ if HAVE_CONDA:
 requires_conda = pytest.mark.skipif(not HAVE_CONDA, reason="conda is not importable here")
 
 
+def requires_conda_at_least(version: tuple[int, ...], what: str):
+    """Skip, with the reason, on a conda older than ``version`` (the plugin feature-detects these
+    features at run time; its tests of them need a conda that has them)."""
+    from conda_cache_plus.conda_compat import conda_version, conda_version_tuple
+
+    have = conda_version_tuple() if HAVE_CONDA else ()
+    return pytest.mark.skipif(
+        not HAVE_CONDA or have < version,
+        reason=f"{what} needs conda >= {'.'.join(map(str, version))}"
+        + (f" (this is conda {conda_version()})" if HAVE_CONDA else " (conda is not importable)"),
+    )
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_state(tmp_path_factory, monkeypatch):
     """Scan indexes and verify fingerprints go to a per-test cache dir, never ~/.cache."""

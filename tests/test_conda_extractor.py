@@ -9,14 +9,14 @@ import subprocess
 import sys
 
 import pytest
-from conftest import requires_conda
+from conftest import requires_conda_at_least
 
 from conda_cache_plus import pkgbuild
 from conda_cache_plus.conda_extractor import EXTRACTOR_NAME, SETTING_NAME
 
 ENV_VAR = f"CONDA_PLUGINS_{SETTING_NAME.upper()}"
 
-pytestmark = requires_conda
+pytestmark = requires_conda_at_least((26, 1), "package extractor plugins")
 
 
 def _env(tmp_path, setting: str | None) -> dict:

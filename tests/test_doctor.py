@@ -8,10 +8,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import populate, requires_conda
+from conftest import populate, requires_conda_at_least
 from test_verify import make_files
 
-pytestmark = requires_conda
+# named checks, --list summaries and fixers arrived in conda 26.1
+pytestmark = requires_conda_at_least((26, 1), "conda doctor NAME / --list / --fix")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import sys
 from importlib import metadata
 
 import pytest
-from conftest import HAVE_CONDA, populate, requires_conda
+from conftest import HAVE_CONDA, populate, requires_conda, requires_conda_at_least
 
 from conda_cache_plus import pkgbuild
 
@@ -147,6 +147,7 @@ def assert_log_friendly(text: str) -> None:
 
 # -- the backend is there ------------------------------------------------------------------------
 @needs_plugin
+@requires_conda_at_least((26, 7), "--console validation against registered backends")
 def test_console_plain_is_a_registered_choice(world):
     proc = world.conda("info", "--console", "definitely-not-a-backend")
     assert proc.returncode != 0
@@ -230,6 +231,7 @@ def mask_info(world: CondaWorld, text: str) -> str:
 
 
 @needs_plugin
+@requires_conda_at_least((26, 7), "the golden files (recorded with conda 26.7)")
 def test_conda_info_console_plain(world):
     proc = world.conda("info", "--console", "plain")
     assert proc.returncode == 0, proc.stderr
@@ -238,6 +240,7 @@ def test_conda_info_console_plain(world):
 
 
 @needs_plugin
+@requires_conda_at_least((26, 7), "the golden files (recorded with conda 26.7)")
 def test_conda_env_list_console_plain(world, created):
     proc = world.conda("env", "list", "--console", "plain")
     assert proc.returncode == 0, proc.stderr
@@ -260,6 +263,7 @@ def test_conda_env_list_via_condarc_and_env_var(world, created):
 
 
 @needs_plugin
+@requires_conda_at_least((26, 7), "the golden files (recorded with conda 26.7)")
 def test_conda_create_console_plain(world, created):
     assert_log_friendly(created.stdout)
     lines = world.mask(created.stdout).splitlines()
