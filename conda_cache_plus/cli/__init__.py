@@ -69,6 +69,18 @@ def add_specs(parser: argparse.ArgumentParser, help: str = SPECS_HELP) -> None:
     parser.add_argument("specs", nargs="*", metavar="SPEC", help=help)
 
 
+def add_level_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--full``: the verify level (``fast`` unless given), shared by verify and repair."""
+    parser.add_argument(
+        "--full",
+        action="store_const",
+        const="full",
+        default="fast",
+        dest="verify_level",
+        help=help,
+    )
+
+
 def _verb_module(verb: str):
     return importlib.import_module(f"{__name__}.{VERBS[verb].module}")
 

@@ -7,8 +7,8 @@ from ..exceptions import EXIT_OK, EXIT_PROBLEMS_FOUND, DryRunExit, UserAbort
 from ..match import matchers
 from ..repair import REDOWNLOAD, REEXTRACT, REMOVE, SKIP, execute_plan, plan_repair
 from ..sizes import human_bytes
-from ..verify import FAST, FULL, verify_caches
-from . import add_specs
+from ..verify import verify_caches
+from . import add_level_option, add_specs
 
 JSON_VERSION = 1
 _VERB = {REEXTRACT: "re-extract", REDOWNLOAD: "re-download", REMOVE: "remove", SKIP: "skip"}
@@ -16,13 +16,9 @@ _VERB = {REEXTRACT: "re-extract", REDOWNLOAD: "re-download", REMOVE: "remove", S
 
 def configure_parser(parser) -> None:
     add_specs(parser)
-    parser.add_argument(
-        "--full",
-        action="store_const",
-        const=FULL,
-        default=FAST,
-        dest="verify_level",
-        help="Find damage with the full level (sha256 of every file) before repairing.",
+    add_level_option(
+        parser,
+        "Find damage with the full level (sha256 of every file) before repairing.",
     )
 
 

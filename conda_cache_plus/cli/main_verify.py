@@ -7,7 +7,7 @@ from ..exceptions import EXIT_OK, EXIT_PROBLEMS_FOUND
 from ..match import matchers
 from ..sizes import human_bytes
 from ..verify import FAST, FULL, OK, verify_caches
-from . import add_specs
+from . import add_level_option, add_specs
 
 JSON_VERSION = 1
 SHOWN_PER_ENTRY = 5
@@ -15,13 +15,9 @@ SHOWN_PER_ENTRY = 5
 
 def configure_parser(parser) -> None:
     add_specs(parser)
-    parser.add_argument(
-        "--full",
-        action="store_const",
-        const=FULL,
-        default=FAST,
-        dest="verify_level",
-        help="Also check the sha256 of every file and the checksum of every archive "
+    add_level_option(
+        parser,
+        "Also check the sha256 of every file and the checksum of every archive "
         "(default: types and sizes only).",
     )
     parser.add_argument(
