@@ -448,7 +448,11 @@ class _Scanner:
             if depth == 0 and self._looks_like_channel_dir(path):
                 self.walk_nested(path, rel + "/", depth + 1)
                 return
-            reason = "a directory without info/"
+            reason = (
+                "a directory without info/"
+                if os.access(path, os.R_OK | os.X_OK)
+                else "an unreadable directory (permission denied)"
+            )
         else:
             reason = "; ".join(problems) or "info/index.json is missing"
         if archives:

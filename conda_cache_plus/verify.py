@@ -241,6 +241,22 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
+def _readable(st: os.stat_result, path: str) -> bool:
+    """Whether we may read the file ``st`` describes. The mode bits answer for almost every
+    file without a syscall; only when they deny us is ``access`` asked (an ACL may allow)."""
+    euid = os.geteuid() if hasattr(os, "geteuid") else -1
+    if euid == 0:
+        return True
+    mode = st.st_mode
+    if st.st_uid == euid:
+        bit = mode & 0o400
+    elif st.st_gid == os.getegid() or st.st_gid in os.getgroups():
+        bit = mode & 0o040
+    else:
+        bit = mode & 0o004
+    return bool(bit) or os.access(path, os.R_OK)
+
+
 def _safe_rel(rel) -> bool:
     if rel.__class__ is not str or not rel or rel[0] == "/" or "\0" in rel:
         return False
@@ -306,6 +322,9 @@ def hash_file(path: str, algorithm: str = "sha256") -> str | None:
         os.close(fd)
 
 
+_CANNOT_READ = "cannot read: "
+
+
 def _read_json(path: str, dir_fd: int | None = None) -> tuple[object, str | None, bool]:
     """(data, error, exists). Plain ``os`` calls: a buffered file object costs more than the
     read of a small metadata file, and a first run reads three per entry."""
@@ -314,19 +333,24 @@ def _read_json(path: str, dir_fd: int | None = None) -> tuple[object, str | None
     except (FileNotFoundError, NotADirectoryError):
         return None, None, False
     except OSError as exc:
-        return None, f"cannot read: {exc.strerror or exc}", True
+        return None, f"{_CANNOT_READ}{exc.strerror or exc}", True
     try:
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
     except OSError as exc:
-        return None, f"cannot read: {exc.strerror or exc}", True
+        return None, f"{_CANNOT_READ}{exc.strerror or exc}", True
     finally:
         os.close(fd)
     try:
         return json.loads(b"".join(chunks) if len(chunks) != 1 else chunks[0]), None, True
     except (ValueError, UnicodeDecodeError) as exc:
         return None, f"not valid JSON ({exc})", True
+
+
+def _meta_kind(err: str | None) -> str:
+    """A metadata file we could not read is unreadable, not invalid (see ``_read_json``)."""
+    return UNREADABLE if err and err.startswith(_CANNOT_READ) else META_INVALID
 
 
 def archive_lists_paths_json(archive: str) -> bool | None:
@@ -412,14 +436,14 @@ def _parse_metadata(root: str, efd: int, f: EntryFindings) -> _Plan:
     if not exists:
         f.add(META_MISSING, "info/index.json")
     elif err or not isinstance(index, dict):
-        f.add(META_INVALID, "info/index.json", detail=err or "not a JSON object")
+        f.add(_meta_kind(err), "info/index.json", detail=err or "not a JSON object")
         index = None
     record, err, exists = _read_json("info/repodata_record.json", efd)
     if not exists:
         f.add(META_MISSING, "info/repodata_record.json")
         record = None
     elif err or not isinstance(record, dict):
-        f.add(META_INVALID, "info/repodata_record.json", detail=err or "not a JSON object")
+        f.add(_meta_kind(err), "info/repodata_record.json", detail=err or "not a JSON object")
         record = None
     if isinstance(record, dict) and isinstance(index, dict):
         for key in CONSISTENT_FIELDS:
@@ -510,7 +534,7 @@ def _paths_json_plan(root: str, efd: int, f: EntryFindings, plan: _Plan) -> bool
             # Other path types (entry points, pyc files) are made at link time, not packaged.
         return True
     if exists:
-        f.add(META_INVALID, "info/paths.json", detail=err)
+        f.add(_meta_kind(err), "info/paths.json", detail=err)
         return True
     # No paths.json: a legacy package, or a deleted file. Only the archive can tell.
     for ext in (CONDA_EXT, TARBZ2_EXT):
@@ -662,9 +686,17 @@ def _check_entry(
             )
         else:
             efd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         efd = None
-    f.has_dir = efd is not None
+    except OSError as exc:
+        efd = None
+        st = _lstat(root)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            # There, but we may not read it (chmod 000, another user's entry): nothing in it
+            # can be checked, and conda could not link from it either.
+            f.has_dir = True
+            f.add(UNREADABLE, ".", detail=f"the extracted directory: {exc.strerror or exc}")
+    f.has_dir = f.has_dir or efd is not None
     try:
         if efd is not None:
             _check_tree(run, efd, level, prev, jobs, index)
@@ -806,7 +838,8 @@ def _check_files(run, lstat_at, full, prev, jobs, index, bad_dirs) -> None:
             not full
             and not bad_dirs
             and [fp[1] for fp in fps] == sizes
-            and all(s.st_mode & 0o170000 == stat.S_IFREG for s in stats)
+            # regular files readable by everyone: the usual modes (0644, 0755), no syscall
+            and all(s.st_mode & 0o170444 == 0o100444 for s in stats)
         ):
             # The fast level's whole check (regular files of the recorded sizes) passed in
             # bulk; only the hash flags of files that changed are dropped.
@@ -834,9 +867,13 @@ def _check_files(run, lstat_at, full, prev, jobs, index, bad_dirs) -> None:
         else:
             try:
                 st = lstat_at(rel)
-            except OSError:
+            except (FileNotFoundError, NotADirectoryError):
                 f.checked += 1
                 f.add(MISSING_FILE, rel, "file", None)
+                continue
+            except OSError as exc:
+                f.checked += 1
+                f.add(UNREADABLE, rel, detail=exc.strerror or str(exc))
                 continue
             fp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if old_fps is not None and old_fps[i] == fp and (old_hashed[i] or not full):
@@ -851,6 +888,11 @@ def _check_files(run, lstat_at, full, prev, jobs, index, bad_dirs) -> None:
         size = sizes[i]
         if size is not None and st.st_size != size:
             f.add(WRONG_SIZE, rel, size, st.st_size)
+            continue
+        if not full and not _readable(st, root + "/" + rel):
+            # conda copies (and rewrites prefixes in) what it cannot hard-link: unreadable
+            # is damage at every level, not only when a hash would have read the file
+            f.add(UNREADABLE, rel, detail="permission denied")
             continue
         sha = shas[i]
         if full and sha:
@@ -938,6 +980,11 @@ def _check_archives(run: _EntryRun, level, prev, jobs, index, pkgs_fd, entry, ex
         fn = os.path.basename(path)
         info = {"fn": fn, "path": path, "size": st.st_size, "checked": None, "ok": None}
         f.archives.append(info)
+        if not _readable(st, path):
+            # conda would re-extract from it, and cannot
+            f.add(UNREADABLE, fn, detail="permission denied")
+            info.update(ok=False)
+            continue
         if rec.get("fn") != fn:
             continue  # the record describes the other format; nothing to compare
         size = rec.get("size")

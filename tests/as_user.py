@@ -1,0 +1,155 @@
+"""Run a command as an ordinary (non-root) user, for tests of permissions.
+
+``chmod 000`` means nothing to root, so a test of "unreadable" must run the CLI as someone else:
+
+- not root: as ourselves;
+- root: as a throw-away user (created with ``useradd`` once, reused), through ``setpriv``. Its
+  interpreter is ours when that user can run it; else (ours under a 0700 ``/root``) the system's
+  ``pythonX.Y`` of the same version, with our ``site-packages`` on ``PYTHONPATH``. When neither
+  works the test is skipped, with the reason.
+
+The files the command needs live under ``world`` (a 0755 directory outside the 0700 pytest
+temp root), owned by that user.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+
+import pytest
+
+USER = "cpx-nonroot"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@functools.cache
+def _user() -> tuple[int, int] | str:
+    """(uid, gid) of the user to run as, or why there is none."""
+    try:
+        pw = pwd.getpwnam(USER)
+    except KeyError:
+        if not shutil.which("useradd"):
+            return "useradd is not available to create a non-root user"
+        proc = subprocess.run(
+            ["useradd", "--no-create-home", "--shell", "/bin/false", USER],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode not in (0, 9):  # 9: created meanwhile by another run
+            return f"useradd {USER} failed: {proc.stderr.strip()}"
+        pw = pwd.getpwnam(USER)
+    return pw.pw_uid, pw.pw_gid
+
+
+def _paths() -> list[str]:
+    paths = [ROOT]
+    for key in ("purelib", "platlib"):
+        p = sysconfig.get_paths()[key]
+        if p not in paths:
+            paths.append(p)
+    return paths
+
+
+def _prefix(uid: int, gid: int) -> list[str]:
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+    runuser = shutil.which("runuser")
+    if runuser:
+        return [runuser, "-u", USER, "--"]
+    raise RuntimeError("neither setpriv nor runuser")
+
+
+@functools.cache
+def _interpreter() -> tuple[list[str], dict] | str:
+    """(command prefix up to and including python, extra environment), or why not."""
+    if os.geteuid() != 0:
+        return [sys.executable], {}
+    who = _user()
+    if isinstance(who, str):
+        return who
+    if not (shutil.which("setpriv") or shutil.which("runuser")):
+        return "neither setpriv nor runuser is available"
+    prefix = _prefix(*who)
+    probe = "import conda_cache_plus, zstandard"
+    env = {"PYTHONPATH": os.pathsep.join(_paths())}
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    candidates = [sys.executable] + [
+        p for p in (f"/usr/bin/{version}", f"/usr/local/bin/{version}") if os.path.exists(p)
+    ]
+    for python in candidates:
+        proc = subprocess.run(
+            [*prefix, python, "-c", probe],
+            capture_output=True,
+            env={**os.environ, **env},
+            cwd="/",
+        )
+        if proc.returncode == 0:
+            return [*prefix, python], env
+    return (
+        f"no Python {version} that user {USER} may run with this project importable "
+        f"(tried {', '.join(candidates)})"
+    )
+
+
+def require_nonroot():
+    """The interpreter command and environment, or skip the test with the reason."""
+    got = _interpreter()
+    if isinstance(got, str):
+        pytest.skip(got)
+    return got
+
+
+class World:
+    """A directory the non-root user owns, and a way to run Python commands there as them."""
+
+    def __init__(self):
+        self.python, self.env = require_nonroot()
+        self.path = tempfile.mkdtemp(prefix="cpx-nonroot-", dir="/tmp")
+        os.chmod(self.path, 0o755)
+
+    def hand_over(self) -> None:
+        """Give every file under the world to the user (after the test built it as root)."""
+        if os.geteuid() != 0:
+            return
+        uid, gid = _user()
+        for root, dirs, files in os.walk(self.path):
+            for name in [*dirs, *files]:
+                os.lchown(os.path.join(root, name), uid, gid)
+        os.lchown(self.path, uid, gid)
+
+    def run(self, *args, env=None, timeout=300) -> subprocess.CompletedProcess:
+        environ = {
+            **os.environ,
+            "HOME": self.path,
+            "XDG_CACHE_HOME": os.path.join(self.path, ".cache"),
+            **self.env,
+            **(env or {}),
+        }
+        return subprocess.run(
+            [*self.python, *args],
+            capture_output=True,
+            text=True,
+            env=environ,
+            cwd=self.path,
+            timeout=timeout,
+        )
+
+    def cli(self, *args, env=None) -> subprocess.CompletedProcess:
+        return self.run("-m", "conda_cache_plus", *args, env=env)
+
+    def cleanup(self) -> None:
+        for root, dirs, _files in os.walk(self.path):
+            for d in dirs:
+                try:
+                    os.chmod(os.path.join(root, d), 0o700)
+                except OSError:
+                    pass
+        shutil.rmtree(self.path, ignore_errors=True)
