@@ -431,14 +431,29 @@ def describe_plan(p: FetchPlan) -> str:
         COPY: "copy+extract",
         DOWNLOAD: "download+extract",
     }
+    from .output import table, width, wrap
+
+    rows = [
+        [
+            verbs[item.action],
+            item.ref.fn,
+            human_bytes(item.ref.size) if item.ref.size is not None else "?",
+        ]
+        for item in p.items
+    ]
     lines = []
-    for item in p.items:
-        size = human_bytes(item.ref.size) if item.ref.size is not None else "?"
-        lines.append(f"  {verbs[item.action]:<17} {item.ref.fn}  ({size})  {item.reason}")
+    table_lines = table(["Action", "Package", "Size"], rows, right={2}, shrink=(1,), indent=2)
+    for n, line in enumerate(table_lines.splitlines()):
+        why = "Why" if n == 0 else p.items[n - 1].reason
+        if len(line) + 4 + len(why) <= width():
+            lines.append(f"  {line}  {why}")
+        else:  # a long reason goes under its row rather than past the 80th column
+            lines += [f"  {line}", wrap(f"      {why}", "      ")]
     c = p.counts()
-    head = (
+    head = wrap(
         f"{len(p.items)} package(s): {c[NONE]} already in the cache, {c[DOWNLOAD]} to download "
-        f"({human_bytes(p.download_bytes)}), {c[COPY]} to copy, {c[EXTRACT]} to extract only."
+        f"({human_bytes(p.download_bytes)}), {c[COPY]} to copy, {c[EXTRACT]} to extract only.",
+        "  ",
     )
     if p.target:
         head += f"\nTarget cache: {p.target}" + (" (will be created)" if p.create_target else "")

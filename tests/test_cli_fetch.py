@@ -47,7 +47,7 @@ def test_fetch_json_and_summary(tmp_path, http_server):
 
     proc = run_cli("fetch", explicit, "--pkgs-dir", pkgs)
     assert proc.returncode == 0, proc.stderr
-    assert "2 already in the cache" in proc.stdout and "0 extraction(s)" in proc.stdout
+    assert "2 already cached." in proc.stdout and "downloaded" not in proc.stdout
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(tmp_path, http_server, build):

@@ -92,12 +92,11 @@ def test_conda_cache_list_console_plain_has_no_escapes(installed, tmp_path, buil
     proc = _conda(tmp_path, "cache", "list", "--console", "plain", "--pkgs-dir", pkgs)
     assert proc.returncode == 0, proc.stderr
     assert "\x1b" not in proc.stdout and "\r" not in proc.stdout
-    assert proc.stdout.splitlines()[0].split() == [
+    assert proc.stdout.splitlines()[2].split() == [
         "Name",
         "Version",
         "Build",
         "Channel",
         "Formats",
         "Size",
-        "Cache",
     ]

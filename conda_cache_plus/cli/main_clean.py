@@ -20,7 +20,7 @@ from ..clean import (
 )
 from ..exceptions import UsageError, UserAbort
 from ..match import matchers
-from ..output import table
+from ..output import table, wrap
 from ..sizes import human_bytes, parse_size
 from ..usage import no_gc, scan_usage
 from .main_usage import add_env_option, environments
@@ -141,39 +141,34 @@ def write_locks(run, timeout: float):
         yield
 
 
-def _item_line(item) -> str:
-    b = item.bytes
-    return (
-        f"  {item.kind:<11} {item.name}  [{item.pkgs_dir}]  "
-        f"{human_bytes(b.freed)} freed ({human_bytes(b.apparent)} apparent)"
-        + (f"  {'; '.join(item.reasons)}" if item.reasons else "")
-        + (f"  -> {item.status}" if item.status != "planned" else "")
-        + (f" ({item.error})" if item.error else "")
-    )
-
-
 def _item_table(items) -> str:
-    """One aligned row per item: sizes right-aligned so a long list can be scanned by eye."""
-    rows = []
-    for item in items:
-        state = "" if item.status == "planned" else item.status
-        if item.error:
-            state += f" ({item.error})"
-        rows.append(
-            [
-                item.kind,
-                item.name,
-                item.pkgs_dir,
-                human_bytes(item.bytes.freed),
-                human_bytes(item.bytes.apparent),
-                "; ".join(item.reasons) or "-",
-                state,
-            ]
-        )
-    headers = ["Kind", "Entry", "Cache", "Freed", "Apparent", "Why", ""]
-    if not any(r[-1] for r in rows):
-        headers, rows = headers[:-1], [r[:-1] for r in rows]
-    return table(headers, rows, right={3, 4})
+    """One aligned row per item, grouped under their cache: sizes right-aligned so a long list
+    can be scanned by eye; the cache is a heading, not a column, to stay within 80 columns."""
+    from .main_list import group_by_cache
+
+    out = []
+    for pkgs_dir, group in group_by_cache(items):
+        rows = []
+        for item in group:
+            state = "" if item.status == "planned" else item.status
+            if item.error:
+                state += f" ({item.error})"
+            rows.append(
+                [
+                    item.kind,
+                    item.name,
+                    human_bytes(item.bytes.freed),
+                    human_bytes(item.bytes.apparent),
+                    "; ".join(item.reasons) or "-",
+                    state,
+                ]
+            )
+        headers = ["Kind", "Entry", "Freed", "Apparent", "Why", ""]
+        if not any(r[-1] for r in rows):
+            headers, rows = headers[:-1], [r[:-1] for r in rows]
+        out.append(f"# in cache at {pkgs_dir}:")
+        out.append(table(headers, rows, right={2, 3}, shrink=(4, 1, 5), indent=2))
+    return "\n".join(out)
 
 
 def render(data: dict, plan, verb: str, verbose: int) -> str:
@@ -182,14 +177,17 @@ def render(data: dict, plan, verb: str, verbose: int) -> str:
     if plan.items:
         head = "Would remove" if data["dry_run"] else "Removed" if data.get("removed") else "Remove"
         lines.append(
-            f"{head} {t['items']} item(s): {human_bytes(t['freed'])} freed on disk "
-            f"({human_bytes(t['apparent'])} apparent"
-            + (
-                f"; {human_bytes(t['still_linked'])} stays, linked from environments or copies"
-                if t["still_linked"]
-                else ""
+            wrap(
+                f"{head} {t['items']} item(s): {human_bytes(t['freed'])} freed on disk "
+                f"({human_bytes(t['apparent'])} apparent"
+                + (
+                    f"; {human_bytes(t['still_linked'])} stays, linked from environments or copies"
+                    if t["still_linked"]
+                    else ""
+                )
+                + "):",
+                "  ",
             )
-            + "):"
         )
         lines += ["  " + row for row in _item_table(plan.items).splitlines()]
     else:
@@ -199,7 +197,7 @@ def render(data: dict, plan, verb: str, verbose: int) -> str:
         shown = plan.skipped if verbose else plan.skipped[:20]
         for s in shown:
             users = f" by {', '.join(s.used_by)}" if s.used_by else ""
-            lines.append(f"  {s.name}  [{s.pkgs_dir}]: {s.reason}{users}")
+            lines.append(wrap(f"  {s.name}  [{s.pkgs_dir}]: {s.reason}{users}", "    "))
         if len(shown) < len(plan.skipped):
             lines.append(f"  ... and {len(plan.skipped) - len(shown)} more (use -v)")
     for d in plan.read_only:
@@ -208,13 +206,17 @@ def render(data: dict, plan, verb: str, verbose: int) -> str:
     removed = data.get("removed")
     if removed:
         lines.append(
-            f"Done: {removed['items']} item(s), {removed['files']} files, {removed['dirs']} dirs, "
-            f"{human_bytes(removed['bytes'])} deleted"
-            + (f"; {removed['failed']} failed" if removed["failed"] else "")
-            + (
-                f"; {removed['urls_lines']} urls.txt line(s) dropped"
-                if removed["urls_lines"]
-                else ""
+            wrap(
+                f"Done: {removed['items']} item(s), {removed['files']} files, "
+                f"{removed['dirs']} dirs, "
+                f"{human_bytes(removed['bytes'])} deleted"
+                + (f"; {removed['failed']} failed" if removed["failed"] else "")
+                + (
+                    f"; {removed['urls_lines']} urls.txt line(s) dropped"
+                    if removed["urls_lines"]
+                    else ""
+                ),
+                "  ",
             )
         )
     return "\n".join(lines)

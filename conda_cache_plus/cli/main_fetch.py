@@ -15,6 +15,7 @@ from ..caches import PackageCaches
 from ..download import read_url_bytes
 from ..exceptions import FetchFailedError, InvalidSpecError, UsageError
 from ..layout import package_extension
+from ..output import wrap
 from ..sizes import human_bytes
 
 JSON_VERSION = 1
@@ -82,25 +83,28 @@ def gather_refs(sources: list[str], repodata_source: str | None, run) -> list[en
     return refs
 
 
-def _summary_text(summary, elapsed: float) -> str:
+def _summary_text(summary, elapsed: float, verbose: int = 0) -> str:
+    """At most 80 columns: the counts that are not zero (all of them with -v); --json has every
+    number."""
     c = {o: summary.count(o) for o in engine.OUTCOMES}
     done = len(summary.items) - c[engine.FAILED] - summary.count("cancelled")
+    downloaded = f"{c[engine.DOWNLOADED]} downloaded ({human_bytes(summary.bytes_downloaded)}"
+    if summary.bytes_resumed:
+        downloaded += f", {human_bytes(summary.bytes_resumed)} resumed"
     parts = [
-        f"{c[engine.DOWNLOADED]} downloaded ({human_bytes(summary.bytes_downloaded)}"
-        + (f", {human_bytes(summary.bytes_resumed)} resumed" if summary.bytes_resumed else "")
-        + ")",
-        f"{c[engine.COPIED]} copied from read-only caches",
-        f"{c[engine.EXTRACTED]} extracted from archives already cached",
-        f"{c[engine.REUSED]} already in the cache",
+        (c[engine.DOWNLOADED], downloaded + ")"),
+        (c[engine.COPIED], f"{c[engine.COPIED]} copied from read-only caches"),
+        (c[engine.EXTRACTED], f"{c[engine.EXTRACTED]} extracted from cached archives"),
+        (c[engine.REUSED], f"{c[engine.REUSED]} already cached"),
     ]
-    lines = [
-        f"{done} of {len(summary.items)} package(s) ready in {elapsed:.1f}s: "
-        + ", ".join(parts)
-        + f"; {summary.extractions} extraction(s)."
-    ]
+    shown = [text for n, text in parts if n or verbose]
+    if verbose:
+        shown.append(f"{summary.extractions} extraction(s)")
+    head = f"{done} of {len(summary.items)} package(s) ready in {elapsed:.1f}s"
+    lines = [wrap(head + (": " + ", ".join(shown) if shown else "") + ".", "  ")]
     for item in summary.items:
         if item.outcome == engine.FAILED:
-            lines.append(f"  FAILED {item.fn}: {item.error}")
+            lines.append(wrap(f"  FAILED {item.fn}: {item.error}", "    "))
     cancelled = summary.count("cancelled")
     if cancelled:
         lines.append(f"  {cancelled} package(s) not done (interrupted); run again to finish.")
@@ -146,7 +150,7 @@ def execute(args, run) -> int:
         {"fn": i.fn, "url": i.url, "error": i.error, "error_type": i.error_type}
         for i in summary.failures
     ]
-    run.out.result(data, _summary_text(summary, summary.seconds))
+    run.out.result(data, _summary_text(summary, summary.seconds, run.verbose))
     if summary.interrupted:
         raise KeyboardInterrupt
     if summary.failures:

@@ -85,16 +85,16 @@ def render(data: dict, verbose: int = 0) -> str:
             if s["sizes"]:
                 z = s["sizes"]
                 lines.append(
-                    f"  size        : {human_bytes(z['disk'])} on disk "
-                    f"({human_bytes(z['apparent'])} apparent; "
-                    f"archives {human_bytes(z['archives'])}, "
-                    f"leftovers {human_bytes(z['leftovers'])}, index cache "
-                    f"{human_bytes(z['index_cache'])})"
+                    f"  size        : {human_bytes(z['disk'])} on disk, "
+                    f"{human_bytes(z['apparent'])} apparent"
+                )
+                lines.append(
+                    f"  of which    : archives {human_bytes(z['archives'])}, leftovers "
+                    f"{human_bytes(z['leftovers'])}, index cache {human_bytes(z['index_cache'])}"
                 )
                 lines.append(
                     f"  reclaimable : {human_bytes(z['reclaimable'])} if all of it went "
-                    f"({human_bytes(z['linked_outside'])} stays, hard-linked from environments "
-                    "or elsewhere)"
+                    f"({human_bytes(z['linked_outside'])} stays, linked from elsewhere)"
                 )
         shown = s["problems"] + [f"broken: {b['path']} ({b['reason']})" for b in s["broken"]]
         if verbose:

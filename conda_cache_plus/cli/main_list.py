@@ -84,36 +84,62 @@ def _usage_rows(run, found, records) -> list[dict]:
     return rows
 
 
+def short_channel(channel: str) -> str:
+    """The channel as a table shows it: a local ``file://`` channel by its directory name (the
+    full URL is in --json, and ``NAME::spec`` matches either)."""
+    if channel.startswith("file://"):
+        return channel.rstrip("/").rsplit("/", 1)[-1] or channel
+    return channel
+
+
+def group_by_cache(items, pkgs_dir_of=lambda r: r.pkgs_dir) -> list[tuple[str, list]]:
+    """Items in their order, grouped under their cache (caches in first-seen order)."""
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(pkgs_dir_of(item), []).append(item)
+    return list(groups.items())
+
+
+def cache_heading(pkgs_dir: str, what: str = "packages") -> str:
+    """One heading per cache, as ``conda list`` has one per prefix."""
+    return f"# {what} in cache at {pkgs_dir}:"
+
+
 def render(records, problems: list[str], specs: list[str], usage_rows=None) -> str:
     if not records:
         lines = ["No cached packages" + (f" match {' '.join(specs)}." if specs else ".")]
     else:
-        rows = [
-            [
-                r.name,
-                r.version,
-                r.build,
-                r.channel,
-                ",".join(f.lstrip(".") for f in r.formats) or "-",
-                human_bytes(r.archive_bytes or r.size),
-                r.pkgs_dir,
-            ]
-            + (["!"] if r.problems else [])
-            for r in records
-        ]
-        headers = ["Name", "Version", "Build", "Channel", "Formats", "Size", "Cache"]
-        right = {5}
-        if usage_rows:
-            for row, pkg in zip(rows, usage_rows, strict=True):
-                used = str(len(pkg["used_by"])) if pkg["used_by"] else "unused"
-                row[6:6] = [used, human_bytes(pkg["reclaimable"])]
-            headers[6:6] = ["Used by", "Reclaimable"]
-            right |= {6, 7}
-        width = max(len(r) for r in rows)
-        rows = [r + [""] * (width - len(r)) for r in rows]
-        headers += [""] * (width - len(headers))
-        lines = [table(headers, rows, right=right)]
-        lines.append(f"\n{len(records)} package(s)")
+        usage_of = dict(zip(map(id, records), usage_rows or (), strict=False))
+        lines = []
+        for pkgs_dir, recs in group_by_cache(records):
+            rows = []
+            for r in recs:
+                row = [
+                    r.name,
+                    r.version,
+                    r.build,
+                    short_channel(r.channel),
+                    ",".join(f.lstrip(".") for f in r.formats) or "-",
+                    human_bytes(r.archive_bytes or r.size),
+                ]
+                if usage_rows:
+                    pkg = usage_of[id(r)]
+                    used = str(len(pkg["used_by"])) if pkg["used_by"] else "unused"
+                    row += [used, human_bytes(pkg["reclaimable"])]
+                rows.append(row + (["!"] if r.problems else []))
+            headers = ["Name", "Version", "Build", "Channel", "Formats", "Size"]
+            right = {5}
+            if usage_rows:
+                headers += ["Used by", "Reclaimable"]
+                right |= {6, 7}
+            width = max(len(r) for r in rows)
+            rows = [r + [""] * (width - len(r)) for r in rows]
+            headers += [""] * (width - len(headers))
+            lines += [cache_heading(pkgs_dir), "#"]
+            lines.append(table(headers, rows, right=right, shrink=(0, 3, 2, 1)))
+            lines.append("")
+        caches = len({r.pkgs_dir for r in records})
+        lines.append(f"{len(records)} package(s)" + (f" in {caches} caches" if caches > 1 else ""))
     lines += [f"! {p}" for p in problems]
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ from ..envs import known_environments
 from ..footprint import measure
 from ..inventory import select, sort_records
 from ..match import matchers
-from ..output import table
+from ..output import table, wrap
 from ..sizes import human_bytes
 from ..usage import no_gc, scan_usage
 
@@ -115,7 +115,9 @@ def build_entries(run, args, envs) -> dict:
     }
 
 
-def render_entries(data: dict) -> str:
+def render_entries(data: dict, verbose: int = 0) -> str:
+    from .main_list import cache_heading, group_by_cache
+
     lines = []
     envs = data["environments"]
     lines.append(f"{len(envs)} known environment(s):")
@@ -126,38 +128,44 @@ def render_entries(data: dict) -> str:
         lines.append("No cache entries" + which)
         return "\n".join(lines)
     sized = data["totals"].get("disk") is not None
-    rows = []
-    for e in data["entries"]:
-        users = e["used_by"]
-        how = sorted({k for u in users for k in u["evidence"]})
-        row = [
-            e["name"],
-            e["version"],
-            e["build"],
-            str(len(users)) if users else "unused",
-            ",".join(how) or "-",
-            str(len(e["in_history_of"])),
-            _date(e["last_used"]),
-        ]
-        if sized:
-            row += [human_bytes(e["sizes"]["disk"]), human_bytes(e["sizes"]["reclaimable"])]
-        row.append(e["pkgs_dir"])
-        rows.append(row)
-    headers = ["Name", "Version", "Build", "Used by", "How", "History", "Last used"]
-    right = {3, 5}
+    # 80 columns: with --sizes, History and Last used give way (-v and --json keep them)
+    dated = verbose or not sized
+    headers = ["Name", "Version", "Build", "Used by", "How"]
+    right = {3}
+    if dated:
+        headers += ["History", "Last used"]
+        right |= {5}
     if sized:
+        right |= {len(headers), len(headers) + 1}
         headers += ["On disk", "Reclaimable"]
-        right |= {7, 8}
-    headers.append("Cache")
-    lines.append(table(headers, rows, right=right))
+    for pkgs_dir, entries in group_by_cache(data["entries"], lambda e: e["pkgs_dir"]):
+        rows = []
+        for e in entries:
+            users = e["used_by"]
+            how = sorted({k for u in users for k in u["evidence"]})
+            row = [
+                e["name"],
+                e["version"],
+                e["build"],
+                str(len(users)) if users else "unused",
+                ",".join(how) or "-",
+            ]
+            if dated:
+                row += [str(len(e["in_history_of"])), _date(e["last_used"])]
+            if sized:
+                row += [human_bytes(e["sizes"]["disk"]), human_bytes(e["sizes"]["reclaimable"])]
+            rows.append(row)
+        lines += [cache_heading(pkgs_dir, "entries"), "#"]
+        lines.append(table(headers, rows, right=right, shrink=(0, 4, 2, 1)))
+        lines.append("")
     t = data["totals"]
-    summary = f"\n{t['entries']} entries: {t['in_use']} in use, {t['unused']} unused"
+    summary = f"{t['entries']} entries: {t['in_use']} in use, {t['unused']} unused"
     if sized:
         summary += (
             f"; {human_bytes(t['disk'])} on disk, {human_bytes(t['shared'])} shared with "
             f"environments, {human_bytes(t['reclaimable'])} reclaimable"
         )
-    lines.append(summary)
+    lines.append(wrap(summary, "  "))
     for e in data["environments"]:
         lines += [f"! {p}" for p in e["problems"]]
     return "\n".join(lines)
@@ -216,7 +224,8 @@ def render_envs(data: dict) -> str:
                 entries = r[4].split("\n")
                 flat.append([*r[:4], entries[0]])
                 flat += [["", "", "", "", e] for e in entries[1:]]
-            lines.append(table(["Name", "Version", "Build", "Linked", "Cache entry"], flat))
+            headers = ["Name", "Version", "Build", "Linked", "Cache entry"]
+            lines.append(table(headers, flat, shrink=(4, 0)))
         n_missing = len(env["missing"])
         lines.append(
             f"{len(env['packages'])} package(s), {n_missing} missing from every cache"
@@ -241,5 +250,5 @@ def _execute(args, run) -> int:
         run.out.result(data, render_envs(data))
         return 1 if data["not_environments"] else 0
     data = build_entries(run, args, envs)
-    run.out.result(data, render_entries(data))
+    run.out.result(data, render_entries(data, run.verbose))
     return 0
