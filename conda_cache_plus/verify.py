@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
+import io
 import json
 import os
 import stat
@@ -353,30 +354,41 @@ def _meta_kind(err: str | None) -> str:
     return UNREADABLE if err and err.startswith(_CANNOT_READ) else META_INVALID
 
 
+def info_members(archive: str):
+    """``(member, read)`` for each member of the archive's info part, in archive order
+    (``read()`` returns the current member's bytes). Raises what a damaged archive raises."""
+    import tarfile
+
+    def _walk(tar):
+        for member in tar:
+            yield member, lambda m=member: (tar.extractfile(m) or io.BytesIO()).read()
+
+    if archive.endswith(CONDA_EXT):
+        import zipfile
+
+        import zstandard
+
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if n.startswith("info-") and n.endswith(".zst")]
+            if not names:
+                return
+            with zf.open(names[0]) as raw:
+                stream = zstandard.ZstdDecompressor().stream_reader(raw)
+                with tarfile.open(fileobj=stream, mode="r|") as tar:
+                    yield from _walk(tar)
+        return
+    with tarfile.open(archive, mode="r|bz2") as tar:
+        yield from _walk(tar)
+
+
 def archive_lists_paths_json(archive: str) -> bool | None:
     """Whether the archive contains ``info/paths.json`` (None if it cannot be read).
 
     Only asked when an extracted entry lacks the file: old packages never had one, and only the
     archive can tell a deleted file from a legacy package.
     """
-    import tarfile
-
     try:
-        if archive.endswith(CONDA_EXT):
-            import zipfile
-
-            import zstandard
-
-            with zipfile.ZipFile(archive) as zf:
-                names = [n for n in zf.namelist() if n.startswith("info-") and n.endswith(".zst")]
-                if not names:
-                    return None
-                with zf.open(names[0]) as raw:
-                    stream = zstandard.ZstdDecompressor().stream_reader(raw)
-                    with tarfile.open(fileobj=stream, mode="r|") as tar:
-                        return any(m.name == "info/paths.json" for m in tar)
-        with tarfile.open(archive, mode="r|bz2") as tar:
-            return any(member.name == "info/paths.json" for member in tar)
+        return any(m.name == "info/paths.json" for m, _read in info_members(archive))
     except Exception:
         return None
 

@@ -32,6 +32,7 @@ VERB_ARGS = {
     "repair": ["--dry-run"],
     "remove": ["alpha", "--dry-run"],
     "clean": ["--unused", "--dry-run"],
+    "export": ["{channel}"],
 }
 
 
@@ -89,6 +90,8 @@ def world(tmp_path):
         "pkgs": pkgs,
         "fresh": str(tmp_path / "fresh-pkgs"),  # fetch fills an empty cache
         "explicit": explicit,
+        "channel": str(tmp_path / "exported"),
+        "tmp": str(tmp_path),
         "env": env,
     }
 
@@ -149,7 +152,13 @@ def test_conda_json_matches_schema(verb, world):
 def test_errors_under_json_are_one_json_document(verb, world):
     """A verb that fails still prints one JSON document (like conda's own --json errors)."""
     proc = run_cli(
-        verb, "--json", "--pkgs-dir", world["pkgs"], "no-such-thing==1[[", env=world["env"]
+        verb,
+        "--json",
+        "--pkgs-dir",
+        world["pkgs"],
+        "no-such-thing==1[[",
+        env=world["env"],
+        cwd=world["tmp"],  # export takes it for a directory name
     )
     if proc.returncode == 0:
         pytest.skip(f"{verb} accepts that argument")

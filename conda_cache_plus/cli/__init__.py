@@ -47,6 +47,11 @@ VERBS: dict[str, Verb] = {
     ),
     "usage": Verb("main_usage", "Show which environments use which cached packages."),
     "remove": Verb("main_remove", "Remove cached packages matching specs.", destructive=True),
+    "export": Verb(
+        "main_export",
+        "Write cached packages into a channel directory (repodata.json per subdir).",
+        destructive=True,
+    ),
     "clean": Verb(
         "main_clean",
         "Remove cache entries by policy: unused, age, per-name count, size budget, kind.",
