@@ -200,12 +200,13 @@ class Plan:
 
 # --- selection ---------------------------------------------------------------------------------
 def _entry_paths(rec: PackageCacheRecord, part: str) -> list[str]:
-    archives = [rec.archive_path(ext) for ext in rec.archives]
     if part == PART_TARBALLS:
-        return archives
+        return [rec.archive_path(ext) for ext in rec.archives]
     if part == PART_EXTRACTED:
         return [rec.extracted_package_dir]
-    return archives + ([rec.extracted_package_dir] if rec.has_dir else [])
+    from .layouts import detect
+
+    return detect(rec.pkgs_dir).entry_paths(rec)  # rattler's: with the <entry>.lock sidecar
 
 
 def _part_applies(rec: PackageCacheRecord, part: str) -> bool:
@@ -488,7 +489,8 @@ def _remove_path(path: str, stats: RemovalStats, trash_dir: str) -> bool:
     target = path
     try:
         os.makedirs(trash_dir, exist_ok=True)
-        target = os.path.join(trash_dir, f"{os.path.basename(path)}.cpx-trash-{os.getpid()}")
+        # hidden: what a crash leaves is a leftover to every scanner, never an entry
+        target = os.path.join(trash_dir, f".{os.path.basename(path)}.cpx-trash-{os.getpid()}")
         if os.path.lexists(target):
             shutil.rmtree(target, ignore_errors=True)
         os.rename(path, target)
@@ -524,14 +526,18 @@ def _remove_path(path: str, stats: RemovalStats, trash_dir: str) -> bool:
 def execute_plan(plan: Plan, *, on_item: Callable[[PlanItem], None] | None = None) -> RemovalStats:
     """Remove exactly the plan's items (call with the caches' write locks held)."""
     from . import scan_index
+    from .layouts import detect
     from .locks import flock_held
     from .urls import remove_urls
 
     stats = RemovalStats()
     urls_by_cache: dict[str, list[str]] = {}
     touched: set[str] = set()
+    trash_dirs: dict[str, str] = {}
     for item in plan.items:
         layout = CacheLayout(item.pkgs_dir)
+        if item.pkgs_dir not in trash_dirs:
+            trash_dirs[item.pkgs_dir] = detect(item.pkgs_dir).trash_dir(item.pkgs_dir)
         if item.kind in (KIND_PACKAGE, KIND_EXTRACTED, KIND_ARCHIVE) and flock_held(
             layout.entry_lock(item.name)
         ):
@@ -542,7 +548,7 @@ def execute_plan(plan: Plan, *, on_item: Callable[[PlanItem], None] | None = Non
         removed_any = False
         try:
             for path in item.paths:
-                removed_any |= _remove_path(path, stats, layout.tmp_dir)
+                removed_any |= _remove_path(path, stats, trash_dirs[item.pkgs_dir])
         except OSError as exc:
             item.status = "failed"
             item.error = f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".strip()

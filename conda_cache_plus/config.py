@@ -187,7 +187,10 @@ def pkgs_dirs_without_conda(environ: Mapping[str, str] | None = None) -> tuple[l
 
 def resolve_pkgs_dirs(cli_dirs: list[str] | None, *, use_conda: bool) -> tuple[list[str], str]:
     if cli_dirs:
-        return _dedupe(cli_dirs), "--pkgs-dir"
+        from .layouts import resolve_cache_dir
+
+        # a pixi/rattler cache root stands for its package cache (<root>/pkgs)
+        return _dedupe(resolve_cache_dir(_expand(d))[0] for d in cli_dirs), "--pkgs-dir"
     if use_conda:
         from .conda_compat import conda_context
 

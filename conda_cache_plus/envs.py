@@ -99,12 +99,16 @@ def known_environments(
     use_conda: bool = False,
     environ: Mapping[str, str] | None = None,
     discover: bool = True,
+    workspaces: Iterable[str] = (),
 ) -> list[Environment]:
     """Every environment that exists, each once (by real path), in discovery order.
 
-    ``discover=False`` keeps only ``extra`` (the user's ``--env`` prefixes): for tests and for
-    ``usage --only-env``-style questions.
+    ``discover=False`` keeps only ``extra`` (the user's ``--env`` prefixes) and the environments
+    of the pixi ``workspaces`` search roots: for tests and for ``usage --only-env``-style
+    questions. Discovery adds conda's environments and pixi's (``pixi.py``).
     """
+    from . import pixi
+
     found: dict[str, Environment] = {}
 
     def add(prefix: str, source: str) -> None:
@@ -131,4 +135,8 @@ def known_environments(
                 add(os.path.join(envs_dir, name), SOURCE_ENVS_DIR)
         for prefix in registered_prefixes(environments_txt(environ)):
             add(prefix, SOURCE_REGISTERED)
+        for prefix, source in pixi.known_prefixes(environ=environ):
+            add(prefix, source)
+    for prefix in pixi.workspace_envs(workspaces):
+        add(prefix, pixi.SOURCE_PIXI_WORKSPACE)
     return list(found.values())

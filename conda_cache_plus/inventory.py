@@ -38,7 +38,7 @@ def cache_summary(
         "readable": res.readable,
         "writable": cache.is_writable,
         "writable_reason": cache.writable_reason,
-        "layout": "nested" if res.nested else "flat",
+        "layout": res.layout or ("nested" if res.nested else "flat"),
         "counts": cache_counts(cache),
         "sizes": None,
         "problems": list(res.problems),

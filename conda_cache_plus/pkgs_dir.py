@@ -87,6 +87,7 @@ class ScanResult:
     others: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     nested: bool = False
+    layout: str = ""  # flat | nested | rattler (layouts.py); filled by scan()
 
 
 def fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -547,10 +548,15 @@ def scan(pkgs_dir: str, *, use_index: bool = True) -> ScanResult:
     pkgs_dir = os.path.abspath(pkgs_dir)
     # A scan allocates one small object graph per entry and frees nothing: the cyclic GC would
     # re-walk the growing heap many times over (a third of the time at 20k entries).
+    from .layouts import detect
+
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _scan(pkgs_dir, use_index)
+        kind = detect(pkgs_dir)
+        result = kind.scan(pkgs_dir, use_index)
+        result.layout = kind.describe(result)
+        return result
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -570,23 +576,33 @@ def _scan(pkgs_dir: str, use_index: bool) -> ScanResult:
 
 
 def writability(pkgs_dir: str) -> tuple[bool | None, str]:
-    """(writable, why). ``None`` when the directory is not (yet) a package cache.
+    """(writable, why). ``None`` when the directory is not (yet) a package cache. The rule is
+    the cache kind's (layouts.py)."""
+    from .layouts import detect
 
-    Decided without writing anything: the magic file ``urls.txt`` must exist (conda's rule), the
-    file system must not be mounted read-only (CVMFS, squashfs, ``ro`` bind mounts), and we must
-    have write permission on the directory and the magic file.
-    """
+    return detect(pkgs_dir).writability(pkgs_dir)
+
+
+def conda_writability(pkgs_dir: str) -> tuple[bool | None, str]:
+    """conda's rule, decided without writing anything: the magic file ``urls.txt`` must exist,
+    and both the directory and the magic file must be writable (:func:`writable_dir`)."""
     layout = CacheLayout(pkgs_dir)
     if not os.path.isdir(pkgs_dir):
         return None, "does not exist"
     if not os.path.isfile(layout.urls_txt):
         return None, "no urls.txt (not initialised as a package cache)"
+    return writable_dir(pkgs_dir, layout.urls_txt)
+
+
+def writable_dir(path: str, *files: str) -> tuple[bool, str]:
+    """Whether we may change ``path`` (and ``files`` in it): its file system must not be mounted
+    read-only (CVMFS, squashfs, ``ro`` bind mounts), and we need write permission."""
     try:
-        if os.statvfs(pkgs_dir).f_flag & os.ST_RDONLY:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
             return False, "read-only file system"
     except OSError:
         pass
-    if not (os.access(pkgs_dir, os.W_OK | os.X_OK) and os.access(layout.urls_txt, os.W_OK)):
+    if not (os.access(path, os.W_OK | os.X_OK) and all(os.access(f, os.W_OK) for f in files)):
         return False, "no write permission"
     return True, "writable"
 
@@ -599,8 +615,18 @@ class PackageCacheData:
         self.pkgs_dir = os.path.abspath(os.path.expanduser(pkgs_dir))
         self.layout = CacheLayout(self.pkgs_dir)
         self.use_index = use_index
+        self._kind = None
         self._result: ScanResult | None = None
         self._writable: tuple[bool | None, str] | None = None
+
+    @property
+    def kind(self):
+        """The cache kind (layouts.py): what differs between conda's and rattler's layouts."""
+        if self._kind is None:
+            from .layouts import detect
+
+            self._kind = detect(self.pkgs_dir)
+        return self._kind
 
     @property
     def is_writable(self) -> bool | None:
@@ -621,6 +647,7 @@ class PackageCacheData:
     def reload(self) -> ScanResult:
         self._result = None
         self._writable = None
+        self._kind = None
         return self.load()
 
     @property

@@ -19,6 +19,10 @@ from .layout import CONDA_EXT, TARBZ2_EXT, split_dist
 SOURCE_RECORD = "repodata_record"
 SOURCE_INDEX = "index_json"
 SOURCE_FILENAME = "filename"
+# rattler's layout keeps no record: index.json plus the sidecar's sha256 is all it has, and all it
+# needs (rattler_cache.py), so such a record is complete for its layout.
+SOURCE_RATTLER = "rattler"
+COMPLETE_SOURCES = frozenset({SOURCE_RECORD, SOURCE_RATTLER})
 
 # Field types we rely on; a record whose fields have other types is repaired on read
 # (the wrong field dropped and a problem noted) rather than crashing a scan.
@@ -327,7 +331,7 @@ class PackageCacheRecord:
 
     @property
     def is_complete(self) -> bool:
-        return self.source == SOURCE_RECORD
+        return self.source in COMPLETE_SOURCES
 
     @property
     def is_broken(self) -> bool:

@@ -74,6 +74,10 @@ LINK_TYPES = {1: "hardlink", 2: "softlink", 3: "copy", 4: "directory"}
 EVIDENCE_RECORD = "record"
 EVIDENCE_HARDLINK = "hardlink"
 EVIDENCE_SYMLINK = "symlink"
+# A file of the entry has more hard links than the entry itself explains: an environment nobody
+# named links it (caches whose kind says so: rattler's, whose tool records no environments).
+EVIDENCE_NLINK = "nlink"
+UNNAMED_ENVIRONMENT = "<an environment not named (hard links)>"
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
 _O_FILE = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
@@ -603,7 +607,53 @@ def _scan_usage(records: list[PackageCacheRecord], envs, use_index: bool) -> Usa
                 entries[dir_of[id(rec)]].history.add(prefix)
         if use_index and new != old:
             env_index.save(prefix, new)
+    _unnamed_links(report)
     return report
+
+
+def _unnamed_links(report: UsageReport) -> None:
+    """Mark entries no known environment uses but whose sampled file is hard-linked from
+    outside the entry (the sampling rule of the module docstring, applied to the entry's own
+    ``info/paths.json``). Only for cache kinds whose ``unnamed_links_in_use`` is set; a reflinked
+    or copied environment leaves no such trace."""
+    from .layouts import detect
+
+    for usage in report.entries.values():
+        rec = usage.record
+        if usage.users or not rec.is_extracted or not detect(rec.pkgs_dir).unnamed_links_in_use:
+            continue
+        root = rec.extracted_package_dir
+        try:
+            with open(os.path.join(root, "info", "paths.json"), "rb") as fh:
+                data = _decode_json(fh.read().decode("utf-8"))
+        except (OSError, ValueError):
+            continue
+        paths = data.get("paths") if isinstance(data, dict) else None
+        samples = _sample_paths({"paths_data": {"paths": paths}}) if paths else []
+        for rel in samples:
+            try:
+                st = os.lstat(os.path.join(root, rel))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > _links_within(root, st):
+                usage.users.setdefault(UNNAMED_ENVIRONMENT, set()).add(EVIDENCE_NLINK)
+
+
+def _links_within(root: str, st: os.stat_result) -> int:
+    """How many names the inode has inside ``root`` (a package may hard-link its own files)."""
+    if st.st_nlink < 2:
+        return 1
+    key = (st.st_dev, st.st_ino)
+    count = 0
+    for base, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                fst = os.lstat(os.path.join(base, name))
+            except OSError:
+                continue
+            if (fst.st_dev, fst.st_ino) == key:
+                count += 1
+    return max(count, 1)
 
 
 def usage_map(caches, envs: Iterable[Environment]) -> dict[str, list[str]]:

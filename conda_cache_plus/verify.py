@@ -440,6 +440,22 @@ class _Plan:
         return cls(*t)
 
 
+@functools.lru_cache(maxsize=64)
+def _kind_requires_record(pkgs_dir: str, _ino: int, _mtime_ns: int) -> bool:
+    from .layouts import detect
+
+    return detect(pkgs_dir).record_required
+
+
+def _record_required(pkgs_dir: str) -> bool:
+    """Whether the cache's layout keeps ``repodata_record.json`` (rattler's does not)."""
+    try:
+        st = os.stat(pkgs_dir)
+    except OSError:
+        return True
+    return _kind_requires_record(pkgs_dir, st.st_ino, st.st_mtime_ns)
+
+
 def _parse_metadata(root: str, efd: int, f: EntryFindings) -> _Plan:
     """The plan of one entry from its metadata files; problems go into ``f``."""
     plan = _Plan()
@@ -452,7 +468,8 @@ def _parse_metadata(root: str, efd: int, f: EntryFindings) -> _Plan:
         index = None
     record, err, exists = _read_json("info/repodata_record.json", efd)
     if not exists:
-        f.add(META_MISSING, "info/repodata_record.json")
+        if _record_required(f.pkgs_dir):
+            f.add(META_MISSING, "info/repodata_record.json")
         record = None
     elif err or not isinstance(record, dict):
         f.add(_meta_kind(err), "info/repodata_record.json", detail=err or "not a JSON object")

@@ -29,7 +29,10 @@ STATE_NAME = "state.marshal"
 
 
 def store_dir(pkgs_dir: str, writable: bool | None) -> str:
-    if writable:
+    from .layouts import detect
+
+    # never inside a cache another tool owns the layout of (rattler's): it stays as pixi made it
+    if writable and detect(pkgs_dir).record_required:
         return os.path.join(CacheLayout(pkgs_dir).private, f"verify-v{FORMAT}")
     # a directory per cache (not a file): the state file keeps one name wherever it lives
     return os.path.splitext(statefile.user_state_path("verify", FORMAT, pkgs_dir))[0]

@@ -120,18 +120,18 @@ def policy_from_args(args) -> Policy:
 # --- shared by clean and remove ------------------------------------------------------------------
 @contextlib.contextmanager
 def write_locks(run, timeout: float):
-    """The write lock of every writable cache (ours + mamba's + rattler's), waiting with a note."""
-    from ..locks import cache_write_lock
+    """The write lock of every writable cache, the one its kind needs (layouts.py: ours + mamba's
+    for conda's layout, rattler's global lock for rattler's), waiting with a note."""
+    from ..layouts import detect
     from ..pkgs_dir import writability
 
     with contextlib.ExitStack() as stack:
         for pkgs_dir in run.pkgs_dirs:
             if writability(pkgs_dir)[0]:
-                from ..layout import CacheLayout
-
+                pkgs_dir = os.path.abspath(pkgs_dir)
                 stack.enter_context(
-                    cache_write_lock(
-                        CacheLayout(os.path.abspath(pkgs_dir)),
+                    detect(pkgs_dir).write_lock(
+                        pkgs_dir,
                         timeout=timeout,
                         on_wait=lambda msg: run.out.message(
                             msg + " (another conda, mamba or pixi may be using the cache)"

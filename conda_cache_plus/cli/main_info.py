@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ..caches import PackageCaches
 from ..inventory import cache_summary
 from ..sizes import InodeSet, human_bytes
@@ -51,7 +53,22 @@ def build(run, *, sizes: bool = True) -> dict:
         "pkgs_dirs_source": run.pkgs_origin,
         "caches": summaries,
         "totals": totals,
+        "rattler_caches": rattler_caches(run.pkgs_dirs),
     }
+
+
+def rattler_caches(pkgs_dirs) -> list[dict]:
+    """pixi's and rattler's package caches (pixi.py), each with where it came from and whether
+    it is among the caches looked at."""
+    from ..pixi import cache_dirs
+
+    looked_at = {os.path.realpath(p) for p in pkgs_dirs}
+    out = []
+    for c in cache_dirs():
+        item = c.to_json()
+        item["in_pkgs_dirs"] = os.path.realpath(item["path"]) in looked_at
+        out.append(item)
+    return out
 
 
 def _state(s: dict) -> str:
@@ -71,7 +88,7 @@ def render(data: dict, verbose: int = 0) -> str:
         lines.append(f"{s['path']}")
         lines.append(
             f"  state       : {_state(s)}"
-            + ("  [nested layout]" if s["layout"] == "nested" else "")
+            + (f"  [{s['layout']} layout]" if s["layout"] in ("nested", "rattler") else "")
         )
         if s["exists"]:
             lines.append(
@@ -113,6 +130,12 @@ def render(data: dict, verbose: int = 0) -> str:
             total += f", {human_bytes(t['disk'])} on disk"
         lines.append(total)
     lines.append(f"(pkgs_dirs from {data['pkgs_dirs_source']})")
+    others = [c for c in data.get("rattler_caches", ()) if c["exists"] and not c["in_pkgs_dirs"]]
+    if others:
+        lines.append("")
+        lines.append("pixi/rattler package caches (look at one with --pkgs-dir PATH):")
+        for c in others:
+            lines.append(f"  {c['path']}  (from {c['source']})")
     return "\n".join(lines)
 
 

@@ -27,11 +27,22 @@ def add_env_option(parser, help_text: str) -> None:
     parser.add_argument(
         "--env", dest="env_prefixes", action="append", default=[], metavar="PREFIX", help=help_text
     )
+    parser.add_argument(
+        "--workspaces",
+        dest="workspaces",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="Search these directories for pixi workspaces: their .pixi/envs/* environments "
+        "count as known (pixi global and pixi exec environments always do).",
+    )
 
 
 def environments(run, args):
     extra = [os.path.abspath(os.path.expanduser(p)) for p in (args.env_prefixes or [])]
-    return known_environments(extra, use_conda=run.conda)
+    return known_environments(
+        extra, use_conda=run.conda, workspaces=getattr(args, "workspaces", None) or ()
+    )
 
 
 def configure_parser(parser) -> None:
