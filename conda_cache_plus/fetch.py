@@ -816,7 +816,8 @@ def _run_pipeline(work, results, run, cancel, install_entry, n_dl, n_ex, summary
                 elif digests is None:
 
                     def on_progress(fraction: float, _bar=bar, _ref=ref) -> None:
-                        _bar.update_to(fraction)
+                        # 100% means in the cache: extraction is the last tenth
+                        _bar.update_to(fraction * 0.9)
                         progress.update(_ref.fn, _ref.size or 0, fraction * 0.9)
 
                     got = download(

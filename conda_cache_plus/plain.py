@@ -2,7 +2,8 @@
 
 No ANSI escapes and no carriage returns; progress as whole lines (one when a task starts, one when
 it ends, and throttled aggregate lines across every bar running at the same time); spinners as a
-start line and a done line; prompts that state their default and never hang on a closed stdin.
+start line and a done line; prompts that state their default and, like conda's classic console,
+take it when stdin is closed (a backend decides how things look, never what happens).
 
 It imports nothing from conda: the conda reporter backend (:mod:`conda_cache_plus.reporter_backend`)
 subclasses these classes with conda's ABCs, and the standalone CLI uses them directly.
@@ -105,12 +106,16 @@ class ProgressBatch:
         # bar closes instead (only if there was more than one, or it would repeat the done line).
         self.summary_on_idle = summary_on_idle
         self._lock = threading.Lock()
-        # bar -> [size or None, fraction, closed]; keyed by the bar itself (not id(), which a
+        # bar -> [size or None, fraction, closed, done]; keyed by the bar itself (not id(), which a
         # finished bar hands on to the next one created)
         self._bars: dict[object, list] = {}
         self.started: float | None = None
         self._last_emit: float | None = None
         self.lines_written = 0
+        # How many times a bar reaches 100% before its task is really over. conda's fetch
+        # pipeline reports 100% once when the download ends and again when the extraction has
+        # finished; whoever opens the batch for it says so (the conda backend does).
+        self.completions_needed = 1
         # Set when whoever opened the batch left the current line unfinished (conda prints
         # "Downloading and Extracting Packages: ...working..." without a newline off a terminal).
         self.lead_newline = False
@@ -119,7 +124,7 @@ class ProgressBatch:
     # -- bookkeeping (called by bars) ----------------------------------------------------------
     def add(self, bar, size: int | None) -> None:
         with self._lock:
-            self._bars[bar] = [size, 0.0, False]
+            self._bars[bar] = [size, 0.0, False, False]
 
     def update(self, bar, fraction: float) -> None:
         with self._lock:
@@ -133,6 +138,12 @@ class ProgressBatch:
             if now - self._last_emit >= self.interval and not self._all_closed():
                 self._last_emit = now
                 self._emit(self.progress_line(now))
+
+    def mark_done(self, bar) -> None:
+        with self._lock:
+            entry = self._bars.get(bar)
+            if entry is not None:
+                entry[3] = True
 
     def close(self, bar) -> None:
         with self._lock:
@@ -168,7 +179,8 @@ class ProgressBatch:
         known = [e for e in entries if e[0]]
         return {
             "count": len(entries),
-            "done": sum(1 for e in entries if e[2] or e[1] >= 1),
+            # only what finished: a bar closed by Ctrl-C or a failure is not "done"
+            "done": sum(1 for e in entries if e[3]),
             "bytes_total": sum(e[0] for e in known),
             "bytes_done": int(sum(e[0] * e[1] for e in known)),
             "sized": len(known) == len(entries) and bool(entries),
@@ -267,12 +279,15 @@ class PlainProgressBar(NullProgressBar):
         self.fraction = 0.0
         self.started: float | None = None
         self.closed = False
+        self.done = False
+        self._completions = 0
         self._lock = threading.Lock()
         if isinstance(context_manager, ProgressBatch):
             self.batch = context_manager
             self.batch.add(self, self.size)
         else:
             self.batch = _DEFAULT_BATCHES.join(self.stream, self, self.size)
+        self.completions_needed = getattr(self.batch, "completions_needed", 1)
 
     def _write(self, text: str) -> None:
         write_line(self.stream, self.batch.lead() + text)
@@ -284,11 +299,20 @@ class PlainProgressBar(NullProgressBar):
             self._write(f"{self.label}: started")
 
     def update_to(self, fraction) -> None:
+        finished = False
         with self._lock:
             if self.closed:
                 return
             self._start()
             self.fraction = float(fraction)
+            if self.fraction >= 1 and not self.done:
+                self._completions += 1
+                if self._completions >= self.completions_needed:
+                    # said when it happens, with its own time, not when the whole batch ends
+                    self.done = finished = True
+                    self._write(f"{self.label}: done in {self.clock() - self.started:.1f}s")
+        if finished:
+            self.batch.mark_done(self)
         self.batch.update(self, self.fraction)
 
     def close(self) -> None:
@@ -296,14 +320,16 @@ class PlainProgressBar(NullProgressBar):
             if self.closed:
                 return
             self.closed = True
-            if self.started is None:
-                self._write(f"{self.label}: done")
+            if self.done:
+                pass
+            elif self.started is None:
+                self._write(f"{self.label}: not completed")
             else:
                 took = self.clock() - self.started
-                if self.fraction >= 1:
-                    self._write(f"{self.label}: done in {took:.1f}s")
-                else:
+                if self.fraction < 1:
                     self._write(f"{self.label}: stopped at {self.fraction:.0%} after {took:.1f}s")
+                else:  # downloaded, but what came after (extraction) did not finish
+                    self._write(f"{self.label}: not completed after {took:.1f}s")
         self.batch.close(self)
 
     @classmethod
@@ -363,9 +389,6 @@ def _isatty(stream) -> bool:
 class PlainRenderer:
     """Renders for logs. ``stream`` is where progress and spinners go (default stderr, so the
     standalone CLI's stdout holds only results; conda's backend passes stdout, conda's habit)."""
-
-    #: attempts before an unreadable answer counts as "no"
-    prompt_attempts = 3
 
     def __init__(self, stream=None):
         self._stream = stream
@@ -481,18 +504,19 @@ class PlainRenderer:
 
     # -- questions -------------------------------------------------------------------------------
     def prompt(self, message: str = "Proceed", choices=("yes", "no"), default: str = "yes") -> str:
-        """Ask on stdout, read one line. Empty answer: the default. Closed stdin (cron, CI,
-        ``< /dev/null``): "no" whenever "no" is a choice, because nobody agreed to anything."""
+        """Ask on stdout, read one line; answer exactly as conda's classic console does: an
+        empty line or a closed stdin (cron, CI, ``< /dev/null``) takes the default, anything
+        else not a choice asks again. Only the wording differs: the default is spelled out, and
+        an answer nobody typed is written to the log."""
         choices = tuple(choices)
         if default not in choices:
-            default = choices[-1] if choices else default
-        fallback = "no" if "no" in choices else default
+            raise ValueError(f"Default value {default!r} must be part of `choices`")
         question = f"{clean(message)}? [{'/'.join(choices)}, default: {default}] "
-        lookup = {}
+        lookup = {"": default}
         for choice in choices:
             lookup.setdefault(choice.lower(), choice)
             lookup.setdefault(choice[:1].lower(), choice)
-        for _ in range(self.prompt_attempts):
+        while True:
             with _WRITE_LOCK:
                 try:
                     sys.stdout.write(question)
@@ -501,14 +525,12 @@ class PlainRenderer:
                     pass
             line = _stdin_lines()
             if not line:
-                write_line(sys.stdout, f"\n(no answer: stdin is closed; answering {fallback})")
-                return fallback
+                write_line(sys.stdout, f"\n(no answer: stdin is closed; answering {default})")
+                return default
             answer = line.strip().lower()
-            chosen = default if not answer else lookup.get(answer)
+            chosen = lookup.get(answer)
             if chosen is not None:
                 if not _isatty(sys.stdin):  # nothing echoed the answer: the log should show it
                     write_line(sys.stdout, chosen)
                 return chosen
             write_line(sys.stdout, f"Invalid choice: {answer}")
-        write_line(sys.stdout, f"(no valid answer; answering {fallback})")
-        return fallback

@@ -25,7 +25,7 @@ from . import plain
 NAME = "plain"
 DESCRIPTION = (
     "Plain lines for logs and files: no escapes or carriage returns, progress as start/done "
-    "lines with periodic totals, prompts that answer no when stdin is closed"
+    "lines with periodic totals; prompts answer as classic's do"
 )
 
 
@@ -62,7 +62,10 @@ class PlainReporterRenderer(plain.PlainRenderer, ReporterRendererBase):
     @contextmanager
     def progress_bar_context_manager(cls):
         with super().progress_bar_context_manager() as batch:
-            batch.lead_newline = _conda_left_line_open()
+            if _opened_by_condas_fetch():
+                # conda reports 100% after the download and again after the extraction
+                batch.completions_needed = 2
+                batch.lead_newline = _conda_left_line_open()
             yield batch
 
     def quiet(self) -> bool:
@@ -107,31 +110,38 @@ class PlainReporterRenderer(plain.PlainRenderer, ReporterRendererBase):
         return PlainCondaSpinner(message, failed_message, stream=self.stream)
 
 
-def _conda_left_line_open() -> bool:
-    """Whether conda's fetch pipeline just printed its heading without a newline (it does so
-    off a terminal, unless --verbose, --quiet or --json made it print nothing).
+def _opened_by_condas_fetch() -> bool:
+    """Whether conda's fetch pipeline (``ProgressiveFetchExtract.execute``) opened this batch.
 
-    Only conda's own pipeline does that, and nothing tells a backend who opened the batch, so
-    look at the caller: ``with`` → contextlib's ``__enter__`` → this generator.
+    Nothing tells a backend who opened a batch, so look at the caller: ``with`` → contextlib's
+    ``__enter__`` → our generator → this function.
     """
     frame = sys._getframe(1)
     for _ in range(6):
         if frame is None:
             return False
         if frame.f_globals.get("__name__") == "conda.core.package_cache_data":
-            break
+            return True
         frame = frame.f_back
-    else:
-        return False
+    return False
+
+
+def _conda_left_line_open() -> bool:
+    """Whether conda's fetch pipeline just printed its heading without a newline: it does so
+    off a terminal, unless --verbose, --quiet or --json made it print nothing."""
     from conda.base.context import context
 
-    try:
+    if context.verbose or context.quiet or context.json:
+        return False
+    try:  # conda >= 26.7
         from conda.common.terminal import is_tty, term_dumb
 
         on_terminal = is_tty() and not term_dumb()
-    except ImportError:  # conda < 26.7 always ended that heading with a newline
-        return False
-    return not (context.verbose or context.quiet or context.json or on_terminal)
+    except ImportError:  # conda 24.11 to 26.6 decided on a flag computed at import
+        from conda.common.io import IS_INTERACTIVE
+
+        on_terminal = IS_INTERACTIVE
+    return not on_terminal
 
 
 def plain_backend() -> CondaReporterBackend:

@@ -81,10 +81,11 @@ def test_aggregate_line_counts_bytes_rate_and_eta():
     batch.add(c, 2 * 1024 * 1024)
     batch.update(a, 0.0)
     clock.now = 10.0
-    batch.close(c)  # closed counts as done even without reaching 1 (conda closes after finish)
+    batch.close(c)  # closed without finishing (Ctrl-C, a failure): not done
+    batch.mark_done(a)
     batch.update(a, 1.0)
     # 4 MiB in 10 s; 6 MiB left of 10 MiB known
-    assert lines == ["progress: 2 of 3 done, 4.0 MiB of 10.0 MiB, 409.6 KiB/s, ETA 15s"]
+    assert lines == ["progress: 1 of 3 done, 4.0 MiB of 10.0 MiB, 409.6 KiB/s, ETA 15s"]
 
 
 def test_aggregate_without_sizes_uses_fractions():
@@ -95,6 +96,7 @@ def test_aggregate_without_sizes_uses_fractions():
     batch.add(b, None)
     batch.update(a, 0.0)
     clock.now = 30.0
+    batch.mark_done(a)
     batch.update(a, 1.0)  # half of all work in 30 s: 30 s to go
     assert lines == ["progress: 1 of 2 done, 50%, ETA 30s"]
 
@@ -132,7 +134,7 @@ def test_bar_lines_start_done_and_stopped():
         "pkg-1.0 (2 KB): done in 1.5s",
         "other: started",
         "other: stopped at 50% after 0.0s",
-        "never: done",
+        "never: not completed",
     ]
     assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
 
@@ -163,8 +165,9 @@ def test_default_batch_summarises_bursts_of_bars(capsys):
     assert out.getvalue().splitlines()[-1].startswith("progress: 3 of 3 done in ")
     single = PlainProgressBar("alone", stream=out)
     assert single.batch is not bars[0].batch  # everything had finished: a new batch
+    single.finish()
     single.close()
-    assert out.getvalue().splitlines()[-1] == "alone: done"  # no summary for one bar
+    assert out.getvalue().splitlines()[-1].startswith("alone: done in ")  # no summary for one
 
 
 def test_bars_from_many_threads_write_whole_lines():
@@ -237,7 +240,14 @@ def test_envs_list_plain_table():
 
 @pytest.mark.parametrize(
     ("typed", "default", "expected"),
-    [("", "yes", "no"), ("\n", "no", "no"), ("\n", "yes", "yes"), ("y\n", "no", "yes")],
+    [
+        ("", "yes", "yes"),  # stdin closed: the default, as conda's classic console
+        ("", "no", "no"),
+        ("\n", "no", "no"),
+        ("\n", "yes", "yes"),
+        ("y\n", "no", "yes"),
+        ("N\n", "yes", "no"),
+    ],
 )
 def test_prompt_answers(monkeypatch, capsys, typed, default, expected):
     monkeypatch.setattr(sys, "stdin", io.StringIO(typed))
@@ -248,16 +258,50 @@ def test_prompt_answers(monkeypatch, capsys, typed, default, expected):
         assert "stdin is closed" in shown
 
 
-def test_prompt_gives_up_on_garbage(monkeypatch, capsys):
-    monkeypatch.setattr(sys, "stdin", io.StringIO("maybe\nperhaps\nwhat\nyes\n"))
+def test_prompt_asks_again_on_garbage_like_classic(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("maybe\nperhaps\nwhat\nno\n"))
     assert PlainRenderer().prompt("Proceed") == "no"
     assert capsys.readouterr().out.count("Invalid choice") == 3
+    monkeypatch.setattr(sys, "stdin", io.StringIO("maybe\n"))  # then EOF: the default
+    assert PlainRenderer().prompt("Proceed", default="yes") == "yes"
+
+
+def test_conda_pipeline_bars_are_done_after_extraction_not_after_download():
+    """conda reports 100% when the download ends and again when the extraction has; the done
+    line comes with the second, when it happens (not when conda closes every bar at the end)."""
+    out = io.StringIO()
+    clock = FakeClock(0.0)
+    batch, _ = batch_with(clock, interval=1000)
+    batch.completions_needed = 2
+    ok = PlainProgressBar("ok | 1 KB | ", stream=out, context_manager=batch, clock=clock)
+    bad = PlainProgressBar("bad | 1 KB | ", stream=out, context_manager=batch, clock=clock)
+    failed = PlainProgressBar("failed | 1 KB | ", stream=out, context_manager=batch, clock=clock)
+    ok.update_to(0.5)
+    bad.update_to(0.5)
+    clock.now = 2.0
+    ok.finish()  # downloaded
+    bad.finish()  # downloaded, then its extraction fails: no second 100%
+    assert "done" not in out.getvalue()
+    ok.update_to(1.0)  # extracted
+    ok.finish()
+    clock.now = 9.0
+    for bar in (ok, bad, failed):  # a failed download: created, never updated
+        bar.close()
+    assert out.getvalue().splitlines() == [
+        "ok (1 KB): started",
+        "bad (1 KB): started",
+        "ok (1 KB): done in 2.0s",
+        "bad (1 KB): not completed after 9.0s",
+        "failed (1 KB): not completed",
+    ]
+    assert batch.totals()["done"] == 1
 
 
 def test_prompt_with_stdin_closed_does_not_hang_in_a_real_process():
     code = (
         "from conda_cache_plus.plain import PlainRenderer; "
-        "print('ANSWER', PlainRenderer().prompt('Delete everything', default='yes'))"
+        "print('ANSWER', PlainRenderer().prompt('Delete everything', default='no'), "
+        "PlainRenderer().prompt('Proceed', default='yes'))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],
@@ -267,7 +311,7 @@ def test_prompt_with_stdin_closed_does_not_hang_in_a_real_process():
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "ANSWER no" in proc.stdout
+    assert "ANSWER no yes" in proc.stdout  # the default each time, as classic
 
 
 def test_render_strips_terminal_control():

@@ -274,8 +274,20 @@ def test_conda_create_console_plain(world, created):
 
 
 @needs_plugin
-def test_conda_create_prompt_with_stdin_closed_does_not_hang(world):
-    prefix = os.path.join(world.root, "never")
+def test_conda_create_console_plain_lines_are_whole_on_every_conda(world, created):
+    """conda prints its fetch heading without a newline off a terminal (every supported
+    version); the first package line must not be glued to it."""
+    lines = created.stdout.splitlines()
+    heading = [line for line in lines if line.startswith("Downloading and Extracting")]
+    assert heading == ["Downloading and Extracting Packages: ...working..."], created.stdout
+    done = [line for line in lines if re.match(r"^demo-\S+ \(.*\): done in \d", line)]
+    assert len(done) == 2, created.stdout
+    assert "progress: 2 of 2 done" in created.stdout
+
+
+@needs_plugin
+def test_conda_create_prompt_with_stdin_closed_takes_the_default_like_classic(world):
+    prefix = os.path.join(world.root, "unattended")
     proc = world.conda(
         "create",
         "--offline",
@@ -290,8 +302,9 @@ def test_conda_create_prompt_with_stdin_closed_does_not_hang(world):
         stdin=subprocess.DEVNULL,
         timeout=120,
     )
-    assert "stdin is closed; answering no" in proc.stdout
-    assert not os.path.exists(os.path.join(prefix, "conda-meta", "history"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "stdin is closed; answering yes" in proc.stdout
+    assert os.path.exists(os.path.join(prefix, "conda-meta", "history"))
 
 
 @needs_plugin
@@ -330,7 +343,7 @@ def test_renderer_prompt_in_a_real_process_with_stdin_closed(world):
         env=world.env,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "ANSWER no" in proc.stdout
+    assert "ANSWER yes" in proc.stdout  # the default, as classic
 
 
 @pytest.fixture(scope="module")
