@@ -153,6 +153,9 @@ class PlanItem:
         return out
 
 
+READ_ONLY_REASON = "read-only cache"
+
+
 @dataclass
 class Skipped:
     kind: str
@@ -160,6 +163,7 @@ class Skipped:
     name: str
     reason: str
     used_by: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list, repr=False)  # measured for read-only caches
 
     def to_json(self) -> dict:
         return {
@@ -178,6 +182,9 @@ class Plan:
     read_only: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     still_linked: int = 0
+    # pkgs_dir -> (entries, bytes) that the policy selects in read-only caches: left alone, but
+    # an administrator of the shared cache may want to know what cleaning it would free
+    read_only_freed: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def totals(self) -> dict:
         total = Bytes()
@@ -193,6 +200,10 @@ class Plan:
             "items": [i.to_json() for i in self.items],
             "skipped": [s.to_json() for s in self.skipped],
             "read_only": list(self.read_only),
+            "read_only_would_free": [
+                {"pkgs_dir": d, "items": n, "freed": freed}
+                for d, (n, freed) in self.read_only_freed.items()
+            ],
             "notes": list(self.notes),
             "totals": self.totals(),
         }
@@ -325,7 +336,15 @@ def plan_packages(
             )
             continue
         if not writable.get(rec.pkgs_dir):
-            plan.skipped.append(Skipped(kind, rec.pkgs_dir, rec.entry, "read-only cache"))
+            plan.skipped.append(
+                Skipped(
+                    kind,
+                    rec.pkgs_dir,
+                    rec.entry,
+                    READ_ONLY_REASON,
+                    paths=_entry_paths(rec, part),
+                )
+            )
             continue
         if is_locked(CacheLayout(rec.pkgs_dir), rec.entry):
             plan.skipped.append(Skipped(kind, rec.pkgs_dir, rec.entry, "being written (locked)"))
@@ -453,6 +472,11 @@ def measure_plan(plan: Plan) -> Plan:
     for item in plan.items:
         item.bytes = fp.add(item.paths)
     plan.still_linked = fp.still_linked()
+    ro = Footprint()
+    for s in plan.skipped:
+        if s.reason == READ_ONLY_REASON and s.paths:
+            n, freed = plan.read_only_freed.get(s.pkgs_dir, (0, 0))
+            plan.read_only_freed[s.pkgs_dir] = (n + 1, freed + ro.add(s.paths).freed)
     return plan
 
 

@@ -158,3 +158,24 @@ def run_cli(*args, env=None, input=None, check=False, cwd=None):
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A real tmpfs mount we can remount read-only (needs root; skipped otherwise)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    try:
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=16m", "none", str(mnt)],
+            capture_output=True,
+            text=True,
+        )
+    except OSError as exc:
+        pytest.skip(f"cannot run mount: {exc}")
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

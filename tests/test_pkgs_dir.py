@@ -342,27 +342,6 @@ def test_racy_listing_is_not_trusted(cache, build, monkeypatch):
     assert str(cache) in listed
 
 
-@pytest.fixture
-def tmpfs(tmp_path):
-    """A real tmpfs mount we can remount read-only (needs root; skipped otherwise)."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    try:
-        proc = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=16m", "none", str(mnt)],
-            capture_output=True,
-            text=True,
-        )
-    except OSError as exc:
-        pytest.skip(f"cannot run mount: {exc}")
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
 def test_read_only_mount(tmpfs, build):
     pkgs = tmpfs / "pkgs"
     populate(pkgs, [build("alpha", "1.0", "0")])

@@ -201,7 +201,9 @@ def render(data: dict, plan, verb: str, verbose: int) -> str:
         if len(shown) < len(plan.skipped):
             lines.append(f"  ... and {len(plan.skipped) - len(shown)} more (use -v)")
     for d in plan.read_only:
-        lines.append(f"! {d}: read-only cache, left alone")
+        n, freed = plan.read_only_freed.get(d, (0, 0))
+        there = f"; removing its {n} selected item(s) would free {human_bytes(freed)}" if n else ""
+        lines.append(f"! {d}: read-only cache, left alone{there}")
     lines += [f"! {n}" for n in plan.notes]
     removed = data.get("removed")
     if removed:
