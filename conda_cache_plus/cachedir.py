@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from .layout import CACHEDIR_TAG_CONTENT, CacheLayout
+from .layout import CACHEDIR_TAG_CONTENT, PRIVATE_DIR, CacheLayout
+from .safefs import check_private_dir
 
 
 def _touch(path: str) -> bool:
@@ -30,5 +31,6 @@ def ensure_cache_dir(layout: CacheLayout) -> bool:
         with open(tmp, "w") as fh:
             fh.write(CACHEDIR_TAG_CONTENT)
         os.replace(tmp, layout.cachedir_tag)  # readers never see a half-written tag
-    os.makedirs(layout.tmp_dir, exist_ok=True)
+    # our private dirs are created and checked without following a planted link (safefs)
+    check_private_dir(layout.root, PRIVATE_DIR, "tmp")
     return created

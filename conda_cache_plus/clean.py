@@ -38,10 +38,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .exceptions import CachePlusError
 from .footprint import Bytes, Footprint, measure
 from .layout import CacheLayout
 from .match import SpecMatcher, match_any, version_compare
 from .records import PackageCacheRecord
+from .safefs import check_private_dir, split_private
 from .usage import UsageReport
 
 PART_ENTRY = "entry"
@@ -74,7 +76,10 @@ def parse_duration(text: str) -> float:
     m = _DURATION.match(text or "")
     if not m:
         raise ValueError(f"not a duration: {text!r} (try 30d, 12h, 2w)")
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+    seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+    if not seconds < 1e12:  # also inf: "1e999d" would overflow every date computed from it
+        raise ValueError(f"not a duration: {text!r} (too long)")
+    return seconds
 
 
 @dataclass
@@ -512,13 +517,17 @@ def _remove_path(path: str, stats: RemovalStats, trash_dir: str) -> bool:
     # Move the directory out of sight first, so no scan sees a half-deleted entry.
     target = path
     try:
-        os.makedirs(trash_dir, exist_ok=True)
+        where = split_private(os.path.join(trash_dir, "x"))
+        if where is not None:
+            check_private_dir(where[0], *where[1])  # our tmp dir, never a planted link
+        else:
+            os.makedirs(trash_dir, exist_ok=True)  # the pkgs dir itself (rattler caches)
         # hidden: what a crash leaves is a leftover to every scanner, never an entry
         target = os.path.join(trash_dir, f".{os.path.basename(path)}.cpx-trash-{os.getpid()}")
         if os.path.lexists(target):
             shutil.rmtree(target, ignore_errors=True)
         os.rename(path, target)
-    except OSError:
+    except (OSError, CachePlusError):
         target = path
     for root, dirs, files in os.walk(target, topdown=False):
         for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:

@@ -62,7 +62,7 @@ def _used_by_prefix(prefix: str) -> set[str]:
         try:
             with open(meta, "rb") as fh:
                 data = json.load(fh)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
         if not isinstance(data, dict):
             continue

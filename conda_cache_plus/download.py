@@ -22,6 +22,7 @@ import http.client
 import os
 import shutil
 import ssl
+import stat
 import threading
 import time
 import urllib.parse
@@ -34,12 +35,15 @@ from .exceptions import (
     ChecksumMismatchError,
     DownloadCancelled,
     DownloadError,
+    InputError,
     LockTimeoutError,
     OfflineError,
     SizeMismatchError,
+    UnsafePathError,
 )
 from .layout import CacheLayout
 from .locks import lock_conda_byte
+from .safefs import open_nofollow
 
 CHUNK = 1 << 18
 DEFAULT_CONNECT_TIMEOUT = 9.15  # conda's remote_connect_timeout_secs
@@ -142,7 +146,11 @@ def _open_locked_partial(partial: str, cancel: threading.Event | None) -> int:
     """
     start = time.monotonic()
     while True:
-        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o666)
+        # never through a planted link: conda writes to a symlinked .partial's target, we refuse
+        fd = open_nofollow(partial, os.O_RDWR | os.O_CREAT)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UnsafePathError(partial, "it is not a regular file")
         try:
             while True:
                 if cancel is not None and cancel.is_set():
@@ -157,7 +165,7 @@ def _open_locked_partial(partial: str, cancel: threading.Event | None) -> int:
                         ) from None
             st = os.fstat(fd)
             try:
-                now = os.stat(partial)
+                now = os.lstat(partial)
             except FileNotFoundError:
                 now = None
             if now is not None and (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev):
@@ -166,6 +174,14 @@ def _open_locked_partial(partial: str, cancel: threading.Event | None) -> int:
             os.close(fd)
             raise
         os.close(fd)
+
+
+def _is_regular_file(path: str) -> bool:
+    """A regular file itself, not a link to one (a link is never trusted as a download)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _unlink(path: str) -> None:
@@ -423,7 +439,7 @@ def download(
     os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
     fd = _open_locked_partial(partial, cancel)
     try:
-        if os.path.isfile(target) and expected_checksum(sha256, md5):
+        if _is_regular_file(target) and expected_checksum(sha256, md5):
             # Someone finished this file while we waited for the lock: trust it once verified.
             got = hash_file(target)
             try:
@@ -610,8 +626,12 @@ def read_url_bytes(url: str, run=None, limit: int = 512 << 20) -> bytes:
     """The whole body of a small document (an explicit file, a repodata.json)."""
     url = strip_fragment(url)
     if is_file_url(url):
-        with open(file_url_path(url), "rb") as fh:
-            return fh.read(limit)
+        path = file_url_path(url)
+        try:
+            with open(path, "rb") as fh:
+                return fh.read(limit)
+        except OSError as exc:
+            raise InputError(path, f"cannot read it: {exc.strerror or exc}") from None
     if run is not None and run.offline:
         raise OfflineError(url)
     tmo = timeouts(run)
@@ -620,6 +640,8 @@ def read_url_bytes(url: str, run=None, limit: int = 512 << 20) -> bytes:
         resp = _conda_request(url, 0, tmo) if use_conda else _stdlib_request(url, 0, tmo)
     except (DownloadError, OfflineError):
         raise
+    except ValueError as exc:  # a malformed URL (e.g. "Invalid IPv6 URL")
+        raise InputError(url, f"not a valid URL ({exc})") from None
     except (TimeoutError, OSError, http.client.HTTPException) as exc:
         raise DownloadError(url, str(exc))
     except Exception as exc:

@@ -162,6 +162,59 @@ class HostileArchiveError(ArchiveError):
         super().__init__(path, f"refused member {member!r}: {reason}; nothing was extracted")
 
 
+class InputError(UsageError):
+    """An input file, URL or option value that cannot be used (missing, not UTF-8, malformed)."""
+
+    def __init__(self, source: str, reason: str):
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")
+
+
+class UnsafeNameError(UsageError, ValueError):
+    """A package file name, dist or path part that could leave the cache or confuse conda's scan
+    ('.', '..', separators, NUL or control characters, too long). Refused before any write."""
+
+    def __init__(self, name: str, reason: str, source: str | None = None):
+        self.name = name
+        self.reason = reason
+        self.source = source
+        where = f" (in {source})" if source and source != name else ""
+        super().__init__(f"refused the package name {name!r}{where}: {reason}; nothing was written")
+
+
+class UnsafePathError(CachePlusError):
+    """A link (or other non-directory) planted where conda-cache-plus keeps its own files."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"refusing to use {path}: {reason}. Nothing was written or deleted through it; "
+            "remove it (conda cache clean --temp) and try again."
+        )
+
+
+class LockUnavailableError(CachePlusError):
+    """A lock that cannot be taken at all (not busy: its file cannot be created or opened)."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot take the lock {path}: {reason}")
+
+
+class RefusedArchiveError(CachePlusError):
+    """fetch refused an archive (hostile or unreadable) and removed it from the cache."""
+
+    def __init__(self, path: str, reason: str, removed: bool):
+        self.path = path
+        self.reason = reason
+        self.removed = removed
+        tail = "it was removed from the cache" if removed else "it could not be removed"
+        super().__init__(f"refused {path}: {reason}; {tail}")
+
+
 class UserAbort(CachePlusError):
     exit_code = EXIT_ERROR
 

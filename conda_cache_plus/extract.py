@@ -339,7 +339,7 @@ def _read_json(path: str):
     try:
         with open(path, "rb") as fh:
             return json.loads(fh.read())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
 
 
@@ -449,6 +449,10 @@ def _move_into_place(layout: CacheLayout, tag: str, new: str, final: str) -> Non
 
 
 def _new_tmp_dir(layout: CacheLayout, tag: str) -> str:
+    from .layout import PRIVATE_DIR
+    from .safefs import check_private_dir
+
+    check_private_dir(layout.root, PRIVATE_DIR, "tmp")  # never a planted link (safefs)
     path = tempfile.mkdtemp(prefix=tag + ".", dir=layout.tmp_dir)
     os.chmod(path, 0o777 & ~_read_umask())  # mkdtemp's 0700 would become the entry's mode
     return path
@@ -460,7 +464,6 @@ def extract_atomic(archive: str, dest_dir: str) -> ExtractStats:
     themselves (conda's extractor plugin); no lock and no repodata_record.json."""
     dest = os.path.abspath(os.fspath(dest_dir))
     layout = CacheLayout(os.path.dirname(dest))
-    os.makedirs(layout.tmp_dir, exist_ok=True)
     tag = _tmp_tag(os.path.basename(dest))
     new = _new_tmp_dir(layout, tag)
     try:

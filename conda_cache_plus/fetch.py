@@ -50,15 +50,21 @@ from .download import (
     strip_fragment,
 )
 from .exceptions import (
+    ArchiveError,
     CachePlusError,
     ChecksumMismatchError,
     DownloadCancelled,
+    InputError,
     InvalidSpecError,
+    LockTimeoutError,
+    LockUnavailableError,
     NoWritableCacheError,
+    RefusedArchiveError,
     SizeMismatchError,
 )
 from .layout import CacheLayout, is_subdir_name, package_extension, strip_package_extension
 from .locks import FileLock
+from .names import check_package_fn, package_fn_problem
 from .records import SOURCE_RECORD
 from .sizes import human_bytes
 
@@ -91,6 +97,7 @@ class PackageRef:
     sha256: str | None = None
     size: int | None = None
     extra: dict | None = None  # further record fields (from repodata), written into the record
+    refused: str | None = None  # why this reference is not fetched at all (checked up front)
 
     @property
     def dist(self) -> str:
@@ -131,18 +138,21 @@ def _parse_fragment(frag: str, line: str) -> dict:
     raise InvalidSpecError(line, f"cannot read the checksum {frag!r} after '#'")
 
 
-def ref_from_url(line: str) -> PackageRef:
-    """A package URL (or local path), optionally with ``#md5``, ``#sha256``, ``#sha256:...``."""
+def ref_from_url(line: str, source: str | None = None) -> PackageRef:
+    """A package URL (or local path), optionally with ``#md5``, ``#sha256``, ``#sha256:...``.
+    ``source`` names where the line came from (an @EXPLICIT file) in errors."""
     text = line.strip()
     url, _, frag = text.partition("#")
     if "://" not in url:
         url = path_to_url(os.path.expanduser(url))
-    path = urllib.parse.urlsplit(url).path
+    try:
+        path = urllib.parse.urlsplit(url).path
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL"
+        raise InvalidSpecError(text, f"not a valid URL ({exc})") from None
     fn = urllib.parse.unquote(path.rstrip("/").rsplit("/", 1)[-1])
     if not package_extension(fn):
         raise InvalidSpecError(text, "not a package URL (must end in .conda or .tar.bz2)")
-    if "/" in fn or fn in (".", "..") or not strip_package_extension(fn)[0]:
-        raise InvalidSpecError(text, "the package file name is not usable")
+    check_package_fn(fn, source or text)  # before anything is written (names.py)
     checks = _parse_fragment(frag, text) if frag else {}
     return PackageRef(url=url, fn=fn, **checks)
 
@@ -157,9 +167,10 @@ def parse_explicit(path_or_text: str) -> list[PackageRef]:
     Reads what ``conda list --explicit [--md5|--sha256]`` and conda-lock's explicit render
     write: comments, the ``@EXPLICIT`` marker, then one URL per line with an optional checksum.
     """
+    source = None
     if "\n" not in path_or_text and os.path.isfile(path_or_text):
-        with open(path_or_text, encoding="utf-8") as fh:
-            text = fh.read()
+        source = path_or_text
+        text = read_text_file(path_or_text, "an @EXPLICIT file")
     else:
         text = path_or_text
     refs = []
@@ -167,8 +178,27 @@ def parse_explicit(path_or_text: str) -> list[PackageRef]:
         line = raw.strip()
         if not line or line.startswith("#") or line.startswith("@"):
             continue
-        refs.append(ref_from_url(line))
+        refs.append(ref_from_url(line, source))
     return refs
+
+
+def read_text_file(path: str, what: str) -> str:
+    """A small UTF-8 input file, or a one-line InputError naming it."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise InputError(path, f"cannot read {what}: {exc.strerror or exc}") from None
+    return decode_utf8(raw, path, what)
+
+
+def decode_utf8(raw: bytes, source: str, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            source, f"{what} must be UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        ) from None
 
 
 def load_repodata(source: str, run=None) -> tuple[dict, str]:
@@ -177,12 +207,29 @@ def load_repodata(source: str, run=None) -> tuple[dict, str]:
     raw = read_url_bytes(url, run)
     try:
         data = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidSpecError(source, f"not a repodata.json ({exc})")
+    except (ValueError, RecursionError) as exc:
+        raise InputError(source, f"not a repodata.json ({str(exc) or 'nested too deeply'})")
     if not isinstance(data, dict):
-        raise InvalidSpecError(source, "not a repodata.json (not a JSON object)")
-    base = (data.get("info") or {}).get("base_url") or strip_fragment(url).rsplit("/", 1)[0]
+        raise InputError(source, "not a repodata.json (not a JSON object)")
+    info = data.get("info")
+    if info is not None and not isinstance(info, dict):
+        raise InputError(source, "not a repodata.json ('info' is not an object)")
+    base = (info or {}).get("base_url") or strip_fragment(url).rsplit("/", 1)[0]
+    if not isinstance(base, str):
+        raise InputError(source, "not a repodata.json ('info.base_url' is not a string)")
     return data, base.rstrip("/")
+
+
+def _repodata_entry_problem(fn: str, rec: dict) -> str | None:
+    """Why a repodata entry cannot be fetched (checked before anything is written), or None."""
+    why = package_fn_problem(fn)
+    if why:
+        return f"unsafe package file name: {why}"
+    for key, pattern, digits in (("sha256", _HEX64, 64), ("md5", _HEX32, 32)):
+        value = rec.get(key)
+        if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
+            return f"its {key} is not {digits} hex digits: {str(value)[:80]!r}"
+    return None
 
 
 def refs_from_repodata(repodata: dict, base_url: str, patterns: list[str]) -> list[PackageRef]:
@@ -190,10 +237,14 @@ def refs_from_repodata(repodata: dict, base_url: str, patterns: list[str]) -> li
     (shell globs allowed). Every pattern must match something."""
     entries: dict[str, dict] = {}
     for key in ("packages", "packages.conda"):
-        for fn, rec in (repodata.get(key) or {}).items():
+        group = repodata.get(key) or {}
+        if not isinstance(group, dict):
+            continue
+        for fn, rec in group.items():
             if isinstance(rec, dict):
                 entries[fn] = rec
-    subdir = (repodata.get("info") or {}).get("subdir")
+    info = repodata.get("info")
+    subdir = info.get("subdir") if isinstance(info, dict) else None
     out: dict[str, PackageRef] = {}
     for pattern in patterns:
         hits = [
@@ -207,6 +258,13 @@ def refs_from_repodata(repodata: dict, base_url: str, patterns: list[str]) -> li
             raise InvalidSpecError(pattern, "matches no package in the repodata")
         for fn in sorted(hits):
             rec = dict(entries[fn])
+            why = _repodata_entry_problem(fn, rec)
+            if why:
+                # refused here, reported with the results; the other entries are still fetched
+                out[fn] = PackageRef(
+                    url=f"{base_url}/{urllib.parse.quote(fn, safe='')}", fn=fn, refused=why
+                )
+                continue
             if subdir and not rec.get("subdir"):
                 rec["subdir"] = subdir
             size = rec.get("size")
@@ -367,8 +425,8 @@ def plan(refs: list[PackageRef], caches: PackageCaches, *, force=frozenset()) ->
     items: list[PlanItem] = []
     seen: set[str] = set()
     for ref in refs:
-        if ref.fn in seen:
-            continue
+        if ref.fn in seen or ref.refused:
+            continue  # a refused reference is reported by the caller, never planned
         seen.add(ref.fn)
         items.append(_plan_one(ref, by_dist.get(ref.dist, []), target, ref.fn in force))
     if target is None and any(i.action != NONE for i in items):
@@ -549,7 +607,7 @@ def _entry_agrees(layout: CacheLayout, ref: PackageRef) -> bool:
     try:
         with open(layout.record_json(ref.dist), "rb") as fh:
             data = json.load(fh)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     if not isinstance(data, dict) or not data.get("url"):
         return False
@@ -619,14 +677,45 @@ class _Progress:
 
 
 def _acquire(path: str, cancel: threading.Event) -> FileLock:
-    """Our per-archive lock, waiting as long as needed but giving up on Ctrl-C."""
+    """Our per-archive lock, waiting as long as needed but giving up on Ctrl-C. Only a busy
+    lock is waited for: one that cannot be taken at all (an unwritable locks dir, a name the
+    file system refuses, a planted link) fails the package with its reason."""
     while True:
         if cancel.is_set():
             raise DownloadCancelled(path)
         try:
             return FileLock(path, timeout=0.5).acquire()
-        except CachePlusError:
+        except LockTimeoutError:
             continue
+
+
+def _close_bar(bar, refused: bool) -> None:
+    if bar is None:
+        return
+    if refused:
+        getattr(bar, "fail", bar.close)("refused")
+    else:
+        bar.close()
+
+
+def _remove_refused(layout: CacheLayout, ref: PackageRef, archive: str) -> bool:
+    """Remove an archive fetch refused (hostile or unreadable), with its urls.txt line, so it
+    neither stays in the cache nor gets counted by a later verify. Only files of this cache."""
+    if os.path.dirname(os.path.abspath(archive)) != os.path.abspath(layout.root):
+        return False
+    try:
+        os.unlink(archive)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    try:
+        from .urls import remove_urls
+
+        remove_urls(layout, [ref.fn])
+    except (OSError, CachePlusError):
+        pass
+    return True
 
 
 def execute(
@@ -666,21 +755,43 @@ def execute(
     try:
         for pkgs_dir in dict.fromkeys(i.pkgs_dir for i in work):
             layout = CacheLayout(pkgs_dir)
-            ensure_cache_dir(layout)
-            cache_locks.append(
-                FileLock(
-                    layout.cache_lock,
-                    shared=True,
-                    timeout=None,
-                    on_wait=run.out.message,
-                ).acquire()
+            try:
+                ensure_cache_dir(layout)
+                cache_locks.append(
+                    FileLock(
+                        layout.cache_lock,
+                        shared=True,
+                        timeout=None,
+                        on_wait=run.out.message,
+                    ).acquire()
+                )
+            except (OSError, CachePlusError) as exc:
+                # this cache cannot be written safely: each of its packages fails with the reason
+                if isinstance(exc, OSError):
+                    exc = LockUnavailableError(pkgs_dir, exc.strerror or str(exc))
+                for item in work:
+                    if item.pkgs_dir == pkgs_dir:
+                        res = results[item.ref.fn]
+                        res.outcome = FAILED
+                        res.error = str(exc)
+                        res.error_type = type(exc).__name__
+                work = [i for i in work if i.pkgs_dir != pkgs_dir]
+        if work:
+            _run_pipeline(
+                work, results, run, cancel, install_entry, download_workers, n_ex, summary
             )
-        _run_pipeline(work, results, run, cancel, install_entry, download_workers, n_ex, summary)
     finally:
         if procs is not None:
             procs.shutdown(wait=True, cancel_futures=True)
         for lock in reversed(cache_locks):
             lock.release()
+    if not summary.interrupted:
+        # "not done" is only ever the answer to Ctrl-C: anything else left undone is a failure
+        for res in summary.items:
+            if res.outcome == CANCELLED:
+                res.outcome = FAILED
+                res.error = res.error or "not done (stopped without a reason; please report this)"
+                res.error_type = res.error_type or "InternalError"
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -753,11 +864,17 @@ def _run_pipeline(work, results, run, cancel, install_entry, n_dl, n_ex, summary
         res.error_type = type(exc).__name__
 
     def extract_job(item: PlanItem, lock: FileLock, archive: str, url: str, digests, bar, done):
+        refused = False
         try:
             if cancel.is_set():
                 raise DownloadCancelled(archive)
             record = record_for(item.ref, url, digests)
-            path = install_entry(item.layout, item.ref.dist, archive, record)
+            try:
+                path = install_entry(item.layout, item.ref.dist, archive, record)
+            except ArchiveError as exc:
+                refused = True
+                removed = _remove_refused(item.layout, item.ref, archive)
+                raise RefusedArchiveError(archive, exc.reason, removed) from None
             res = results[item.ref.fn]
             res.extracted = True
             res.extracted_dir = path
@@ -768,15 +885,17 @@ def _run_pipeline(work, results, run, cancel, install_entry, n_dl, n_ex, summary
             fail(item, exc)
         finally:
             lock.release()
-            bar.close()
+            _close_bar(bar, refused)
 
     def fetch_job(item: PlanItem):
         ref = item.ref
         layout = item.layout
         res = results[ref.fn]
-        lock = _acquire(layout.entry_lock(ref.fn), cancel)
+        lock = None
         bar = None
         try:
+            check_package_fn(ref.fn, ref.url)  # also for references built by API callers
+            lock = _acquire(layout.entry_lock(ref.fn), cancel)
             if not item.forced and _entry_agrees(layout, ref):
                 res.outcome = REUSED
                 res.note = "completed meanwhile by another process"
@@ -842,7 +961,8 @@ def _run_pipeline(work, results, run, cancel, install_entry, n_dl, n_ex, summary
             )
             return None
         except BaseException as exc:
-            lock.release()
+            if lock is not None:
+                lock.release()
             if bar is not None:
                 bar.close()
             fail(item, exc)

@@ -164,10 +164,8 @@ class CacheLayout:
 
 
 def _safe_relpath(rel: str) -> str:
-    """Refuse names that would leave the cache (a hostile URL basename, '..', absolute paths)."""
-    if not rel or os.path.isabs(rel) or "\0" in rel:
-        raise ValueError(f"not a cache-relative name: {rel!r}")
-    parts = rel.replace("\\", "/").split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        raise ValueError(f"not a cache-relative name: {rel!r}")
-    return os.path.join(*parts)
+    """Refuse names that would leave the cache (a hostile URL basename, '..', absolute paths);
+    the rules are in :mod:`.names`, the one place that decides."""
+    from .names import check_relpath
+
+    return os.path.join(*check_relpath(rel).split("/"))

@@ -19,13 +19,31 @@ import sys
 import time
 from contextlib import contextmanager
 
-from .exceptions import LockTimeoutError
+from .exceptions import CachePlusError, LockTimeoutError, LockUnavailableError, UnsafePathError
+from .safefs import NOFOLLOW, open_nofollow, open_private_dir, split_private
 
 CONDA_LOCK_BYTE = 21
 
 
-def _ensure_parent(path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+def _open_lock_file(path: str) -> int:
+    """Open (creating) a lock file without following links: inside our private area every
+    directory is opened relative to the verified one above it (see :mod:`.safefs`).
+    A lock that cannot be opened at all is a LockUnavailableError, never a silent skip."""
+    try:
+        where = split_private(path)
+        if where is None:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            return open_nofollow(path, os.O_RDWR | os.O_CREAT)
+        root, parts, name = where
+        dir_fd = open_private_dir(root, parts)
+        try:
+            return open_nofollow(name, os.O_RDWR | os.O_CREAT, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+    except CachePlusError:
+        raise
+    except OSError as exc:
+        raise LockUnavailableError(path, exc.strerror or str(exc)) from None
 
 
 class FileLock:
@@ -56,8 +74,7 @@ class FileLock:
         self.fd: int | None = None
 
     def acquire(self) -> FileLock:
-        _ensure_parent(self.path)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = _open_lock_file(self.path)
         op = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
         start = time.monotonic()
         told = False
@@ -128,7 +145,8 @@ def mamba_locked(path: str) -> bool:
 def flock_held(path: str) -> bool:
     """Whether another process holds an ``flock`` on ``path`` (rattler's ``.cache.lock``, ours)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # never through a link, never blocking on a planted FIFO
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return False
     try:
@@ -146,7 +164,7 @@ def _probe_record_lock(path: str, length: int, start: int) -> bool:
     import struct
 
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return False
     try:
@@ -172,7 +190,13 @@ def cache_write_lock(layout, *, timeout: float | None = 60.0, on_wait=None):
     held: list = []
     fds: list[int] = []
     try:
-        held.append(FileLock(layout.cache_lock, timeout=timeout, on_wait=on_wait).acquire())
+        try:
+            held.append(FileLock(layout.cache_lock, timeout=timeout, on_wait=on_wait).acquire())
+        except UnsafePathError:
+            # A link planted in place of our private dir or lock file: no fetch of ours can run
+            # on this cache (each refuses the same link), so there is nobody to exclude, and
+            # `clean --temp` must still be able to remove the link.
+            pass
         if os.path.exists(layout.rattler_lock):
             held.append(FileLock(layout.rattler_lock, timeout=timeout, on_wait=on_wait).acquire())
         if os.path.exists(layout.mamba_lock):

@@ -281,7 +281,7 @@ def _conda_members(fh, hasher: Hasher | None) -> Iterator[tuple[str, Member, Byt
             member_reader.finish()
             try:
                 json.loads(data or b"{}")
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise PackageFormatError("metadata.json is not JSON", zi.filename) from None
             continue
         reader = dctx.stream_reader(

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import scan_index
+from .exceptions import UnsafePathError
 from .layout import (
     CONDA_EXT,
     META_NAMES,
@@ -34,6 +35,7 @@ from .layout import (
     package_extension,
     split_dist,
 )
+from .names import hostile_entry_problem
 from .records import (
     SOURCE_FILENAME,
     SOURCE_INDEX,
@@ -42,12 +44,19 @@ from .records import (
     sanitize,
     split_core,
 )
+from .safefs import open_private_dir
 from .statefile import RACY_SECONDS
 from .urls import UrlsData
 
 MAX_NESTED_DEPTH = 12
 LISTING_KEY = "\0listing"
 LEFTOVER_SUFFIXES = (".partial", ".c~", ".mamba_trash", ".trash", ".lock")
+# Leftover kinds that are never ours to keep: a name that would make a scan leave the cache,
+# and a link planted in place of one of the caches' private directories.
+HOSTILE = "hostile"
+LINK = "link"
+PRIVATE_LINK_NAMES = frozenset({PRIVATE_DIR, ".trash"})
+PRIVATE_SUBDIRS = ("tmp", "locks")
 
 
 @dataclass
@@ -56,7 +65,7 @@ class Leftover:
 
     path: str
     rel: str
-    kind: str  # partial | hold | trash | lock | tmp
+    kind: str  # partial | hold | trash | lock | tmp | hostile | link
     size: int
     is_dir: bool = False
 
@@ -116,6 +125,8 @@ def _read_json(path: str) -> tuple[object | None, os.stat_result | None, str | N
         return None, st, f"{os.path.basename(path)} is not valid UTF-8"
     except ValueError as exc:
         return None, st, f"{os.path.basename(path)} is not valid JSON ({exc.msg} at byte {exc.pos})"
+    except RecursionError:
+        return None, st, f"{os.path.basename(path)} is not usable JSON (nested too deeply)"
 
 
 def md5_file(path: str) -> str | None:
@@ -235,7 +246,13 @@ class _Scanner:
             for de in it:
                 name = de.name
                 try:
-                    if name.endswith(LEFTOVER_SUFFIXES) or ".conda_trash" in name:
+                    if hostile_entry_problem(name):
+                        # never a package: conda would take '<pkgs>/..' for its directory
+                        leftover_names.append((name, HOSTILE, de.is_dir(follow_symlinks=False)))
+                    elif top and name in PRIVATE_LINK_NAMES and de.is_symlink():
+                        # a link planted where we (or conda) keep private files: remove the link
+                        leftover_names.append((name, LINK, False))
+                    elif name.endswith(LEFTOVER_SUFFIXES) or ".conda_trash" in name:
                         if not (top and name in META_NAMES):
                             leftover_names.append(
                                 (
@@ -350,15 +367,39 @@ class _Scanner:
                 self.walk_nested(de.path, rel_prefix + de.name + "/", depth + 1)
 
     def _private_leftovers(self, private: str) -> None:
-        tmp = os.path.join(private, "tmp")
-        try:
-            with os.scandir(tmp) as it:
-                for de in it:
-                    self.result.leftovers.append(
-                        Leftover(de.path, f"{PRIVATE_DIR}/tmp/{de.name}", "tmp", 0, de.is_dir())
-                    )
-        except OSError:
-            pass
+        """Temp trees in our private area, listed without following a planted link: a link in
+        place of one of our dirs is itself the leftover (its target is never listed)."""
+        root = os.path.dirname(private)
+        lock = os.path.join(private, "cache.lock")
+        if os.path.islink(lock):
+            self.result.leftovers.append(Leftover(lock, f"{PRIVATE_DIR}/cache.lock", LINK, 0))
+        for sub in PRIVATE_SUBDIRS:
+            rel = f"{PRIVATE_DIR}/{sub}"
+            try:
+                fd = open_private_dir(root, (PRIVATE_DIR, sub), create=False)
+            except UnsafePathError:
+                self.result.leftovers.append(Leftover(os.path.join(private, sub), rel, LINK, 0))
+                continue
+            except OSError:
+                continue
+            try:
+                if sub != "tmp":
+                    continue
+                with os.scandir(fd) as it:
+                    for de in it:
+                        self.result.leftovers.append(
+                            Leftover(
+                                os.path.join(private, sub, de.name),
+                                f"{rel}/{de.name}",
+                                "tmp",
+                                0,
+                                de.is_dir(follow_symlinks=False),
+                            )
+                        )
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
     # -- records -------------------------------------------------------------------------------
     def scan_dir_entry(

@@ -249,6 +249,9 @@ class NullProgressBar:
     def close(self) -> None:
         pass
 
+    def fail(self, word: str = "failed") -> None:
+        self.close()
+
     def finish(self) -> None:
         self.update_to(1)
 
@@ -314,6 +317,15 @@ class PlainProgressBar(NullProgressBar):
         if finished:
             self.batch.mark_done(self)
         self.batch.update(self, self.fraction)
+
+    def fail(self, word: str = "failed") -> None:
+        """Close with ``label: <word>`` (e.g. "refused") instead of "done"."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            self._write(f"{self.label}: {word}")
+        self.batch.close(self)
 
     def close(self) -> None:
         with self._lock:

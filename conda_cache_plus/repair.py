@@ -21,7 +21,8 @@ import shutil
 from dataclasses import dataclass, field
 
 from . import verify_store
-from .layout import CONDA_EXT, TARBZ2_EXT, CacheLayout
+from .layout import CONDA_EXT, PRIVATE_DIR, TARBZ2_EXT, CacheLayout
+from .safefs import check_private_dir
 from .verify import FAST, OK, EntryFindings, hash_file, verify_entry
 
 REEXTRACT = "re-extract"
@@ -91,7 +92,7 @@ def _read_record(path: str) -> dict | None:
     try:
         with open(os.path.join(path, "info", "repodata_record.json"), "rb") as fh:
             data = json.load(fh)
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -246,7 +247,7 @@ def remove_entry(pkgs_dir: str, entry: str, fn: str | None = None) -> dict:
         if os.path.lexists(root):
             tree = path_size(root, InodeSet())
             # Rename first: a half-deleted directory must never look like a package.
-            os.makedirs(layout.tmp_dir, exist_ok=True)
+            check_private_dir(layout.root, PRIVATE_DIR, "tmp")  # never through a planted link
             doomed = os.path.join(layout.tmp_dir, f"rm-{os.getpid()}-{os.path.basename(root)}")
             os.rename(root, doomed)
             shutil.rmtree(doomed, ignore_errors=True)

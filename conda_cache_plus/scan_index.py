@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from . import statefile
 
-FORMAT = 4
+FORMAT = 5  # 5: hostile names and planted links are leftovers, not entries
 
 
 def index_path(pkgs_dir: str) -> str:

@@ -148,6 +148,7 @@ def parse_size(text: str) -> int:
         value = float(number)
     except ValueError:
         raise ValueError(f"not a size: {text!r} (try 500M, 20G)") from None
-    if value < 0:
-        raise ValueError(f"not a size: {text!r}")
-    return int(value * _UNITS[unit])
+    total = value * _UNITS[unit]
+    if not (0 <= total < 2**63):  # also nan and inf ("1e999")
+        raise ValueError(f"not a size: {text!r} (between 0 and 8 EiB, e.g. 500M, 20G)")
+    return int(total)

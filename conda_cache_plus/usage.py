@@ -292,7 +292,7 @@ def read_env_package(prefix: str, meta_path: str) -> EnvPackage | None:
     try:
         raw, st = _read(meta_path, None, meta_path)
         data = _decode_json(raw.decode("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     t = _reduce(os.path.basename(meta_path)[: -len(".json")], data)
     return None if t is None else _package(prefix, meta_path, t, st.st_mtime)
@@ -361,7 +361,7 @@ def read_environment(
             try:
                 raw, st = _read(name, meta_fd, meta_path)
                 t = _reduce(name[: -len(".json")], _decode_json(raw.decode("utf-8")))
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):
                 t = None
             if t is None:
                 state.problems.append(f"{meta_path}: unreadable record, skipped")

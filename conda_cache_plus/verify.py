@@ -57,6 +57,9 @@ ARCHIVE_CHECKSUM = "archive_checksum_mismatch"
 ARCHIVE_SIZE = "archive_size_mismatch"
 ORPHAN_TEMP = "orphan_temp"
 PARTIAL_DOWNLOAD = "partial_download"
+# a name that would make a scan leave the cache, or a link planted in place of a private dir:
+# never a package, always a finding (exit 1); `clean --temp` removes it
+HOSTILE_ENTRY = "hostile_entry"
 
 _CORRUPT_KINDS = frozenset(
     {WRONG_SIZE, WRONG_HASH, WRONG_TYPE, LINK_ESCAPES, BROKEN_LINK, UNREADABLE}
@@ -347,6 +350,8 @@ def _read_json(path: str, dir_fd: int | None = None) -> tuple[object, str | None
         return json.loads(b"".join(chunks) if len(chunks) != 1 else chunks[0]), None, True
     except (ValueError, UnicodeDecodeError) as exc:
         return None, f"not valid JSON ({exc})", True
+    except RecursionError:
+        return None, "not usable JSON (nested too deeply)", True
 
 
 def _meta_kind(err: str | None) -> str:
@@ -1371,6 +1376,10 @@ def _leftover_problems(result) -> list[Problem]:
             out.append(Problem(PARTIAL_DOWNLOAD, lo.path, actual=lo.size, detail="resumable"))
         elif lo.kind in ("hold", "trash", "tmp"):
             out.append(Problem(ORPHAN_TEMP, lo.path, detail=lo.kind))
+        elif lo.kind == "hostile":
+            out.append(Problem(HOSTILE_ENTRY, lo.path, detail="hostile name, never a package"))
+        elif lo.kind == "link":
+            out.append(Problem(HOSTILE_ENTRY, lo.path, detail="link planted in a private place"))
     return out
 
 

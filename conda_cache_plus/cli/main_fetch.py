@@ -119,6 +119,7 @@ def execute(args, run) -> int:
         if value is not None and value < 1:
             raise UsageError(f"--{opt.replace('_', '-')} must be at least 1")
     refs = gather_refs(args.sources, args.repodata_source, run)
+    refused = [r for r in refs if r.refused]
     caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
     force = {r.fn for r in refs} if args.refetch else frozenset()
     fetch_plan = engine.plan(refs, caches, force=force)
@@ -134,7 +135,9 @@ def execute(args, run) -> int:
         "failures": [],
     }
     if run.dry_run:
-        run.out.result(data, engine.describe_plan(fetch_plan) + "\nDry run: nothing was changed.")
+        text = engine.describe_plan(fetch_plan)
+        text += "".join(f"\n  refuse            {r.fn}  {r.refused}" for r in refused)
+        run.out.result(data, text + "\nDry run: nothing was changed.")
         return 0
     if any(i.action != "none" for i in fetch_plan.items):
         run.out.message("Downloading and Extracting Packages:")
@@ -144,6 +147,17 @@ def execute(args, run) -> int:
         download_workers=args.download_workers,
         extract_workers=args.extract_workers,
     )
+    for ref in refused:  # checked before anything was written; listed like any failure
+        summary.items.append(
+            engine.ItemResult(
+                ref.fn,
+                engine.strip_fragment(ref.url),
+                engine.DOWNLOAD,
+                outcome=engine.FAILED,
+                error=f"refused: {ref.refused}; nothing was written",
+                error_type="UnsafeNameError",
+            )
+        )
     data["summary"] = summary.to_json()
     data["packages"] = [i.to_json() for i in summary.items]
     data["failures"] = [

@@ -6,7 +6,7 @@ from ..caches import PackageCaches
 from ..exceptions import EXIT_OK, EXIT_PROBLEMS_FOUND
 from ..match import matchers
 from ..sizes import human_bytes
-from ..verify import FAST, FULL, OK, verify_caches
+from ..verify import FAST, FULL, HOSTILE_ENTRY, OK, verify_caches
 from . import add_level_option, add_specs
 
 JSON_VERSION = 1
@@ -120,4 +120,6 @@ def execute(args, run) -> int:
     finally:
         bar.close()
     run.out.result(data, render(report, run.verbose))
-    return EXIT_OK if all(e.status == OK for e in report.entries) else EXIT_PROBLEMS_FOUND
+    hostile = any(p.kind == HOSTILE_ENTRY for p in report.leftovers)
+    ok = all(e.status == OK for e in report.entries) and not hostile
+    return EXIT_OK if ok else EXIT_PROBLEMS_FOUND
