@@ -24,6 +24,7 @@ SCHEMAS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "sche
 
 # Arguments that make each verb do its real work without asking (destructive ones dry-run).
 VERB_ARGS = {
+    "dir": [],
     "info": [],
     "list": [],
     "verify": [],

@@ -30,6 +30,7 @@ class Verb(NamedTuple):
 
 # Verb → handler module. Each module has configure_parser(parser) and execute(args, run) -> int.
 VERBS: dict[str, Verb] = {
+    "dir": Verb("main_dir", "Print the package cache directories, one per line (-v: details)."),
     "info": Verb("main_info", "Show every package cache: location, writability, counts, sizes."),
     "list": Verb("main_list", "List cached packages (optionally matching specs)."),
     "fetch": Verb(
