@@ -109,28 +109,84 @@ def _match_version(version: str, constraint: str) -> bool:
     return {">": cmp > 0, ">=": cmp >= 0, "<": cmp < 0, "<=": cmp <= 0}[op]
 
 
+_DIST_RE = re.compile(r"^[A-Za-z0-9_.+-]+-[^-\s=<>!~*?\[\],|]+-[^-\s=<>!~*?\[\],|]+$")
+_ARCHIVE_EXTS = (".conda", ".tar.bz2")
+
+
+def _innermost(message: str, spec: str) -> str:
+    """conda wraps its reason in "Invalid spec 'X': " once per parsing layer; say it once."""
+    prefix = f"Invalid spec '{spec}': "
+    while message.startswith(prefix):
+        message = message[len(prefix) :]
+    return message
+
+
+def _strip_archive(name: str) -> str:
+    for ext in _ARCHIVE_EXTS:
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def _looks_like_path(spec: str) -> bool:
+    if "::" in spec:
+        return False
+    import os
+
+    return spec.startswith(("/", "./", "../", "~")) or (
+        os.sep in spec and os.path.exists(os.path.expanduser(spec))
+    )
+
+
 class SpecMatcher:
-    """``SpecMatcher(spec).match(record)``; conda's MatchSpec when conda is importable."""
+    """``SpecMatcher(spec).match(record)``; conda's MatchSpec when conda is importable.
+
+    What every verb prints is accepted too: an entry's name (``demo-lib-1.0-0``, also with an
+    archive extension), with a channel (``conda-forge::demo-lib-1.0-0``, or the full
+    ``channel/subdir::…`` of ``dist_str``), and an entry's path (its directory or archive).
+    """
 
     def __init__(self, spec: str, *, use_conda: bool | None = None):
         self.spec = spec.strip()
         if not self.spec:
             raise InvalidSpecError(spec, "empty")
         self._conda = None
+        self.path: str | None = None
+        self.dist: str | None = None
+        self.dist_channel: str | None = None
+        if _looks_like_path(self.spec):
+            import os
+
+            full = os.path.realpath(os.path.abspath(os.path.expanduser(self.spec)))
+            self.path = _strip_archive(full)
+            self.name_glob = "*"
+            return
+        channel, _, bare = self.spec.rpartition("::")
+        if _DIST_RE.match(_strip_archive(bare)):
+            self.dist = _strip_archive(bare)
+            self.dist_channel = channel or None
         if use_conda is None:
             from .conda_compat import conda_importable
 
             use_conda = conda_importable()
-        if use_conda:
-            try:
-                from .conda_compat import match_spec
+        try:
+            if use_conda:
+                try:
+                    from .conda_compat import match_spec
 
-                self._conda = match_spec(self.spec)
-            except Exception as exc:
-                raise InvalidSpecError(spec, str(exc)) from None
-            self.name_glob = str(self._conda.get_exact_value("name") or self._conda.name or "*")
-        else:
-            self._parse()
+                    self._conda = match_spec(self.spec)
+                except Exception as exc:
+                    raise InvalidSpecError(spec, _innermost(str(exc), self.spec)) from None
+                self.name_glob = str(
+                    self._conda.get_exact_value("name") or self._conda.name or "*"
+                )
+            else:
+                self._parse()
+        except InvalidSpecError:
+            if self.dist is None:
+                raise
+            self._conda = None  # only an entry name: match it as one
+            self.name_glob = None
 
     def _parse(self) -> None:
         spec = self.spec
@@ -159,7 +215,30 @@ class SpecMatcher:
             else:
                 self.version = rest.replace(" ", "")
 
+    def _match_dist(self, record) -> bool:
+        if record.basename != self.dist:
+            return False
+        if not self.dist_channel:
+            return True
+        want = self.dist_channel.rstrip("/")
+        channel = record.channel
+        subdir = getattr(record, "subdir", "") or ""
+        return want in (
+            channel,
+            channel.rstrip("/").rsplit("/", 1)[-1],
+            f"{channel}/{subdir}",
+            f"{channel.rstrip('/').rsplit('/', 1)[-1]}/{subdir}",
+        )
+
     def match(self, record) -> bool:
+        if self.path is not None:
+            import os
+
+            return os.path.realpath(record.extracted_package_dir) == self.path
+        if self.dist is not None and self._match_dist(record):
+            return True
+        if self.name_glob is None:
+            return False
         if not fnmatch.fnmatchcase(record.name, self.name_glob):
             return False
         if self._conda is not None:

@@ -49,6 +49,7 @@ def plan_view(data):
         ["--tarballs"],
         ["--extracted", "--unused"],
         ["--temp", "--index-cache", "--unused"],
+        ["--all"],
     ],
 )
 def test_dry_run_equals_the_real_run(world, policy):
@@ -273,3 +274,41 @@ def test_list_and_info_show_usage_and_reclaimable_bytes(world):
     assert sizes["reclaimable"] == sizes["disk"] - sizes["linked_outside"]
     assert info["totals"]["reclaimable"] == sizes["reclaimable"]
     assert "reclaimable" in cli(world, "info", check=True).stdout
+
+
+def test_clean_all_removes_every_safe_thing_and_breaks_no_environment(world):
+    """`clean --all`: unused entries whole, the archives of the entries environments use,
+    leftovers and the index cache; every environment still has its files afterwards."""
+    os.makedirs(os.path.join(world.pkgs, "cache"))
+    with open(os.path.join(world.pkgs, "cache", "abc.json"), "w") as fh:
+        fh.write("{}")
+    with open(os.path.join(world.pkgs, "zeta-1-0.conda.partial"), "wb") as fh:
+        fh.write(b"x" * 10)
+    dry = cli(world, "clean", "--all", "--dry-run", check=True).stdout
+    assert "Would remove" in dry
+    assert all(len(line) <= 80 for line in dry.splitlines() if "# in cache at" not in line)
+    data = json.loads(cli(world, "clean", "--all", "--yes", "--json", check=True).stdout)
+    assert data["policy"]["all"] is True
+    kinds = {(i["kind"], i["name"]) for i in data["items"]}
+    # in use (hard, soft, copy): the entry stays, its archive goes
+    for used in ("alpha-2.0-0", "beta-1.0-0", "gamma-1.0-0"):
+        assert ("archive", used) in kinds and ("package", used) not in kinds
+        assert os.path.isdir(os.path.join(world.pkgs, used))
+        assert not os.path.exists(os.path.join(world.pkgs, used + ".conda"))
+    for unused in ("alpha-1.0-0", "delta-1.0-0"):
+        assert ("package", unused) in kinds and ("archive", unused) not in kinds
+        assert not os.path.exists(os.path.join(world.pkgs, unused))
+    assert not os.path.exists(os.path.join(world.pkgs, "cache"))
+    assert not os.path.exists(os.path.join(world.pkgs, "zeta-1-0.conda.partial"))
+    for env in (world.env_hard, world.env_soft, world.env_copy):
+        meta = [f for f in os.listdir(os.path.join(env, "conda-meta")) if f.endswith(".json")]
+        with open(os.path.join(env, "conda-meta", meta[0])) as fh:
+            for rel in json.load(fh)["files"]:
+                assert os.path.exists(os.path.join(env, rel)), rel
+    again = cli(world, "clean", "--all", "--dry-run", check=True).stdout
+    assert "Nothing to clean" in again
+
+
+def test_clean_all_refuses_other_package_policies(world):
+    proc = cli(world, "clean", "--all", "--keep-latest", "1")
+    assert proc.returncode == 2 and "--keep-latest" in proc.stderr

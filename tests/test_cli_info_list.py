@@ -152,3 +152,25 @@ def test_conda_cache_list_matches_standalone_and_uses_matchspec(cache):
         and str(cache) in info.stdout
         and "(pkgs_dirs from conda)" in info.stdout
     )
+
+
+def test_entry_names_and_paths_are_specs(cache):
+    """What `list`, `clean` and `verify` print can be pasted back as a spec."""
+    want = str(cache / "beta-2.1-h1")
+    for spec in ("beta-2.1-h1", "demo::beta-2.1-h1", want, want + ".conda"):
+        out = run_cli("list", spec, "--paths", "--pkgs-dir", str(cache), env=NO_CONDA, check=True)
+        assert out.stdout.strip() == want, spec
+
+
+def test_dir_prints_one_path_per_line(cache, tmp_path):
+    missing = str(tmp_path / "missing")
+    proc = run_cli("dir", "--pkgs-dir", str(cache), "--pkgs-dir", missing, env=NO_CONDA, check=True)
+    assert proc.stdout.splitlines() == [str(cache), missing]
+    data = json.loads(
+        run_cli("dir", "--json", "--pkgs-dir", str(cache), env=NO_CONDA, check=True).stdout
+    )
+    assert data["dirs"][0]["path"] == str(cache) and data["dirs"][0]["kind"] == "pkgs"
+    verbose = run_cli("dir", "-v", "--pkgs-dir", missing, env=NO_CONDA, check=True).stdout
+    assert "does not exist" in verbose and "--pkgs-dir" in verbose
+    env = dict(NO_CONDA, CONDA_PKGS_DIRS=f"{cache},{missing}")
+    assert run_cli("dir", env=env, check=True).stdout.splitlines() == [str(cache), missing]

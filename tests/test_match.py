@@ -88,3 +88,31 @@ def test_sort_keys_agree_with_compare():
     assert (
         by_key.index("2.0a1") < by_key.index("2.0") < by_key.index("2.0.1") < by_key.index("1!0.1")
     )
+
+
+@pytest.mark.parametrize("use_conda", [False, None])
+def test_entry_names_and_paths_every_verb_prints_are_specs(use_conda, tmp_path):
+    r = rec("demo-lib", "1.0", "0", channel="https://conda.anaconda.org/conda-forge")
+    r.data["subdir"] = "noarch"
+    other = rec("demo-lib", "1.1", "0")
+    for spec in (
+        "demo-lib-1.0-0",
+        "demo-lib-1.0-0.conda",
+        "conda-forge::demo-lib-1.0-0",
+        "conda-forge/noarch::demo-lib-1.0-0",
+        "/p/demo-lib-1.0-0",
+        "/p/demo-lib-1.0-0.tar.bz2",
+    ):
+        m = SpecMatcher(spec, use_conda=use_conda)
+        assert m.match(r), spec
+        assert not m.match(other), spec
+    assert not SpecMatcher("bioconda::demo-lib-1.0-0", use_conda=use_conda).match(r)
+    # a plain name is still a name
+    assert SpecMatcher("demo-lib", use_conda=use_conda).match(other)
+
+
+def test_conda_reason_is_said_once():
+    from conda_cache_plus.match import _innermost
+
+    nested = "Invalid spec '>=2': Invalid spec '>=2': no package name found in '>=2'"
+    assert _innermost(nested, ">=2") == "no package name found in '>=2'"

@@ -43,6 +43,14 @@ def configure_parser(parser) -> None:
     parser.add_argument(
         "specs", nargs="*", metavar="SPEC", help="Only consider entries matching these specs."
     )
+    parser.add_argument(
+        "--all",
+        dest="clean_all",
+        action="store_true",
+        help="Every safe policy at once: unused entries, archives of the extracted entries that "
+        "stay, leftovers and the index cache (what `conda clean --all` does, but nothing an "
+        "environment uses). Combine with --dry-run to see the plan.",
+    )
     pol = parser.add_argument_group("Package policies (combined: an entry must meet all)")
     pol.add_argument("--unused", action="store_true", help="Entries no known environment uses.")
     pol.add_argument(
@@ -90,6 +98,21 @@ def configure_parser(parser) -> None:
 
 
 def policy_from_args(args) -> Policy:
+    if getattr(args, "clean_all", False):
+        others = [
+            opt
+            for opt, given in (
+                ("--older-than", args.older_than),
+                ("--keep-latest", args.keep_latest is not None),
+                ("--max-size", args.max_size),
+                ("--tarballs", args.tarballs),
+                ("--extracted", args.extracted),
+            )
+            if given
+        ]
+        if others:
+            raise UsageError(f"--all already picks the policies; drop {', '.join(others)}")
+        args.unused = args.temp = args.index_cache = True
     try:
         older = parse_duration(args.older_than) if args.older_than else None
         max_size = parse_size(args.max_size) if args.max_size else None
@@ -284,8 +307,23 @@ def execute(args, run) -> int:
         parts = []
         if policy.selects_packages:
             parts.append(plan_packages(caches, report, policy))
+        if args.clean_all:
+            parts.append(_tarballs_of_the_rest(caches, report, policy, parts[0]))
         if policy.temp or policy.index_cache:
             parts.append(plan_temp(caches, temp=policy.temp, index_cache=policy.index_cache))
         return merge(*parts)
 
-    return run_removal(run, args, make_plan, verb="clean", extra={"policy": policy.to_json()})
+    extra = {"policy": {**policy.to_json(), "all": bool(args.clean_all)}}
+    return run_removal(run, args, make_plan, verb="clean", extra=extra)
+
+
+def _tarballs_of_the_rest(caches, report, policy, entries_plan):
+    """``--all``'s second package policy: the archives of the entries that stay (their extracted
+    directory is complete, so conda links from it and never needs the archive again)."""
+    tarballs = Policy(part=PART_TARBALLS, specs=policy.specs, keep_history=policy.keep_history)
+    plan = plan_packages(caches, report, tarballs)
+    going = {(i.pkgs_dir, i.name) for i in entries_plan.items}
+    plan.items = [i for i in plan.items if (i.pkgs_dir, i.name) not in going]
+    plan.skipped = [k for k in plan.skipped if (k.pkgs_dir, k.name) not in going]
+    plan.read_only = []  # the first plan already says so
+    return plan
