@@ -1,4 +1,4 @@
-"""``conda cache dir``: the cache directories, one per line (like ``pip cache dir``/``uv cache dir``).
+"""``conda cache dir``: the cache directories, one per line (like ``pip cache dir``).
 
 Scriptable by default: paths only, in the configured order, so ``cd "$(conda cache dir | head -1)"``
 works. ``-v`` adds what each is, its state and where it came from; ``--json`` has the same rows.
