@@ -16,7 +16,48 @@ import zipfile
 import pytest
 import zstandard
 
-from conda_cache_plus import pkgbuild
+
+def _sandbox_process_environment() -> str:
+    """Give the whole test session a world of its own, before conda is first imported.
+
+    conda reads ``~/.condarc``, ``$CONDARC``, every ``CONDA_*`` variable and the caller's
+    ``environments.txt`` when its context is built, and our standalone CLI reads the same. A
+    developer's shell (``CONDA_REGISTER_ENVS=false``, ``CONDA_CONSOLE=plain``, an active env, a
+    ``.condarc`` with ``always_yes``) must not change what a test sees, so the caller's conda,
+    mamba, pixi and rattler variables are dropped, and HOME, CONDARC and the default pkgs/envs
+    dirs point into a fresh directory. Tests that need a setting set it themselves.
+    """
+    import atexit
+    import tempfile
+
+    root = tempfile.mkdtemp(prefix="ccp-test-world-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    for var in list(os.environ):
+        if var.startswith(("CONDA_", "_CE_", "_CONDA", "MAMBA_", "PIXI_", "RATTLER_")) or var in (
+            "CONDARC",
+            "MAMBARC",
+            "XDG_CONFIG_HOME",
+            "XDG_CACHE_HOME",
+        ):
+            del os.environ[var]
+    home = os.path.join(root, "home")
+    os.makedirs(home)
+    condarc = os.path.join(root, "condarc")
+    open(condarc, "w").close()
+    os.environ.update(
+        HOME=home,
+        CONDARC=condarc,
+        XDG_CONFIG_HOME=os.path.join(home, ".config"),
+        XDG_CACHE_HOME=os.path.join(home, ".cache"),
+        CONDA_PKGS_DIRS=os.path.join(root, "pkgs"),
+        CONDA_ENVS_DIRS=os.path.join(root, "envs"),
+    )
+    return root
+
+
+TEST_WORLD = _sandbox_process_environment()
+
+from conda_cache_plus import pkgbuild  # noqa: E402
 
 try:  # conda's fixtures, when conda is importable (the conda-layer tests use them)
     import conda.testing.fixtures  # noqa: F401

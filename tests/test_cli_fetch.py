@@ -14,8 +14,7 @@ import subprocess
 import sys
 import time
 
-import pytest
-from conftest import HAVE_CONDA, requires_conda, run_cli
+from conftest import requires_conda, run_cli
 from fetch_helpers import entry_problems, serve_packages, write_explicit
 
 from conda_cache_plus import pkgbuild
@@ -372,9 +371,13 @@ def test_conda_create_offline_reuses_our_entries(tmp_path):
             assert after[rel] == before[rel], rel  # not re-fetched, not re-extracted
 
 
-@pytest.mark.skipif(HAVE_CONDA, reason="the conda-less CLI is what this checks")
 def test_runs_without_conda(tmp_path, http_server):
+    # Where conda is importable, CONDA_CACHE_PLUS_NO_CONDA makes the CLI ignore it (the
+    # standalone path); without conda that is the only path anyway.
     served = serve_packages(http_server, [("plain", "1", 3)])
     explicit = write_explicit(tmp_path / "env.txt", http_server, served)
-    proc = run_cli("fetch", explicit, "--pkgs-dir", str(tmp_path / "pkgs"))
+    proc = run_cli(
+        "fetch", explicit, "--pkgs-dir", str(tmp_path / "pkgs"),
+        env={"CONDA_CACHE_PLUS_NO_CONDA": "1"},
+    )
     assert proc.returncode == 0, proc.stderr

@@ -52,9 +52,10 @@ def conda(tmp_path):
     )
     (tmp_path / "home").mkdir()
 
-    def run(*args):
+    def run(*args, python_code=None):
+        argv = ["-c", python_code] if python_code else ["-m", "conda", *args]
         return subprocess.run(
-            [sys.executable, "-m", "conda", *args],
+            [sys.executable, *argv],
             capture_output=True,
             text=True,
             env=env,
@@ -101,10 +102,22 @@ def test_no_plugins_hides_the_subcommand(conda):
     assert "cache" not in proc.stdout.split()
 
 
+def conda_python(conda, code):
+    return conda(python_code=code)
+
+
 def test_plugins_list_shows_us_active(conda):
     proc = conda("plugins", "list", "--json")
     if proc.returncode != 0 and "invalid choice" in proc.stderr:
-        pytest.skip("this conda has no `conda plugins` command (added in 26.x)")
+        # `conda plugins` is newer than every release we test (24.11.3 - 26.7.1): ask conda's
+        # plugin manager directly, the way that command does.
+        code = (
+            "import json; from conda.base.context import context; pm = context.plugin_manager; "
+            "print(json.dumps([{'name': pm.get_canonical_name(p), "
+            "'status': 'disabled' if pm.is_blocked(pm.get_canonical_name(p)) else 'active'} "
+            "for p in pm.get_plugins()]))"
+        )
+        proc = conda_python(conda, code)
     assert proc.returncode == 0, proc.stderr
     listed = json.loads(proc.stdout)
     ours = [p for p in listed if "conda_cache_plus" in json.dumps(p)]
