@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import populate, run_cli
@@ -118,13 +119,17 @@ elif kind == "byte21":
 else:
     fcntl.lockf(fd, fcntl.LOCK_EX)
 print("locked", flush=True)
-time.sleep(seconds)
+release = sys.argv[4] if len(sys.argv) > 4 else None
+end = time.monotonic() + seconds
+while time.monotonic() < end and not (release and os.path.exists(release)):
+    time.sleep(0.02)
 """
 
 
-def hold(path, kind, seconds):
+def hold(path, kind, seconds, release=None):
+    """Hold a lock in another process for ``seconds``, or until the file ``release`` exists."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, path, kind, str(seconds)],
+        [sys.executable, "-c", HOLDER, path, kind, str(seconds), *([release] if release else [])],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -151,14 +156,40 @@ def test_times_out_while_another_process_holds_the_cache(world, which):
     assert len(world.caches.records()) == 6  # nothing was removed
 
 
-def test_waits_for_the_lock_with_a_message(world):
-    holder = hold(CacheLayout(world.pkgs).cache_lock, "flock", 1.5)
+def _has_open(pid: int, path: str) -> bool:
+    fds = f"/proc/{pid}/fd"
     try:
-        proc = cli(world, "clean", "--unused", "-y", "--lock-timeout", "60")
+        return any(os.path.realpath(os.path.join(fds, fd)) == path for fd in os.listdir(fds))
+    except OSError:
+        return False
+
+
+def test_waits_for_the_lock_with_a_message(world, tmp_path):
+    lock = os.path.realpath(CacheLayout(world.pkgs).cache_lock)
+    release = str(tmp_path / "release")
+    holder = hold(lock, "flock", 120, release)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conda_cache_plus", "clean", "--unused", "-y", "--lock-timeout=120"],
+        env={**os.environ, **world.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # release only once clean has the lock file open, i.e. is waiting for it: a fixed
+        # hold time races the start-up of the clean process on a loaded machine
+        deadline = time.monotonic() + 120
+        while not _has_open(proc.pid, lock) and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        time.sleep(0.3)
     finally:
+        open(release, "w").close()
         holder.wait()
-    assert proc.returncode == 0, proc.stderr
-    assert "waiting for the lock" in proc.stdout
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "waiting for the lock" in out
     assert len(world.caches.records()) == 3
 
 
