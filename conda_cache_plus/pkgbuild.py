@@ -143,6 +143,7 @@ def build_package(
     index_extra: dict | None = None,
     extra_members: list | None = None,
     with_paths_json: bool = True,
+    with_files_list: bool = True,
     zip_order: tuple[str, ...] = ("metadata", "info", "pkg"),
 ) -> BuiltPackage:
     """Write one package into ``out_dir`` and return what a channel says about it.
@@ -175,12 +176,11 @@ def build_package(
         }.get(subdir, (subdir.split("-")[0], subdir.split("-")[-1]))
     index.update(index_extra or {})
     paths = _paths_json(files)
-    info: dict = {
-        "info/index.json": json.dumps(index, indent=2, sort_keys=True).encode(),
-        "info/files": (
+    info: dict = {"info/index.json": json.dumps(index, indent=2, sort_keys=True).encode()}
+    if with_files_list:
+        info["info/files"] = (
             "\n".join(sorted(p for p, c in files.items() if not isinstance(c, Directory))) + "\n"
-        ).encode(),
-    }
+        ).encode()
     if with_paths_json:
         info["info/paths.json"] = json.dumps(
             {"paths": paths, "paths_version": 1}, indent=2, sort_keys=True

@@ -362,11 +362,14 @@ def _meta_kind(err: str | None) -> str:
 def info_members(archive: str):
     """``(member, read)`` for each member of the archive's info part, in archive order
     (``read()`` returns the current member's bytes). Raises what a damaged archive raises."""
-    import tarfile
+    for member, tar in _archive_members(archive, info_only=True):
+        yield member, lambda m=member, t=tar: (t.extractfile(m) or io.BytesIO()).read()
 
-    def _walk(tar):
-        for member in tar:
-            yield member, lambda m=member: (tar.extractfile(m) or io.BytesIO()).read()
+
+def _archive_members(archive: str, info_only: bool = False):
+    """``(member, tar)`` for the tar members of a package archive, streamed (``.conda``: the
+    info part, then the payload unless ``info_only``). Raises whatever reading raises."""
+    import tarfile
 
     if archive.endswith(CONDA_EXT):
         import zipfile
@@ -374,28 +377,62 @@ def info_members(archive: str):
         import zstandard
 
         with zipfile.ZipFile(archive) as zf:
-            names = [n for n in zf.namelist() if n.startswith("info-") and n.endswith(".zst")]
-            if not names:
-                return
-            with zf.open(names[0]) as raw:
-                stream = zstandard.ZstdDecompressor().stream_reader(raw)
-                with tarfile.open(fileobj=stream, mode="r|") as tar:
-                    yield from _walk(tar)
+            names = sorted(
+                (n for n in zf.namelist() if n.endswith(".tar.zst")),
+                key=lambda n: not n.startswith("info-"),
+            )
+            for name in names:
+                if info_only and not name.startswith("info-"):
+                    continue
+                with zf.open(name) as raw:
+                    stream = zstandard.ZstdDecompressor().stream_reader(raw)
+                    with tarfile.open(fileobj=stream, mode="r|") as tar:
+                        for member in tar:
+                            yield member, tar
         return
     with tarfile.open(archive, mode="r|bz2") as tar:
-        yield from _walk(tar)
+        for member in tar:
+            yield member, tar
+
+
+def archive_has_member(archive: str, name: str) -> bool | None:
+    """Whether the archive contains ``name`` (an ``info/`` file; None if it cannot be read).
+
+    Only asked when an extracted entry lacks the file: old packages never had one, and only the
+    archive can tell a deleted file from a package that never had it.
+    """
+    try:
+        return any(m.name == name for m, _tar in _archive_members(archive, info_only=True))
+    except Exception:
+        return None
 
 
 def archive_lists_paths_json(archive: str) -> bool | None:
-    """Whether the archive contains ``info/paths.json`` (None if it cannot be read).
+    return archive_has_member(archive, "info/paths.json")
 
-    Only asked when an extracted entry lacks the file: old packages never had one, and only the
-    archive can tell a deleted file from a legacy package.
-    """
+
+@functools.lru_cache(maxsize=64)
+def _empty_links(archive: str, size: int, mtime_ns: int) -> frozenset[str] | None:
     try:
-        return any(m.name == "info/paths.json" for m, _read in info_members(archive))
+        return frozenset(
+            m.name for m, _ in _archive_members(archive) if m.issym() and not m.linkname
+        )
     except Exception:
         return None
+
+
+def archive_empty_links(root: str) -> frozenset[str]:
+    """Symlinks with an empty target in the archive beside the extracted ``root``: no link can
+    be made from them (conda's extraction skips them too), so their absence is not damage."""
+    for ext in (CONDA_EXT, TARBZ2_EXT):
+        try:
+            st = os.stat(root + ext)
+        except OSError:
+            continue
+        found = _empty_links(root + ext, st.st_size, st.st_mtime_ns)
+        if found is not None:
+            return found
+    return frozenset()
 
 
 # --- the check plan: what an entry's metadata says must be there ------------------------------
@@ -602,11 +639,7 @@ def _legacy_plan(root: str, info: str, f: EntryFindings, plan: _Plan) -> None:
         except (FileNotFoundError, NotADirectoryError):
             if fname == "files":
                 if f.metadata == "none":
-                    f.add(
-                        META_MISSING,
-                        "info/paths.json",
-                        detail="and no info/files: the files cannot be checked",
-                    )
+                    _no_file_list(root, f)
                 return
             continue
         except OSError:
@@ -627,6 +660,34 @@ def _legacy_plan(root: str, info: str, f: EntryFindings, plan: _Plan) -> None:
     # Existence only: legacy metadata records neither types nor sizes.
     plan.anys = list(names)
     plan.count = len(plan.anys)
+
+
+def _no_file_list(root: str, f: EntryFindings) -> None:
+    """Neither info/paths.json nor info/files. conda then treats the package as having no
+    files, and so do we -- unless something shows a list was lost: the archive has one, or
+    (with no archive to ask) the entry holds files outside info/."""
+    archives = [root + ext for ext in (CONDA_EXT, TARBZ2_EXT) if os.path.isfile(root + ext)]
+    for archive in archives:
+        for name in ("info/paths.json", "info/files"):
+            if archive_has_member(archive, name):
+                f.add(
+                    META_MISSING,
+                    name,
+                    detail=f"{os.path.basename(archive)} has it; the extraction lost it",
+                )
+                return
+    if archives:
+        return
+    try:
+        payload = [n for n in os.listdir(root) if n != "info"]
+    except OSError:
+        payload = []
+    if payload:
+        f.add(
+            META_MISSING,
+            "info/paths.json",
+            detail="and no info/files, but the entry holds files: they cannot be checked",
+        )
 
 
 # --- one entry ---------------------------------------------------------------------------------
@@ -819,11 +880,18 @@ def _check_tree(run: _EntryRun, efd: int, level: str, prev, jobs: list, index: i
         own.update(item[0] for item in plan.links)
         own.update(plan.dirs)
         old_links = prev[_S_LINKS] if prev is not None else {}
+        missing = []
         for rel, size, sha in plan.links:
             f.checked += 1
             if under_bad(rel):
                 continue
-            _check_link(run, lstat_at, rel, size, sha, full, own, old_links.get(rel))
+            if not _check_link(run, lstat_at, rel, size, sha, full, own, old_links.get(rel)):
+                missing.append(rel)
+        if missing:
+            empty = archive_empty_links(run.root)
+            for rel in missing:
+                if rel not in empty:
+                    f.add(MISSING_FILE, rel, "symlink", None)
 
 
 def _check_files(run, lstat_at, full, prev, jobs, index, bad_dirs) -> None:
@@ -937,16 +1005,17 @@ def _check_files(run, lstat_at, full, prev, jobs, index, bad_dirs) -> None:
             new_fps[i], new_hashed[i] = fp, full
 
 
-def _check_link(run, lstat_at, rel, size, sha, full, own, remembered) -> None:
+def _check_link(run, lstat_at, rel, size, sha, full, own, remembered) -> bool:
+    """Check one symlink of paths.json; False when it is not there at all (the caller asks
+    the archive whether it could have been)."""
     f = run.f
     try:
         st = lstat_at(rel)
     except OSError:
-        f.add(MISSING_FILE, rel, "symlink", None)
-        return
+        return False
     if not stat.S_ISLNK(st.st_mode):
         f.add(WRONG_TYPE, rel, "symlink", _kind(st.st_mode))
-        return
+        return True
     # Follow the chain by hand, inside the entry only.
     cur = rel
     for _ in range(_MAX_LINK_HOPS):
@@ -954,14 +1023,14 @@ def _check_link(run, lstat_at, rel, size, sha, full, own, remembered) -> None:
             target = os.readlink(os.path.join(run.root, cur))
         except OSError as exc:
             f.add(UNREADABLE, rel, detail=exc.strerror or str(exc))
-            return
+            return True
         if os.path.isabs(target):
             f.add(LINK_ESCAPES, rel, "a path inside the package", target)
-            return
+            return True
         nxt = os.path.normpath(os.path.join(os.path.dirname(cur), target))
         if nxt == ".." or nxt.startswith("../"):
             f.add(LINK_ESCAPES, rel, "a path inside the package", target)
-            return
+            return True
         try:
             tst = lstat_at(nxt)
         except OSError:
@@ -969,21 +1038,21 @@ def _check_link(run, lstat_at, rel, size, sha, full, own, remembered) -> None:
             # design; only a link to one of this package's own paths must resolve.
             if nxt in own:
                 f.add(BROKEN_LINK, rel, nxt, None, "the target is missing")
-            return
+            return True
         if stat.S_ISLNK(tst.st_mode):
             cur = nxt
             continue
         if not stat.S_ISREG(tst.st_mode):
-            return  # a link to a directory: nothing recorded to compare
+            return True  # a link to a directory: nothing recorded to compare
         if size is not None and tst.st_size != size:
             f.add(WRONG_SIZE, rel, size, tst.st_size, f"size of the link target {nxt}")
-            return
+            return True
         if full and sha:
             fp = (tst.st_ino, tst.st_size, tst.st_mtime_ns, tst.st_ctime_ns)
             if remembered is not None and tuple(remembered) == (nxt, fp):
                 f.skipped += 1
                 run.links[rel] = remembered
-                return
+                return True
             digest = hash_file(os.path.join(run.root, nxt))
             f.hashed += 1
             f.bytes_hashed += tst.st_size
@@ -991,8 +1060,9 @@ def _check_link(run, lstat_at, rel, size, sha, full, own, remembered) -> None:
                 f.add(WRONG_HASH, rel, sha, digest, f"hash of the link target {nxt}")
             else:
                 run.links[rel] = (nxt, fp)
-        return
+        return True
     f.add(LINK_ESCAPES, rel, "a path inside the package", "a symlink loop")
+    return True
 
 
 def _check_archives(run: _EntryRun, level, prev, jobs, index, pkgs_fd, entry, exts) -> None:
