@@ -36,6 +36,8 @@ class CacheKind:
     # usage: a file hard-linked from outside the entry means an environment we were not told of
     # uses it. conda's caches leave that to the environments conda registers.
     unnamed_links_in_use = False
+    # repair: the cache itself knows where its entries came from (repodata_record.json, urls.txt)
+    keeps_urls = True
 
     def scan(self, pkgs_dir: str, use_index: bool):
         from .pkgs_dir import _scan
@@ -67,6 +69,20 @@ class CacheKind:
     def describe(self, result) -> str:
         return "nested" if result.nested else "flat"
 
+    # repair (repair.py): the layout-specific steps; None/defaults mean conda's way
+    def plan_repair(self, findings, *, offline: bool, env_urls: dict):
+        return None
+
+    def redownload(self, action, run) -> None:
+        from .repair import _redownload
+
+        _redownload(action, run)
+
+    def remove_entry(self, action) -> dict:
+        from .repair import remove_entry
+
+        return remove_entry(action.pkgs_dir, action.entry, action.fn)
+
 
 class RattlerKind(CacheKind):
     name = RATTLER
@@ -74,6 +90,7 @@ class RattlerKind(CacheKind):
     fetch_target = False
     # pixi registers no environments anywhere, and rattler hard-links by default
     unnamed_links_in_use = True
+    keeps_urls = False
 
     def scan(self, pkgs_dir: str, use_index: bool):
         return rattler_cache.scan(pkgs_dir)
@@ -100,6 +117,38 @@ class RattlerKind(CacheKind):
 
     def describe(self, result) -> str:
         return "rattler"
+
+    def plan_repair(self, findings, *, offline: bool, env_urls: dict):
+        """No archive is kept, so never a re-extract: re-download where an environment's record
+        gives the URL (and a sha256 checks it), else remove the entry and its sidecar so that
+        rattler fetches it again at its next install."""
+        from .repair import REDOWNLOAD, REMOVE, new_action
+
+        root = os.path.join(findings.pkgs_dir, findings.entry)
+        url, sha, why = rattler_cache.repair_source(root, env_urls)
+        action = new_action(
+            findings,
+            url=url,
+            fn=url.split("#", 1)[0].rsplit("/", 1)[-1] if url else None,
+            checksums={"sha256": sha} if sha else {},
+        )
+        if not findings.writable:
+            action.reason = "read-only cache: repair it where it is writable, or skip it"
+        elif url and not offline:
+            action.action, action.reason = REDOWNLOAD, f"rattler cache entry; {why}"
+        else:
+            action.action = REMOVE
+            why = "offline" if url else why
+            action.reason = f"{why}; removing it (and its .lock) makes rattler fetch it again"
+        return action
+
+    def redownload(self, action, run) -> None:
+        rattler_cache.refetch_entry(
+            action.pkgs_dir, action.entry, action.url, action.checksums["sha256"], run
+        )
+
+    def remove_entry(self, action) -> dict:
+        return rattler_cache.remove_entry(action.pkgs_dir, action.entry)
 
 
 KINDS = {CONDA: CacheKind(), RATTLER: RattlerKind()}

@@ -245,6 +245,93 @@ def global_lock(pkgs_dir: str, *, timeout: float | None = 60.0, on_wait=None):
             os.close(fd)
 
 
+# --- repair -------------------------------------------------------------------------------------
+def origin_urls(envs) -> dict[str, tuple[str, str | None]]:
+    """entry directory → (url, sha256) from the environments' ``conda-meta`` records: rattler's
+    cache keeps no URL, the records of what it installed do (``url``, ``sha256``, and the
+    entry they were linked from, ``link.source``/``extracted_package_dir``)."""
+    import json
+
+    out: dict[str, tuple[str, str | None]] = {}
+    for env in envs:
+        meta = os.path.join(env.prefix, "conda-meta")
+        try:
+            names = [n for n in os.listdir(meta) if n.endswith(".json")]
+        except OSError:
+            continue
+        for name in names:
+            try:
+                with open(os.path.join(meta, name), "rb") as fh:
+                    data = json.loads(fh.read().decode("utf-8"))
+            except (OSError, ValueError):
+                continue
+            if not isinstance(data, dict):
+                continue
+            link = data.get("link") if isinstance(data.get("link"), dict) else {}
+            source = link.get("source") or data.get("extracted_package_dir")
+            url, sha = data.get("url"), data.get("sha256")
+            if isinstance(source, str) and isinstance(url, str) and url:
+                out.setdefault(
+                    os.path.normpath(source), (url, sha if isinstance(sha, str) else None)
+                )
+    return out
+
+
+def repair_source(entry_dir: str, urls: dict) -> tuple[str | None, str | None, str]:
+    """(url, sha256, why) for re-fetching an entry: a URL only when an environment's record names
+    it and a sha256 to check the download against is known (the sidecar's, else the record's)."""
+    side = read_sidecar(sidecar_of(entry_dir))
+    url, rec_sha = urls.get(os.path.normpath(entry_dir), (None, None))
+    sha = (side.sha256 if side else None) or rec_sha
+    if not url:
+        return None, sha, "no environment's record names its URL (rattler keeps none)"
+    if side and side.sha256 and rec_sha and side.sha256 != rec_sha:
+        return None, sha, "the environment's record and the sidecar disagree on its sha256"
+    if not sha:
+        return None, None, "no sha256 to check a download against"
+    return url, sha, f"URL from an environment's record, checked against sha256 {sha[:12]}…"
+
+
+def refetch_entry(pkgs_dir: str, entry: str, url: str, sha256: str, run=None) -> None:
+    """Re-fetch an entry the way rattler does: download (checked against ``sha256``) and extract
+    into a ``.<entry>XXXXXX`` directory of the cache root, then, under the global lock, swap it
+    in and bump the sidecar's revision so a running rattler process re-validates the entry."""
+    import shutil
+    import tempfile
+
+    from .download import download, strip_fragment
+    from .extract import extract_archive
+
+    final = os.path.join(pkgs_dir, entry)
+    tmp = tempfile.mkdtemp(prefix=f".{entry}", dir=pkgs_dir)
+    try:
+        archive = os.path.join(tmp, strip_fragment(url).rsplit("/", 1)[-1])
+        download(url, archive, sha256=sha256, run=run, record_url=False)
+        new = os.path.join(tmp, "new")
+        extract_archive(archive, new)
+        os.unlink(archive)
+        with global_lock(pkgs_dir):
+            side = read_sidecar(sidecar_of(final))
+            if os.path.lexists(final):
+                os.rename(final, os.path.join(tmp, "old"))
+            os.rename(new, final)
+            write_sidecar(sidecar_of(final), (side.revision if side else 0) + 1, sha256)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_entry(pkgs_dir: str, entry: str) -> dict:
+    """Remove one entry and its sidecar under the global lock (rattler fetches it again)."""
+    from .clean import RemovalStats, _remove_path
+
+    stats = RemovalStats()
+    with global_lock(pkgs_dir):
+        remove_entry_files(
+            os.path.join(pkgs_dir, entry), lambda p: _remove_path(p, stats, pkgs_dir)
+        )
+    return {"files": stats.files, "bytes": stats.bytes, "urls_lines": 0}
+
+
 def remove_entry_files(entry_dir: str, remove_path) -> bool:
     """Remove an entry the way a re-fetch would find it gone: the directory, then its sidecar.
     Call with :func:`global_lock` held. ``remove_path(path) -> bool`` deletes one path."""

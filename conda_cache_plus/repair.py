@@ -109,6 +109,20 @@ def _archive_verifies(path: str, rec: dict) -> tuple[bool | None, str]:
     return None, ""
 
 
+def new_action(f: EntryFindings, **fields) -> RepairAction:
+    """A not-yet-decided action (skip) for an entry verify found bad."""
+    return RepairAction(
+        pkgs_dir=f.pkgs_dir,
+        entry=f.entry,
+        label=f.label,
+        status=f.status,
+        action=SKIP,
+        reason="",
+        problems=len(f.problems),
+        **fields,
+    )
+
+
 def plan_entry(f: EntryFindings, *, offline: bool = False, urls=None) -> RepairAction:
     layout = CacheLayout(f.pkgs_dir)
     root = layout.extracted(f.entry)
@@ -121,18 +135,12 @@ def plan_entry(f: EntryFindings, *, offline: bool = False, urls=None) -> RepairA
         url = urls.get_url(fn or base)
     if url and not fn:
         fn = url.split("#", 1)[0].rsplit("/", 1)[-1]
-    action = RepairAction(
-        pkgs_dir=f.pkgs_dir,
-        entry=f.entry,
-        label=f.label,
-        status=f.status,
-        action=SKIP,
-        reason="",
+    action = new_action(
+        f,
         url=url,
         fn=fn,
         record=record,
         checksums={k: rec[k] for k in ("sha256", "md5", "size") if rec.get(k)},
-        problems=len(f.problems),
     )
     if f.writable is False or f.writable is None:
         action.reason = "read-only cache: repair it where it is writable, or skip it"
@@ -173,18 +181,34 @@ def plan_entry(f: EntryFindings, *, offline: bool = False, urls=None) -> RepairA
     return action
 
 
-def plan_repair(report, *, offline: bool = False) -> RepairPlan:
-    """A plan for every entry of a :class:`~.verify.VerifyReport` that is not ok."""
+def plan_repair(report, *, offline: bool = False, envs=None) -> RepairPlan:
+    """A plan for every entry of a :class:`~.verify.VerifyReport` that is not ok. ``envs``: the
+    known environments, whose records give the URLs a rattler cache does not keep."""
+    from .layouts import detect
     from .urls import UrlsData
 
     urls_by_dir: dict[str, UrlsData] = {}
+    env_urls: dict | None = None
     plan = RepairPlan()
     for f in report.entries:
         if f.status == OK:
             continue
-        urls = urls_by_dir.setdefault(f.pkgs_dir, UrlsData(f.pkgs_dir))
-        plan.actions.append(plan_entry(f, offline=offline, urls=urls))
+        kind = detect(f.pkgs_dir)
+        if not kind.keeps_urls and env_urls is None:
+            env_urls = _env_urls(envs)
+        action = kind.plan_repair(f, offline=offline, env_urls=env_urls or {})
+        if action is None:
+            urls = urls_by_dir.setdefault(f.pkgs_dir, UrlsData(f.pkgs_dir))
+            action = plan_entry(f, offline=offline, urls=urls)
+        plan.actions.append(action)
     return plan
+
+
+def _env_urls(envs) -> dict:
+    from .envs import known_environments
+    from .rattler_cache import origin_urls
+
+    return origin_urls(known_environments() if envs is None else envs)
 
 
 # --- execution ---------------------------------------------------------------------------------
@@ -260,6 +284,8 @@ def remove_entry(pkgs_dir: str, entry: str, fn: str | None = None) -> dict:
 
 def execute_plan(plan: RepairPlan, run, *, allow_remove: bool = True) -> dict:
     """Carry out every action; each is re-verified afterwards. Returns statistics."""
+    from .layouts import detect
+
     stats = {"re-extracted": 0, "re-downloaded": 0, "removed": 0, "failed": 0, "skipped": 0}
     stats["bytes_removed"] = 0
     for a in plan.actions:
@@ -277,10 +303,10 @@ def execute_plan(plan: RepairPlan, run, *, allow_remove: bool = True) -> dict:
                 _reextract(a)
                 stats["re-extracted"] += 1
             elif a.action == REDOWNLOAD:
-                _redownload(a, run)
+                detect(a.pkgs_dir).redownload(a, run)
                 stats["re-downloaded"] += 1
             elif a.action == REMOVE:
-                removed = remove_entry(a.pkgs_dir, a.entry, a.fn)
+                removed = detect(a.pkgs_dir).remove_entry(a)
                 stats["removed"] += 1
                 stats["bytes_removed"] += removed["bytes"]
                 a.detail = f"{removed['files']} file(s), {removed['urls_lines']} urls.txt line(s)"

@@ -369,12 +369,16 @@ def test_py_rattler_cache_end_to_end(rattler_world):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def install_two(w):
+    """py-rattler installs ``only-two`` into workspace ``two``: (env vars, cache, prefix)."""
+    two = w["ws"] / "two" / ".pixi" / "envs" / "default"
+    rattler_install(w["channel"], two, str(w["cache"]), "only-two", env=w["env"])
+    return w["env"], str(w["cache"]), two
+
+
 @requires_rattler
 def test_every_policy_on_a_py_rattler_cache(rattler_world):
-    w = rattler_world
-    env, cache = w["env"], str(w["cache"])
-    two = w["ws"] / "two" / ".pixi" / "envs" / "default"
-    rattler_install(w["channel"], two, cache, "only-two", env=env)
+    env, cache, two = install_two(rattler_world)
     # the environment is gone; its hard links with it
     shutil.rmtree(two)
     old = time.time() - 90 * 86400
@@ -392,3 +396,52 @@ def test_every_policy_on_a_py_rattler_cache(rattler_world):
         assert names == ["only-two-2.0-0", "shared-1.0-0"], policy
     run_cli("clean", "--older-than", "30d", "-y", "--pkgs-dir", cache, env=env, check=True)
     assert os.listdir(cache) == [".cache.lock"]
+
+
+def test_repair_removes_a_damaged_entry_when_no_url_is_known(tmp_path, build):
+    pkgs = str(tmp_path / "pkgs")
+    dest = rattler_entry(pkgs, build("liba", "1.0", "0"))
+    rattler_entry(pkgs, build("libb", "1.0", "0"))
+    os.remove(os.path.join(dest, "share", "liba", "README"))
+    dry = run_cli("repair", "--dry-run", "--json", "--pkgs-dir", pkgs)
+    (action,) = json.loads(dry.stdout)["actions"]
+    assert action["action"] == "remove" and "rattler fetch it again" in action["reason"]
+    proc = run_cli("repair", "-y", "--json", "--pkgs-dir", pkgs)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_schema(json.loads(proc.stdout), "repair")
+    assert sorted(os.listdir(pkgs)) == [".cache.lock", "libb-1.0-0", "libb-1.0-0.lock"]
+
+
+@requires_rattler
+def test_repair_refetches_a_py_rattler_entry_from_its_environments_url(rattler_world):
+    w = rattler_world
+    env, cache, _two = install_two(w)
+    entry = os.path.join(cache, "only-two-2.0-0")
+    with open(os.path.join(entry, "share", "two", "data"), "r+b") as fh:
+        fh.write(b"X")  # same size: only the full level sees it
+    assert run_cli("verify", "--pkgs-dir", cache, env=env).returncode == 0
+    assert run_cli("verify", "--full", "--pkgs-dir", cache, env=env).returncode == 1
+    w["server"].requests.clear()
+    proc = run_cli(
+        "repair",
+        "--full",
+        "-y",
+        "--json",
+        "--pkgs-dir",
+        cache,
+        "--workspaces",
+        str(w["ws"]),
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (action,) = json.loads(proc.stdout)["actions"]
+    assert action["action"] == "re-download" and action["outcome"] == "done"
+    assert archive_requests(w["server"]) == ["only-two-2.0-0.conda"]
+    side = rattler_cache.read_sidecar(entry + ".lock")
+    assert side == rattler_cache.Sidecar(2, w["pkgs"]["only-two"].sha256)  # rattler re-validates
+    assert run_cli("verify", "--full", "--pkgs-dir", cache, env=env).returncode == 0
+    assert not [n for n in os.listdir(cache) if n.startswith(".only")]  # no temp dir left
+    # and py-rattler still installs from it without fetching
+    w["server"].requests.clear()
+    rattler_install(w["channel"], w["ws"] / "again", cache, "only-two", env=env)
+    assert archive_requests(w["server"]) == []

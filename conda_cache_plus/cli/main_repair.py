@@ -15,11 +15,30 @@ _VERB = {REEXTRACT: "re-extract", REDOWNLOAD: "re-download", REMOVE: "remove", S
 
 
 def configure_parser(parser) -> None:
+    from .main_usage import add_env_option
+
     add_specs(parser)
     add_level_option(
         parser,
         "Find damage with the full level (sha256 of every file) before repairing.",
     )
+    add_env_option(
+        parser,
+        "Also read this environment's records for the URLs of damaged entries of a rattler/pixi "
+        "cache, which keeps none (repeatable).",
+    )
+
+
+class _LazyEnvs:
+    """The known environments, looked for only when a rattler cache entry needs its URL."""
+
+    def __init__(self, run, args):
+        self.run, self.args = run, args
+
+    def __iter__(self):
+        from .main_usage import environments
+
+        return iter(environments(self.run, self.args))
 
 
 def describe_plan(plan) -> str:
@@ -54,7 +73,7 @@ def describe_result(plan, stats) -> str:
 def execute(args, run) -> int:
     caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
     report = verify_caches(caches, matchers(args.specs), args.verify_level)
-    plan = plan_repair(report, offline=run.offline)
+    plan = plan_repair(report, offline=run.offline, envs=_LazyEnvs(run, args))
     data = {
         "version": JSON_VERSION,
         "level": report.level,
