@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 from .exceptions import CachePlusError
 from .footprint import Bytes, Footprint, measure
-from .layout import CacheLayout
+from .layout import CONDA_EXT, TARBZ2_EXT, CacheLayout
 from .match import SpecMatcher, match_any, version_compare
 from .records import PackageCacheRecord
 from .safefs import check_private_dir, split_private
@@ -592,6 +592,7 @@ def execute_plan(plan: Plan, *, on_item: Callable[[PlanItem], None] | None = Non
             if not removed_any:
                 stats.already_gone += 1
             urls_by_cache.setdefault(item.pkgs_dir, []).extend(item.url_basenames)
+            _drop_lock_files(layout, item)
         touched.add(item.pkgs_dir)
         if on_item is not None:
             on_item(item)
@@ -601,3 +602,20 @@ def execute_plan(plan: Plan, *, on_item: Callable[[PlanItem], None] | None = Non
     for pkgs_dir in touched:
         scan_index.forget(pkgs_dir)
     return stats
+
+
+def _drop_lock_files(layout: CacheLayout, item: PlanItem) -> None:
+    """Our lock files of what went (the entry's, its archives'): they would pile up forever in
+    the private locks dir otherwise. One still held stays (see locks.remove_lock_file)."""
+    from .locks import remove_lock_file
+
+    names = []
+    if item.kind in (KIND_PACKAGE, KIND_EXTRACTED):
+        names.append(item.name)
+    if item.kind in (KIND_PACKAGE, KIND_ARCHIVE):
+        names += [item.name + ext for ext in (CONDA_EXT, TARBZ2_EXT)]
+    for name in names:
+        try:
+            remove_lock_file(layout.entry_lock(name))
+        except (CachePlusError, ValueError, OSError):  # a name the layout refuses: no lock
+            continue

@@ -110,7 +110,8 @@ class DownloadError(CachePlusError):
         self.url = url
         self.reason = reason
         self.status = status
-        code = f"HTTP {status}: " if status else ""
+        # a file:// source keeps its status (404: do not retry) but is no HTTP answer
+        code = f"HTTP {status}: " if status and not url.startswith("file:") else ""
         super().__init__(f"could not download {url}: {code}{reason}")
 
 

@@ -82,7 +82,12 @@ class FileLock:
         while True:
             try:
                 fcntl.flock(fd, op | fcntl.LOCK_NB)
-                break
+                if _same_file(fd, self.path):
+                    break
+                # the file was removed (with its entry) while we waited: lock the new one
+                os.close(fd)
+                fd = _open_lock_file(self.path)
+                continue
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                     os.close(fd)
@@ -112,6 +117,33 @@ class FileLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _same_file(fd: int, path: str) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (lock files are removed with their entry)."""
+    try:
+        here, there = os.fstat(fd), os.lstat(path)
+    except OSError:
+        return False
+    return (here.st_ino, here.st_dev) == (there.st_ino, there.st_dev)
+
+
+def remove_lock_file(path: str) -> bool:
+    """Remove a lock file nobody holds; True if it is gone. Taken first, then unlinked while held:
+    whoever opened it meanwhile sees it was replaced (:func:`_same_file`) and locks the new one."""
+    if not os.path.lexists(path):
+        return True
+    try:
+        lock = FileLock(path, timeout=0).acquire()
+    except (CachePlusError, OSError):
+        return False
+    try:
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        lock.release()
 
 
 def lock_conda_byte(fd: int, timeout: float | None = 10.0) -> None:

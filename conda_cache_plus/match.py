@@ -177,9 +177,7 @@ class SpecMatcher:
                     self._conda = match_spec(self.spec)
                 except Exception as exc:
                     raise InvalidSpecError(spec, _innermost(str(exc), self.spec)) from None
-                self.name_glob = str(
-                    self._conda.get_exact_value("name") or self._conda.name or "*"
-                )
+                self.name_glob = str(self._conda.get_exact_value("name") or self._conda.name or "*")
             else:
                 self._parse()
         except InvalidSpecError:

@@ -38,6 +38,11 @@ class Run:
     args: Any = None
 
     @property
+    def command(self) -> str:
+        """How the user runs us, for hints: ``conda cache`` or ``conda-cache``."""
+        return "conda cache" if self.conda else "conda-cache"
+
+    @property
     def out(self) -> Output:
         if not hasattr(self, "_out"):
             self._out = Output(self)

@@ -287,8 +287,22 @@ def write_explicit(path: str, packages: list[BuiltPackage], channel_url: str) ->
             fh.write(f"{channel_url}/{pkg.subdir}/{pkg.fn}#sha256:{pkg.sha256}\n")
 
 
-if __name__ == "__main__":
-    target = sys.argv[1] if len(sys.argv) > 1 else "demo-channel"
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m conda_cache_plus.pkgbuild",
+        description="Make a small demo channel (4 packages in both formats, a softlink, a prefix "
+        "file) and an @EXPLICIT file listing its .conda packages, for trying conda-cache out.",
+    )
+    parser.add_argument(
+        "directory",
+        nargs="?",
+        default="demo-channel",
+        help="Where to write the channel (default: demo-channel).",
+    )
+    args = parser.parse_args(argv)
+    target = args.directory
     built = demo_channel(target)
     url = "file://" + os.path.abspath(target)
     write_explicit(
@@ -297,3 +311,8 @@ if __name__ == "__main__":
     print(f"channel: {url}\nexplicit file: {os.path.join(target, 'demo.txt')}")
     for pkg in built:
         print(f"  {pkg.subdir}/{pkg.fn}  {pkg.size} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

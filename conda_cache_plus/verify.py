@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from . import verify_store
 from .layout import CONDA_EXT, TARBZ2_EXT, CacheLayout
+from .sizes import human_bytes
 from .statefile import RACY_SECONDS
 
 FAST = "fast"
@@ -100,9 +101,13 @@ class Problem:
 
     def describe(self) -> str:
         text = f"{self.kind.replace('_', ' ')}: {self.path}"
-        if self.expected is not None or self.actual is not None:
+        if self.kind == PARTIAL_DOWNLOAD and isinstance(self.actual, int):
+            text += f" ({human_bytes(self.actual)} so far)"
+        elif self.expected is not None:
             found = "nothing" if self.actual is None else self.actual
             text += f" (expected {self.expected}, found {found})"
+        elif self.actual is not None:  # nothing to expect: never print Python's None
+            text += f" (found {self.actual})"
         if self.detail:
             text += f" - {self.detail}"
         return text

@@ -37,7 +37,7 @@ def test_problems_exit_1_and_are_listed(pkgs):
     assert "1 ok, 1 corrupt" in proc.stdout  # the link lost its target; beta needs --full
     assert "missing file: share/alpha/README" in proc.stdout
     assert "... and 1 more (-v shows all)" in proc.stdout  # 6 problems, 5 shown
-    assert "conda cache repair" in proc.stdout
+    assert "conda-cache repair" in proc.stdout  # the standalone command names itself
     assert "etc/alpha.conf" in run_cli("verify", "-v", "--pkgs-dir", pkgs).stdout
     proc = run_cli("verify", "--full", "--pkgs-dir", pkgs, "beta")
     assert proc.returncode == 1 and "wrong hash: share/beta/data.bin" in proc.stdout

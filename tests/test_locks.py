@@ -101,3 +101,40 @@ def test_cache_write_lock_respects_mamba(tmp_path):
         # flock belongs to an open file: any other opener, in any process, sees it held.
         assert locks.flock_held(layout.cache_lock) is True
     assert locks.flock_held(layout.cache_lock) is False
+
+
+def test_lock_files_go_only_when_nobody_holds_them(tmp_path):
+    path = tmp_path / "entry.lock"
+    path.touch()
+    p = hold(path, "flock")
+    try:
+        assert not locks.remove_lock_file(str(path)) and path.exists()
+    finally:
+        p.kill()
+        p.wait()
+    assert locks.remove_lock_file(str(path)) and not path.exists()
+    # a lock taken on a file that was removed meanwhile locks the new file, not the old inode
+    held = locks.FileLock(str(path), timeout=0).acquire()
+    try:
+        assert locks.flock_held(str(path))
+    finally:
+        held.release()
+
+
+def test_removed_entries_take_their_lock_files(tmp_path, build):
+    import os
+
+    from conftest import populate, run_cli
+
+    pkgs = tmp_path / "pkgs"
+    populate(pkgs, [build("alpha", "1.0", "0"), build("beta", "1.0", "0")])
+    layout = CacheLayout(str(pkgs))
+    for name in ("alpha-1.0-0", "alpha-1.0-0.conda", "beta-1.0-0", "beta-1.0-0.conda"):
+        locks.FileLock(layout.entry_lock(name), timeout=0).acquire().release()
+    env = {"CONDA_CACHE_PLUS_NO_CONDA": "1", "CONDA_PKGS_DIRS": str(pkgs)}
+    run_cli("remove", "alpha", "--yes", env=env, check=True)
+    left = sorted(os.listdir(layout.locks_dir))
+    assert "alpha-1.0-0.lock" not in left and "alpha-1.0-0.conda.lock" not in left
+    assert "beta-1.0-0.lock" in left and "beta-1.0-0.conda.lock" in left
+    run_cli("clean", "--tarballs", "--yes", env=env, check=True)
+    assert "beta-1.0-0.conda.lock" not in os.listdir(layout.locks_dir)

@@ -258,6 +258,20 @@ def _json_error(run, exc: BaseException, code: int) -> None:
     )
 
 
+# Verbs that make a cache where there is none, or that only say where caches are.
+CREATES_CACHES = frozenset({"dir", "fetch"})
+
+
+def _hint_if_no_caches(run) -> None:
+    """A brand-new user (no cache anywhere yet) learns how to point us at one."""
+    if run.pkgs_origin == "--pkgs-dir" or any(os.path.isdir(d) for d in run.pkgs_dirs):
+        return
+    sys.stderr.write(
+        "hint: no package caches found: pass --pkgs-dir or set CONDA_PKGS_DIRS\n"
+        f"  (looked in {', '.join(run.pkgs_dirs) or 'nothing'})\n"
+    )
+
+
 def dispatch(args: argparse.Namespace, run) -> int:
     """Run the verb; the one place where errors become messages and exit codes."""
     verb = getattr(args, "cache_verb", None)
@@ -265,11 +279,16 @@ def dispatch(args: argparse.Namespace, run) -> int:
         args._cache_parser.print_help()
         return 0
     try:
+        if verb not in CREATES_CACHES and not run.quiet:
+            _hint_if_no_caches(run)
         return int(_verb_module(verb).execute(args, run) or 0)
     except CachePlusError as exc:
         code = exit_code_for(exc)
+        message = str(exc)
+        if not run.conda:  # hints name the command the user typed
+            message = message.replace("conda cache ", f"{run.command} ")
         # exit code 0 (a dry run stopping where it would ask) is news, not an error
-        sys.stderr.write(f"{'error: ' if code else ''}{exc}\n")
+        sys.stderr.write(f"{'error: ' if code else ''}{message}\n")
         _json_error(run, exc, code)
         return code
     except KeyboardInterrupt:

@@ -105,7 +105,7 @@ def cache_heading(pkgs_dir: str, what: str = "packages") -> str:
     return f"# {what} in cache at {pkgs_dir}:"
 
 
-def render(records, problems: list[str], specs: list[str], usage_rows=None) -> str:
+def render(records, problems: list[str], specs: list[str], usage_rows=None, verbose=0) -> str:
     if not records:
         lines = ["No cached packages" + (f" match {' '.join(specs)}." if specs else ".")]
     else:
@@ -118,7 +118,7 @@ def render(records, problems: list[str], specs: list[str], usage_rows=None) -> s
                     r.name,
                     r.version,
                     r.build,
-                    short_channel(r.channel),
+                    r.channel if verbose else short_channel(r.channel),
                     ",".join(f.lstrip(".") for f in r.formats) or "-",
                     human_bytes(r.archive_bytes or r.size),
                 ]
@@ -136,7 +136,13 @@ def render(records, problems: list[str], specs: list[str], usage_rows=None) -> s
             rows = [r + [""] * (width - len(r)) for r in rows]
             headers += [""] * (width - len(headers))
             lines += [cache_heading(pkgs_dir), "#"]
-            lines.append(table(headers, rows, right=right, shrink=(0, 3, 2, 1)))
+            if verbose:  # every cell whole, and the subdir (wider than 80 columns if need be)
+                subdirs = [r.subdir or "-" for r in recs]
+                rows = [[*row[:4], sd, *row[4:]] for row, sd in zip(rows, subdirs, strict=True)]
+                headers.insert(4, "Subdir")
+                right = {i + 1 if i >= 4 else i for i in right}
+            shrink = () if verbose else (0, 3, 2, 1)
+            lines.append(table(headers, rows, right=right, shrink=shrink))
             lines.append("")
         caches = len({r.pkgs_dir for r in records})
         lines.append(f"{len(records)} package(s)" + (f" in {caches} caches" if caches > 1 else ""))
@@ -152,5 +158,5 @@ def execute(args, run) -> int:
     elif args.paths:
         run.out.result({}, "\n".join(r.extracted_package_dir for r in records))
     else:
-        run.out.result({}, render(records, problems, args.specs, usage_rows))
+        run.out.result({}, render(records, problems, args.specs, usage_rows, run.verbose))
     return 0

@@ -41,13 +41,17 @@ class _LazyEnvs:
         return iter(environments(self.run, self.args))
 
 
-def describe_plan(plan) -> str:
+def describe_plan(plan, report=None, verbose: int = 0) -> str:
     if not plan.actions:
-        return "Nothing to repair: every checked package is ok."
+        checked = f" ({len(report.entries)} checked)" if report is not None and verbose else ""
+        return f"Nothing to repair: every checked package is ok{checked}."
+    found = {(e.pkgs_dir, e.entry): e.problems for e in report.entries} if report else {}
     lines = ["Repair plan:"]
     for a in plan.actions:
         lines.append(f"  {_VERB[a.action]:<12} {a.label}  ({a.status}, {a.problems} problem(s))")
         lines.append(f"      {a.pkgs_dir}/{a.entry}: {a.reason}")
+        if verbose:  # what verify found, file by file
+            lines += [f"        {p.describe()}" for p in found.get((a.pkgs_dir, a.entry), [])]
     c = plan.counts()
     lines.append(
         f"\n{c[REEXTRACT]} to re-extract, {c[REDOWNLOAD]} to re-download, "
@@ -87,11 +91,11 @@ def execute(args, run) -> int:
     }
     actionable = [a for a in plan.actions if a.action != SKIP]
     if run.dry_run or not actionable:
-        run.out.result(data, describe_plan(plan))
+        run.out.result(data, describe_plan(plan, report, run.verbose))
         if run.dry_run and actionable:
             raise DryRunExit()
         return EXIT_PROBLEMS_FOUND if plan.actions else EXIT_OK
-    run.out.message(describe_plan(plan))
+    run.out.message(describe_plan(plan, report, run.verbose))
     if not run.out.confirm("Repair these packages?"):
         raise UserAbort()
     stats = execute_plan(plan, run)

@@ -168,6 +168,10 @@ def render_entries(data: dict, verbose: int = 0) -> str:
             rows.append(row)
         lines += [cache_heading(pkgs_dir, "entries"), "#"]
         lines.append(table(headers, rows, right=right, shrink=(0, 4, 2, 1)))
+        if verbose:  # who uses each entry, and how
+            for e in entries:
+                for u in e["used_by"]:
+                    lines.append(f"  {e['entry']} <- {u['prefix']} ({', '.join(u['evidence'])})")
         lines.append("")
     t = data["totals"]
     summary = f"{t['entries']} entries: {t['in_use']} in use, {t['unused']} unused"

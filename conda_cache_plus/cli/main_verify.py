@@ -64,7 +64,7 @@ def report_json(report, pkgs_dirs, specs) -> dict:
     }
 
 
-def render(report, verbose: int = 0) -> str:
+def render(report, verbose: int = 0, command: str = "conda cache") -> str:
     t = report.totals()
     ncaches = sum(1 for c in report.caches if c["exists"])
     counts = ", ".join(
@@ -90,7 +90,7 @@ def render(report, verbose: int = 0) -> str:
             lines.append(f"    ... and {len(e.problems) - len(shown)} more (-v shows all)")
     if report.leftovers:
         lines.append("")
-        lines.append(f"Leftovers ({len(report.leftovers)}; `conda cache clean` removes them):")
+        lines.append(f"Leftovers ({len(report.leftovers)}; `{command} clean --temp` removes them):")
         shown = report.leftovers if verbose else report.leftovers[:SHOWN_PER_ENTRY]
         lines += [f"    {p.describe()}" for p in shown]
         if len(shown) < len(report.leftovers):
@@ -99,7 +99,7 @@ def render(report, verbose: int = 0) -> str:
         lines += [f"! {c['path']}: {p}" for p in c["problems"]]
     if report.bad:
         lines.append("")
-        lines.append("Run `conda cache repair` to re-extract or re-fetch the entries above.")
+        lines.append(f"Run `{command} repair` to re-extract or re-fetch the entries above.")
     elif report.level == FAST and t["entries"]:
         lines.append("(fast level: add --full to compare file contents with their sha256)")
     return "\n".join(lines)
@@ -119,7 +119,7 @@ def execute(args, run) -> int:
         bar.update_to(1)
     finally:
         bar.close()
-    run.out.result(data, render(report, run.verbose))
+    run.out.result(data, render(report, run.verbose, run.command))
     hostile = any(p.kind == HOSTILE_ENTRY for p in report.leftovers)
     ok = all(e.status == OK for e in report.entries) and not hostile
     return EXIT_OK if ok else EXIT_PROBLEMS_FOUND
