@@ -406,7 +406,11 @@ def _apply_budget(kept, all_records, writable, usage, policy, plan):
 
 def plan_temp(caches, *, now: float | None = None, index_cache: bool, temp: bool) -> Plan:
     """Leftovers and index caches of the writable caches."""
+    from . import tmptree
     from .locks import conda_byte_locked, flock_held
+
+    def is_tmp_name(rel: str) -> bool:
+        return tmptree.is_tmp_name(rel.rsplit("/", 1)[-1])
 
     now = time.time() if now is None else now
     plan = Plan()
@@ -424,8 +428,16 @@ def plan_temp(caches, *, now: float | None = None, index_cache: bool, temp: bool
                 if lo.kind == "lock":
                     continue  # deleting a lock file someone holds would break their exclusion
                 reason = None
+                tree = tmptree.probe(lo.path) if lo.is_dir and is_tmp_name(lo.rel) else None
                 if lo.kind == "partial" and conda_byte_locked(lo.path):
                     reason = "download in progress (conda's byte-range lock is held)"
+                elif tree is not None:
+                    # our temporary trees say themselves whether their extraction still runs
+                    reason = {
+                        tmptree.LIVE: "an extraction is running (its lock is held)",
+                        tmptree.YOUNG: "an extraction is starting",
+                        tmptree.FOREIGN: "another user's extraction (not readable)",
+                    }.get(tree)
                 elif lo.kind in ("hold", "tmp"):
                     try:
                         age = now - os.lstat(lo.path).st_mtime

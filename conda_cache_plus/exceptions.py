@@ -160,6 +160,7 @@ class HostileArchiveError(ArchiveError):
 
     def __init__(self, path: str, member: str, reason: str):
         self.member = member
+        self.why = reason
         super().__init__(path, f"refused member {member!r}: {reason}; nothing was extracted")
 
 

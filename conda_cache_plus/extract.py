@@ -22,11 +22,11 @@ import ctypes
 import json
 import os
 import shutil
-import tempfile
+import stat
 import time
 from dataclasses import asdict, dataclass, field
 
-from . import tarstream
+from . import tarstream, tmptree
 from .cachedir import ensure_cache_dir
 from .exceptions import (
     ArchiveError,
@@ -38,6 +38,7 @@ from .exceptions import (
 from .layout import CacheLayout
 from .locks import FileLock
 from .package_stream import Hasher, PackageFormatError, package_format, stream_members
+from .tmptree import TempTree
 
 # How long a second installer of the same entry waits for the first (a big package on a slow
 # disk takes minutes).
@@ -79,20 +80,99 @@ class ExtractStats:
         return asdict(self)
 
 
-class _Writer:
-    """Creates members under ``root``; refuses anything that would land outside it."""
+_DIR, _FILE, _LINK = "d", "f", "l"
 
-    def __init__(self, root: str, archive: str):
+# The inflation limit where a package declares its sizes (info/paths.json): what it declares,
+# times the factor, plus the fixed slack (info/ files are not in paths.json).
+DECLARED_FACTOR = 2
+DECLARED_SLACK = 256 << 20
+
+
+@dataclass(frozen=True)
+class InflateLimit:
+    """How much one package may write: ``declared`` applies the limit derived from
+    ``info/paths.json`` where the package has one; ``max_bytes`` caps every package."""
+
+    declared: bool = True
+    max_bytes: int | None = None
+
+    @classmethod
+    def parse(cls, value) -> InflateLimit:
+        """The setting's value: ``auto`` (default), ``off``, or a size (``50G``) that caps
+        every package in addition to what it declares."""
+        if value is None or str(value).strip().lower() in ("", "auto", "default"):
+            return cls()
+        text = str(value).strip().lower()
+        if text in ("off", "none", "false", "0", "no"):
+            return cls(declared=False)
+        from .sizes import parse_size
+
+        return cls(max_bytes=parse_size(text))
+
+
+NO_LIMIT = InflateLimit(declared=False)
+LIMIT_ENV = "CONDA_CACHE_PLUS_EXTRACT_LIMIT"
+
+
+def default_limit() -> InflateLimit:
+    try:
+        return InflateLimit.parse(os.environ.get(LIMIT_ENV))
+    except ValueError:
+        return InflateLimit()
+
+
+def _declared_bytes(data) -> int | None:
+    """Sum of the file sizes ``info/paths.json`` declares; None if it does not declare all."""
+    try:
+        doc = json.loads(bytes(data))
+        total = 0
+        for entry in doc["paths"]:
+            kind = entry.get("path_type", "hardlink")
+            if kind in ("softlink", "directory"):
+                continue
+            size = entry.get("size_in_bytes")
+            if not isinstance(size, int) or size < 0:
+                return None
+            total += size
+        return total
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return None
+
+
+class Cancelled(KeyboardInterrupt):
+    """The extraction was asked to stop (Ctrl-C reached the process in another thread)."""
+
+
+class _Writer:
+    """Creates members under ``root``; refuses anything that would land outside it.
+
+    The model (``kinds``, ``links``) is what this writer created; every path it opens is built
+    from directories in the model only, so nothing is ever written through a symlink. A member
+    under a symlinked directory is resolved through the model: inside the package it lands where
+    tar (and conda-package-handling) would put it; through a link leaving the package it is
+    refused. A later member of the same name replaces the earlier one (the link itself, never
+    what it points to). Names the file system already holds that the model does not know (a
+    name differing only in case on a case-insensitive file system, an existing destination)
+    are handled the same way.
+    """
+
+    def __init__(self, root: str, archive: str, cancel=None, limit: InflateLimit = NO_LIMIT):
         self.root = root.rstrip(os.sep) + os.sep
         self.archive = archive
-        self.dirs: set[str] = {""}
-        self.files: set[str] = set()
+        self.kinds: dict[str, str] = {"": _DIR}
         self.links: dict[str, str] = {}
         self.stats = ExtractStats()
         self.umask = _read_umask()
+        self.cancel = cancel
+        self.limit = limit
+        self.max_bytes = limit.max_bytes
 
     def hostile(self, member: str, reason: str) -> HostileArchiveError:
         return HostileArchiveError(self.archive, member, reason)
+
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel():
+            raise Cancelled()
 
     def relpath(self, name: str) -> str:
         if not name or "\0" in name:
@@ -106,62 +186,117 @@ class _Writer:
             return "/".join(p for p in parts if p and p != ".")
         return name
 
-    def _mkdirs(self, rel: str, member: str) -> None:
-        if rel in self.dirs:
-            return
-        parent = rel.rpartition("/")[0]
-        self._mkdirs(parent, member)
-        if rel in self.links:
-            raise self.hostile(member, f"path goes through the symlink {rel!r}")
-        if rel in self.files:
-            raise self.hostile(member, f"path goes through the file {rel!r}")
-        os.mkdir(self.root + rel, 0o755)
-        self.dirs.add(rel)
+    # -- the model ------------------------------------------------------------------------
+    def _forget(self, real: str) -> None:
+        kind = self.kinds.pop(real, None)
+        self.links.pop(real, None)
+        if kind == _DIR:
+            prefix = real + "/"
+            for key in [k for k in self.kinds if k.startswith(prefix)]:
+                self.kinds.pop(key)
+                self.links.pop(key, None)
+
+    def _alias(self, real: str) -> None:
+        """Forget whatever the file system holds at ``real`` under another spelling."""
+        folded = real.casefold()
+        for key in [k for k in self.kinds if k and k.casefold() == folded]:
+            self._forget(key)
+
+    def _mkdir(self, real: str, member: str) -> None:
+        try:
+            os.mkdir(self.root + real, 0o777)  # the umask applies, as for conda's directories
+        except FileExistsError:
+            st = os.lstat(self.root + real)
+            if not stat.S_ISDIR(st.st_mode):
+                raise self.hostile(member, f"{real!r} exists and is not a directory") from None
+            self._alias(real)  # a directory under another spelling: the same one
+        self.kinds[real] = _DIR
         self.stats.dirs += 1
 
-    def _claim(self, rel: str, member: str) -> None:
-        if rel in self.files or rel in self.links or rel in self.dirs:
-            raise self.hostile(member, "duplicate member")
-        self._mkdirs(rel.rpartition("/")[0], member)
-
-    def _resolves_inside(self, stack: list[str], target: str, hops: list[int]) -> bool:
-        """Walk ``target`` from directory ``stack`` through the symlinks made so far."""
-        if target.startswith("/"):
-            return False
-        for part in target.split("/"):
-            if part in ("", "."):
+    def _resolve(self, path: str, member: str, create: bool) -> str | None:
+        """The link-free directory ``path`` names (through the model's symlinks); missing
+        directories are made when ``create``, else None is returned."""
+        done: list[str] = []
+        todo = [p for p in reversed(path.split("/")) if p]
+        hops = 0
+        while todo:
+            part = todo.pop()
+            if part == ".":
                 continue
             if part == "..":
-                if not stack:
-                    return False
-                stack.pop()
+                if not done:
+                    raise self.hostile(member, "the path goes through a symlink out of the package")
+                done.pop()
                 continue
-            stack.append(part)
-            inner = self.links.get("/".join(stack))
-            if inner is not None:
-                hops[0] += 1
-                if hops[0] > _MAX_LINK_HOPS:
-                    return False
-                stack.pop()
-                if not self._resolves_inside(stack, inner, hops):
-                    return False
-        return True
+            real = "/".join((*done, part))
+            kind = self.kinds.get(real)
+            if kind == _DIR:
+                done.append(part)
+            elif kind == _LINK:
+                hops += 1
+                target = self.links[real]
+                if hops > _MAX_LINK_HOPS or target.startswith("/"):
+                    raise self.hostile(
+                        member, f"the path goes through the symlink {real!r} out of the package"
+                    )
+                todo.extend(p for p in reversed(target.split("/")) if p)
+            elif kind == _FILE:
+                raise self.hostile(member, f"the path goes through the file {real!r}")
+            elif create:
+                self._mkdir(real, member)
+                done.append(part)
+            else:
+                return None
+        return "/".join(done)
 
-    def _link_escapes(self, rel: str, target: str) -> bool:
-        return not self._resolves_inside(rel.split("/")[:-1], target, [0])
+    def _place(self, rel: str, member: str) -> str:
+        """Where a file, symlink or hard link named ``rel`` goes (link-free), with any earlier
+        member of that name removed (the later one wins, as in tar)."""
+        parent, _, leaf = rel.rpartition("/")
+        if self.kinds.get(parent) != _DIR:
+            parent = self._resolve(parent, member, create=True)
+        real = f"{parent}/{leaf}" if parent else leaf
+        kind = self.kinds.get(real)
+        if kind == _DIR:
+            raise self.hostile(member, "a directory of the same name came earlier")
+        if kind is not None:
+            os.unlink(self.root + real)  # a symlink is replaced, never followed
+            self._forget(real)
+        return real
 
+    def _clear_unknown(self, real: str, member: str) -> None:
+        """Make room at ``real`` for a file or link when the file system holds something the
+        model does not know (case-insensitive alias, existing destination)."""
+        path = self.root + real
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise self.hostile(member, "a directory of the same name (in another case) exists")
+        os.unlink(path)
+        self._alias(real)
+
+    def _create(self, real: str, member: str, make):
+        try:
+            return make()
+        except FileExistsError:
+            self._clear_unknown(real, member)
+            return make()
+
+    # -- members --------------------------------------------------------------------------
     def add(self, member: tarstream.Member, src: tarstream.ByteSource) -> None:
+        self.check_cancel()
         kind = member.type
         rel = self.relpath(member.name)
         if kind == tarstream.REGULAR:
             if not rel:
                 raise self.hostile(member.name, "a file at the root of the package")
-            self._claim(rel, member.name)
-            self._write(rel, member, src)
+            real = self._place(rel, member.name)
+            self._write(real, member, src)
         elif kind == tarstream.DIRECTORY:
-            if rel in self.files or rel in self.links:
-                raise self.hostile(member.name, "duplicate member")
-            self._mkdirs(rel, member.name)
+            if self.kinds.get(rel) == _FILE:
+                # tar keeps the file (mkdir fails, and is ignored): so do we
+                self.stats.skipped.append(member.name)
+                return
+            self._resolve(rel, member.name, create=True)
         elif kind == tarstream.SYMLINK:
             if not rel:
                 raise self.hostile(member.name, "a symlink at the root of the package")
@@ -171,46 +306,79 @@ class _Writer:
                 # be made, and tarfile (so conda) skips them too.
                 self.stats.skipped.append(member.name)
                 return
-            if "\0" in target or self._link_escapes(rel, target):
-                raise self.hostile(member.name, f"symlink to {target!r} points out of the package")
-            self._claim(rel, member.name)
-            os.symlink(target, self.root + rel)
-            self.links[rel] = target
-            self.stats.symlinks += 1
+            if "\0" in target:
+                raise self.hostile(member.name, "NUL byte in the symlink target")
+            self._symlink(self._place(rel, member.name), target, member.name)
         elif kind == tarstream.HARDLINK:
-            try:
-                source = self.relpath(member.linkname)
-            except HostileArchiveError:
-                source = None
-            if source not in self.files:
-                raise self.hostile(
-                    member.name, f"hard link to {member.linkname!r}, not an earlier file"
-                )
-            self._claim(rel, member.name)
-            os.link(self.root + source, self.root + rel, follow_symlinks=False)
-            self.files.add(rel)
-            self.stats.hardlinks += 1
+            self._hardlink(rel, member)
         else:
             raise self.hostile(member.name, "device file or fifo")
 
-    def _write(self, rel: str, member: tarstream.Member, src: tarstream.ByteSource) -> None:
-        mode = member.mode
-        # tarfile's "data" filter: no setuid/setgid/sticky, no group/other write, owner rw.
-        want = (mode & 0o755) | 0o600
-        if not mode & 0o100:
-            want &= ~0o111
-        fd = os.open(self.root + rel, _OPEN_FLAGS, want)
-        self.files.add(rel)
+    def _symlink(self, real: str, target: str, member: str) -> None:
+        # A symlink is data, whatever it points to (absolute, or out of the package: conda-build
+        # keeps links to system paths); what is refused is writing through one.
+        path = self.root + real
+        self._create(real, member, lambda: os.symlink(target, path))
+        self.kinds[real] = _LINK
+        self.links[real] = target
+        self.stats.symlinks += 1
+
+    def _hardlink(self, rel: str, member: tarstream.Member) -> None:
         try:
-            size = member.size
+            source = self.relpath(member.linkname)
+        except HostileArchiveError:
+            raise self.hostile(
+                member.name, f"hard link to {member.linkname!r}, outside the package"
+            ) from None
+        parent, _, leaf = source.rpartition("/")
+        parent = self._resolve(parent, member.name, create=False)
+        real_source = None if parent is None else (f"{parent}/{leaf}" if parent else leaf)
+        kind = self.kinds.get(real_source) if real_source is not None else None
+        if kind not in (_FILE, _LINK):
+            what = "a directory" if kind == _DIR else "not an earlier member"
+            raise self.hostile(member.name, f"hard link to {member.linkname!r}, {what}")
+        if not rel or rel == source:
+            raise self.hostile(member.name, "hard link to itself")
+        if kind == _LINK:
+            # GNU tar's hard link to a symlink: the same symlink (tarfile and cph do so too)
+            target = self.links[real_source]
+            self._symlink(self._place(rel, member.name), target, member.name)
+            return
+        real = self._place(rel, member.name)
+        if real == real_source:
+            raise self.hostile(member.name, "hard link to itself")
+        src_path, path = self.root + real_source, self.root + real
+        self._create(real, member.name, lambda: os.link(src_path, path, follow_symlinks=False))
+        self.kinds[real] = _FILE
+        self.stats.hardlinks += 1
+
+    def _write(self, real: str, member: tarstream.Member, src: tarstream.ByteSource) -> None:
+        # conda's rule (cph applies ``mode & ~umask``), with owner read/write added and
+        # setuid/setgid/sticky dropped: see README "Differences from conda's extractor".
+        want = (member.mode & 0o777 & ~self.umask) | 0o600
+        size = member.size
+        if self.max_bytes is not None and self.stats.bytes + size > self.max_bytes:
+            raise self.hostile(
+                member.name,
+                f"the package inflates to more than {self.max_bytes} bytes, the limit for it "
+                f"({self._limit_reason})",
+            )
+        path = self.root + real
+        fd = self._create(real, member.name, lambda: os.open(path, _OPEN_FLAGS, want))
+        self.kinds[real] = _FILE
+        keep = None
+        try:
             if size:
                 if size <= tarstream.BLOCK * 2048:
                     data = src.take(size)
                     written = os.write(fd, data)
                     while written < size:
                         written += os.write(fd, data[written:])
+                    if real == "info/paths.json":
+                        keep = data
                 else:
                     for chunk in src.chunks(size):
+                        self.check_cancel()
                         view = chunk
                         while view:
                             view = view[os.write(fd, view) :]
@@ -221,15 +389,28 @@ class _Writer:
         finally:
             os.close(fd)
         if not _UTIME_FD:
-            os.utime(self.root + rel, (member.mtime, member.mtime))
+            os.utime(path, (member.mtime, member.mtime))
         self.stats.files += 1
         self.stats.bytes += size
+        if keep is not None and self.limit.declared:
+            self._declare(keep)
+
+    _limit_reason = "the cache_plus_extract_limit setting"
+
+    def _declare(self, paths_json) -> None:
+        declared = _declared_bytes(paths_json)
+        if declared is None:
+            return
+        limit = declared * DECLARED_FACTOR + DECLARED_SLACK
+        if self.max_bytes is None or limit < self.max_bytes:
+            self.max_bytes = limit
+            self._limit_reason = (
+                f"info/paths.json declares {declared} bytes; the limit is "
+                f"{DECLARED_FACTOR}x that plus {DECLARED_SLACK >> 20} MiB"
+            )
 
     def finish(self) -> None:
-        # A symlink made early may escape through one made later (x -> s/.. , then s -> .).
-        for rel, target in self.links.items():
-            if self._link_escapes(rel, target):
-                raise self.hostile(rel, f"symlink to {target!r} points out of the package")
+        pass
 
 
 def _clear(dest: str, remove_dest: bool) -> None:
@@ -247,13 +428,25 @@ def _clear(dest: str, remove_dest: bool) -> None:
                 pass
 
 
-def extract_archive(archive: str, dest_dir: str, *, hashes: bool = False) -> ExtractStats:
+def extract_archive(
+    archive: str,
+    dest_dir: str,
+    *,
+    hashes: bool = False,
+    cancel=None,
+    limit: InflateLimit | None = None,
+    merge: bool = False,
+) -> ExtractStats:
     """Stream the ``.conda`` or ``.tar.bz2`` at ``archive`` into ``dest_dir`` (new or empty).
 
     Raises :class:`~conda_cache_plus.exceptions.HostileArchiveError` for a member that would
     write outside ``dest_dir`` or create a special file, and ``ArchiveError`` for an unreadable
     archive; either way ``dest_dir`` is left as it was. ``hashes=True`` also computes the
-    archive's md5 and sha256 during the same read.
+    archive's md5 and sha256 during the same read. ``cancel`` (a callable) is polled between
+    members and chunks: when it returns true the extraction stops with :class:`Cancelled`.
+    ``limit`` bounds what the package may inflate to (default: :func:`default_limit`).
+    ``merge=True`` extracts into a non-empty ``dest_dir`` the way conda-package-handling does
+    (members replace files of the same name, the rest stays), and leaves it as it is on errors.
     """
     archive = os.fspath(archive)
     start = time.perf_counter()
@@ -267,14 +460,15 @@ def extract_archive(archive: str, dest_dir: str, *, hashes: bool = False) -> Ext
         created = True
     except FileExistsError:
         created = False
-        if os.listdir(dest):
+        if not merge and os.listdir(dest):
             raise ArchiveError(archive, f"the destination {dest} is not empty") from None
     hasher = Hasher() if hashes else None
-    writer = _Writer(dest, archive)
+    writer = _Writer(dest, archive, cancel, default_limit() if limit is None else limit)
+    stem = os.path.basename(archive)[: -len(fmt)]
     try:
         with open(archive, "rb") as fh:
             writer.stats.archive_size = os.fstat(fh.fileno()).st_size
-            members = stream_members(fh, fmt, hasher)
+            members = stream_members(fh, fmt, hasher, stem)
             try:
                 for _component, member, src in members:
                     writer.add(member, src)
@@ -282,7 +476,8 @@ def extract_archive(archive: str, dest_dir: str, *, hashes: bool = False) -> Ext
                 members.close()  # stops its decompression thread now, not when collected
         writer.finish()
     except BaseException as exc:  # Ctrl-C included: never leave a half extraction behind
-        _clear(dest, created)
+        if created or not merge:
+            _clear(dest, created)
         if isinstance(exc, PackageFormatError):
             if exc.hostile:
                 raise HostileArchiveError(archive, exc.member or "", exc.reason) from None
@@ -292,9 +487,6 @@ def extract_archive(archive: str, dest_dir: str, *, hashes: bool = False) -> Ext
             raise HostileArchiveError(archive, exc.member, exc.reason) from None
         if isinstance(exc, tarstream.TarFormatError):
             raise ArchiveError(archive, str(exc)) from None
-        if isinstance(exc, FileExistsError) and not isinstance(exc, HostileArchiveError):
-            # only an earlier member (or a name differing only in case) can already be there
-            raise HostileArchiveError(archive, exc.filename or "", "duplicate member") from None
         raise
     stats = writer.stats
     if hasher is not None:
@@ -414,18 +606,23 @@ def _tmp_tag(entry: str) -> str:
 
 
 def _clean_stale_tmp(layout: CacheLayout, tag: str) -> None:
-    # Only called under the entry lock: no live installer of this entry uses these.
+    # Trees of versions that extracted into the private area; only called under the entry lock,
+    # so no live installer of this entry uses these.
+    from .exceptions import CachePlusError
+    from .layout import PRIVATE_DIR
+    from .safefs import check_private_dir
+
     try:
+        check_private_dir(layout.root, PRIVATE_DIR, "tmp", create=False)  # never a planted link
         names = os.listdir(layout.tmp_dir)
-    except OSError:
+    except (OSError, CachePlusError):
         return
     for name in names:
         if name.startswith(tag + "."):
             _remove_tree(os.path.join(layout.tmp_dir, name))
 
 
-def _move_into_place(layout: CacheLayout, tag: str, new: str, final: str) -> None:
-    os.makedirs(os.path.dirname(final), exist_ok=True)
+def _move_into_place(tmp: TempTree, new: str, final: str) -> None:
     for _attempt in range(3):
         if not os.path.lexists(final):
             try:
@@ -436,42 +633,66 @@ def _move_into_place(layout: CacheLayout, tag: str, new: str, final: str) -> Non
                     raise
                 continue  # someone (conda?) created it meanwhile: replace it
         if os.path.isdir(final) and not os.path.islink(final) and _exchange(new, final):
-            _remove_tree(new)  # ``new`` now holds the old entry
-            return
-        aside = tempfile.mkdtemp(prefix=tag + ".old-", dir=layout.tmp_dir)
-        os.rename(final, os.path.join(aside, "entry"))
-        try:
-            os.rename(new, final)
-        finally:
-            _remove_tree(aside)
+            return  # ``new`` now holds the old entry, removed with the temporary tree
+        os.rename(final, tmp.scratch("old"))
+        os.rename(new, final)
         return
     raise ArchiveError(new, f"could not move the extraction into {final}")
 
 
-def _new_tmp_dir(layout: CacheLayout, tag: str) -> str:
-    from .layout import PRIVATE_DIR
-    from .safefs import check_private_dir
+def _lock_entry(parent: str, entry: str, cancel=None) -> FileLock | None:
+    """The per-entry lock ``install_entry`` (so ``fetch``) takes, when ``parent`` is a package
+    cache; None elsewhere, or when the lock directory cannot be written (another user's
+    private directory in a shared cache): the extraction is atomic without it."""
+    if not os.path.isfile(os.path.join(parent, "urls.txt")):
+        return None
+    path = CacheLayout(parent).entry_lock(entry)
+    deadline = time.monotonic() + ENTRY_LOCK_TIMEOUT
+    while True:
+        if cancel is not None and cancel():
+            raise Cancelled()
+        try:
+            return FileLock(path, timeout=0.5).acquire()
+        except LockTimeoutError:
+            if time.monotonic() > deadline:
+                raise
+        except OSError:
+            return None
 
-    check_private_dir(layout.root, PRIVATE_DIR, "tmp")  # never a planted link (safefs)
-    path = tempfile.mkdtemp(prefix=tag + ".", dir=layout.tmp_dir)
-    os.chmod(path, 0o777 & ~_read_umask())  # mkdtemp's 0700 would become the entry's mode
-    return path
 
-
-def extract_atomic(archive: str, dest_dir: str) -> ExtractStats:
-    """Extract into a temp dir in the private area of ``dest_dir``'s parent (a pkgs dir), then
-    rename it onto ``dest_dir``, replacing whatever is there. For callers that pick the target
-    themselves (conda's extractor plugin); no lock and no repodata_record.json."""
-    dest = os.path.abspath(os.fspath(dest_dir))
-    layout = CacheLayout(os.path.dirname(dest))
-    tag = _tmp_tag(os.path.basename(dest))
-    new = _new_tmp_dir(layout, tag)
+def _only_trash(path: str) -> bool:
+    # conda's path_is_clean: what rm_rf could not delete is renamed *.conda_trash / *.c~
     try:
-        stats = extract_archive(archive, new)
-        _move_into_place(layout, tag, new, dest)
-    except BaseException:
-        _remove_tree(new)
-        raise
+        return all(".conda_trash" in n or n.endswith(".c~") for n in os.listdir(path))
+    except OSError:
+        return True
+
+
+def extract_atomic(
+    archive: str, dest_dir: str, *, cancel=None, limit: InflateLimit | None = None
+) -> ExtractStats:
+    """Extract into a temporary tree beside ``dest_dir``, then rename it onto ``dest_dir``,
+    replacing whatever is there. For callers that pick the target themselves (conda's
+    extractor plugin); no repodata_record.json. In a package cache, holds the entry's lock.
+
+    An existing, non-empty ``dest_dir`` (a third-party caller's; conda removes it first) is
+    extracted into the way conda-package-handling does: the package's files replace those of
+    the same name and everything else stays (README "Differences from conda's extractor")."""
+    dest = os.path.abspath(os.fspath(dest_dir))
+    if os.path.isdir(dest) and (os.path.islink(dest) or not _only_trash(dest)):
+        return extract_archive(
+            archive, os.path.realpath(dest), merge=True, cancel=cancel, limit=limit
+        )
+    parent, entry = os.path.split(dest)
+    lock = _lock_entry(parent, entry, cancel)
+    try:
+        tmptree.sweep_once(parent)
+        with TempTree(dest) as tmp:
+            stats = extract_archive(archive, tmp.tree, cancel=cancel, limit=limit)
+            _move_into_place(tmp, tmp.tree, dest)
+    finally:
+        if lock is not None:
+            lock.release()
     return stats
 
 
@@ -493,10 +714,11 @@ def install_entry(layout: CacheLayout, entry: str, archive: str, record: dict | 
     try:
         if waited and _entry_matches(final, record, archive):
             return final
-        tag = _tmp_tag(entry)
-        _clean_stale_tmp(layout, tag)
-        new = _new_tmp_dir(layout, tag)
-        try:
+        _clean_stale_tmp(layout, _tmp_tag(entry))
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        tmptree.sweep_once(os.path.dirname(final))
+        with TempTree(final) as tmp:
+            new = tmp.tree
             need_hashes = not (record and record.get("md5") and record.get("sha256"))
             stats = extract_archive(archive, new, hashes=need_hashes)
             index = _read_json(os.path.join(new, "info", "index.json"))
@@ -510,10 +732,7 @@ def install_entry(layout: CacheLayout, entry: str, archive: str, record: dict | 
             rec = build_repodata_record(index, record, archive, stats, url)
             with open(os.path.join(new, "info", "repodata_record.json"), "w") as fh:
                 json.dump(rec, fh, indent=2, sort_keys=True)
-            _move_into_place(layout, tag, new, final)
-        except BaseException:
-            _remove_tree(new)
-            raise
+            _move_into_place(tmp, new, final)
         return final
     finally:
         lock.release()

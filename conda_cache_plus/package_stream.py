@@ -7,8 +7,9 @@ archive front to back exactly once, so the archive's md5/sha256/size can be comp
 
 ``.conda`` members may come in any order (metadata/info/pkg, or info/pkg/metadata as in older
 conda-package-handling builds): the zip central directory is read first, then members are
-visited in file order. Overlapping members (the "better zip bomb"), sizes that disagree between
-the central directory and local headers, encrypted or unexpected members are refused.
+visited in file order; members a package does not need (``metadata.json``, a signature) are not
+read. Overlapping members (the "better zip bomb"), sizes that disagree between the central
+directory and local headers, and encrypted members are refused.
 
 A package's main tar stream (a ``.conda``'s ``pkg``, a whole ``.tar.bz2``) is decompressed one
 step ahead in a helper thread (zstd and bz2 release the GIL) while the consumer creates files,
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import bz2
 import hashlib
-import json
 import os
 import queue
 import struct
@@ -37,7 +37,6 @@ from .tarstream import ByteSource, Member
 
 READ_SIZE = 1 << 20  # decompressed bytes handed to the tar reader per call
 RAW_CHUNK = 1 << 18  # compressed bytes read from the archive per call
-MAX_METADATA_JSON = 1 << 16
 PREFETCH_DEPTH = 2  # decompressed reads (READ_SIZE each) kept ready ahead of the consumer
 PREFETCH_MIN = 1 << 18  # smaller streams are decompressed in the consumer's thread
 
@@ -207,36 +206,32 @@ class _Prefetch:
         self._thread.join()
 
 
-def _conda_plan(zf: zipfile.ZipFile) -> list[tuple[str, zipfile.ZipInfo]]:
-    seen: set[str] = set()
-    plan = []
-    kinds: dict[str, int] = {"info": 0, "pkg": 0}
+def _conda_plan(zf: zipfile.ZipFile, stem: str | None = None) -> list[tuple[str, zipfile.ZipInfo]]:
+    """The ``info`` and ``pkg`` members to read, in file order. Members a package does not need
+    (``metadata.json``, a signature, a future component) are left unread, as cph does."""
+    found: dict[str, list[zipfile.ZipInfo]] = {"info": [], "pkg": []}
     for zi in zf.infolist():
-        name = zi.filename
-        if name in seen:
-            raise PackageFormatError("duplicate zip member", name, hostile=True)
-        seen.add(name)
+        kind = zi.filename.split("-", 1)[0]
+        if kind in found and zi.filename.endswith(".tar.zst") and "/" not in zi.filename:
+            found[kind].append(zi)
+    plan = []
+    for kind, candidates in found.items():
+        if len(candidates) > 1 and stem is not None:
+            # cph picks the component named after the archive: do the same
+            named = [zi for zi in candidates if zi.filename == f"{kind}-{stem}.tar.zst"]
+            candidates = named if len(named) == 1 else candidates
+        if not candidates:
+            raise PackageFormatError(f"no {kind}-*.tar.zst member (not a conda package)")
+        if len(candidates) > 1:
+            raise PackageFormatError(f"more than one {kind}-*.tar.zst member", None, hostile=True)
+        zi = candidates[0]
         if zi.flag_bits & 0x1:
-            raise PackageFormatError("encrypted zip member", name, hostile=True)
+            raise PackageFormatError("encrypted zip member", zi.filename, hostile=True)
         if zi.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise PackageFormatError(f"unsupported zip compression {zi.compress_type}", name)
+            raise PackageFormatError(f"unsupported zip compression {zi.compress_type}", zi.filename)
         if zi.compress_type == zipfile.ZIP_STORED and zi.compress_size != zi.file_size:
-            raise PackageFormatError("stored member with two different sizes", name, True)
-        if name == "metadata.json":
-            if zi.file_size > MAX_METADATA_JSON:
-                raise PackageFormatError("oversized metadata.json", name, hostile=True)
-            plan.append(("metadata", zi))
-            continue
-        kind = name.split("-", 1)[0]
-        if "/" in name or "\\" in name or kind not in kinds or not name.endswith(".tar.zst"):
-            raise PackageFormatError("unexpected member in a .conda archive", name, hostile=True)
-        kinds[kind] += 1
+            raise PackageFormatError("stored member with two different sizes", zi.filename, True)
         plan.append((kind, zi))
-    if not kinds["info"] or not kinds["pkg"]:
-        missing = "info" if not kinds["info"] else "pkg"
-        raise PackageFormatError(f"no {missing}-*.tar.zst member (not a conda package)")
-    if kinds["info"] > 1 or kinds["pkg"] > 1:
-        raise PackageFormatError("more than one info or pkg member", None, hostile=True)
     plan.sort(key=lambda item: item[1].header_offset)
     return plan
 
@@ -265,25 +260,19 @@ def _open_local(seq: _SeqReader, zi: zipfile.ZipInfo) -> None:
         )
 
 
-def _conda_members(fh, hasher: Hasher | None) -> Iterator[tuple[str, Member, ByteSource]]:
+def _conda_members(
+    fh, hasher: Hasher | None, stem: str | None = None
+) -> Iterator[tuple[str, Member, ByteSource]]:
     try:
         zf = zipfile.ZipFile(fh)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise PackageFormatError(f"not a .conda (zip) archive, or truncated: {exc}") from None
-    plan = _conda_plan(zf)
+    plan = _conda_plan(zf, stem)
     seq = _SeqReader(fh, hasher)
     dctx = zstandard.ZstdDecompressor()
     for kind, zi in plan:
         _open_local(seq, zi)
         member_reader = _ZipMemberReader(seq, zi)
-        if kind == "metadata":
-            data = member_reader.read(MAX_METADATA_JSON + 1)
-            member_reader.finish()
-            try:
-                json.loads(data or b"{}")
-            except (ValueError, RecursionError):
-                raise PackageFormatError("metadata.json is not JSON", zi.filename) from None
-            continue
         reader = dctx.stream_reader(
             member_reader, read_size=RAW_CHUNK, read_across_frames=True, closefd=False
         )
@@ -361,16 +350,17 @@ def package_format(path: str) -> str:
 
 
 def stream_members(
-    fh, fmt: str, hasher: Hasher | None = None
+    fh, fmt: str, hasher: Hasher | None = None, stem: str | None = None
 ) -> Iterator[tuple[str, Member, ByteSource]]:
     """Yield ``(component, member, source)`` for every tar member of the package in ``fh``.
 
     ``component`` is ``"info"`` or ``"pkg"`` (a ``.tar.bz2`` is all ``"pkg"``). ``fh`` must be
     seekable for ``.conda`` (the zip index is at its end). When the generator is exhausted, the
-    whole file has passed through ``hasher``.
+    whole file has passed through ``hasher``. ``stem`` (the archive's name without extension)
+    picks the component when a ``.conda`` holds several of one kind.
     """
     if fmt == ".conda":
-        return _conda_members(fh, hasher)
+        return _conda_members(fh, hasher, stem)
     if fmt == ".tar.bz2":
         return _bz2_members(fh, hasher)
     raise PackageFormatError(f"unknown package format {fmt!r}")

@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from . import scan_index
+from . import scan_index, tmptree
 from .exceptions import UnsafePathError
 from .layout import (
     CONDA_EXT,
@@ -45,6 +45,7 @@ from .records import (
     split_core,
 )
 from .safefs import open_private_dir
+from .sizes import path_size
 from .statefile import RACY_SECONDS
 from .urls import UrlsData
 
@@ -182,6 +183,12 @@ class _Scanner:
                     size = os.stat(name, dir_fd=base_fd, follow_symlinks=False).st_size
                 except OSError:
                     continue  # gone since it was listed
+                if is_dir and tmptree.is_tmp_name(name):
+                    # our temporary extraction trees: a live one is not a leftover; a dead
+                    # one counts with everything in it
+                    if tmptree.probe(base + "/" + name) == tmptree.LIVE:
+                        continue
+                    size = path_size(base + "/" + name).apparent
                 res.leftovers.append(
                     Leftover(base + "/" + name, rel_prefix + name, kind, size, is_dir)
                 )

@@ -48,12 +48,22 @@ def conda_settings():
         return
     from conda.common.configuration import PrimitiveParameter
 
-    from .conda_extractor import SETTING_DESCRIPTION, SETTING_NAME
+    from .conda_extractor import (
+        LIMIT_SETTING_DESCRIPTION,
+        LIMIT_SETTING_NAME,
+        SETTING_DESCRIPTION,
+        SETTING_NAME,
+    )
 
     yield plugins.types.CondaSetting(
         name=SETTING_NAME,
         description=SETTING_DESCRIPTION,
         parameter=PrimitiveParameter(True, element_type=bool),
+    )
+    yield plugins.types.CondaSetting(
+        name=LIMIT_SETTING_NAME,
+        description=LIMIT_SETTING_DESCRIPTION,
+        parameter=PrimitiveParameter("auto", element_type=str),
     )
 
 

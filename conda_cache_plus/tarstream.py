@@ -40,6 +40,7 @@ _TYPES = {
 }
 # Largest metadata record we accept (PAX extended header, GNU long name); real ones are tiny.
 MAX_META_SIZE = 1 << 20
+MAX_MTIME = (1 << 34) - 1  # year 2514; larger values overflow utime on some systems
 
 
 class TarFormatError(Exception):
@@ -128,18 +129,22 @@ class Member:
     linkname: str
 
 
-def _num(field: bytes, name: str = "") -> int:
-    if field and field[0] & 0x80:  # GNU base-256, for sizes >= 8 GiB
-        if field[0] == 0xFF:
-            raise TarFormatError(f"negative number in header of {name!r}")
-        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+def _num(field: bytes, what: str, name: str | None = None) -> int:
+    """A numeric header field: octal, or GNU base-256 (two's complement when negative, which
+    GNU tar writes for times before 1970). ``what`` and ``name`` go into errors."""
+    if field and field[0] & 0x80:
+        value = int.from_bytes(field, "big", signed=True) if field[0] == 0xFF else None
+        if value is None:
+            value = int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+        return value
     digits = field.split(b"\0", 1)[0].strip()
     if not digits:
         return 0
     try:
         return int(digits, 8)
     except ValueError:
-        raise TarFormatError(f"bad number {digits!r} in a tar header") from None
+        where = f" of {name!r}" if name is not None else ""
+        raise TarFormatError(f"bad {what} {digits!r} in the tar header{where}") from None
 
 
 def _decode(raw: bytes) -> str:
@@ -190,16 +195,16 @@ def iter_members(src: ByteSource) -> Iterator[Member]:
             raise
         if hdr == _ZERO_BLOCK:
             return
-        chksum = _num(hdr[148:156])
+        chksum = _num(hdr[148:156], "checksum")
         unsigned = sum(hdr) - sum(hdr[148:156]) + 256
         if chksum != unsigned:
             signed = unsigned - 256 * sum(1 for b in hdr if b > 127)  # some old tars
             if chksum != signed:
                 raise TarFormatError("bad tar header checksum (not a tar archive, or corrupt)")
         typeflag = hdr[156:157]
-        size = _num(hdr[124:136])
         if typeflag in (b"x", b"g", b"L", b"K"):
-            if size > MAX_META_SIZE:
+            size = _num(hdr[124:136], "size")
+            if not 0 <= size <= MAX_META_SIZE:
                 raise TarFormatError(f"oversized tar metadata record ({size} bytes)")
             data = bytes(src.take(size))
             src.skip(-size % BLOCK)
@@ -220,7 +225,8 @@ def iter_members(src: ByteSource) -> Iterator[Member]:
                 name_raw = prefix + b"/" + name_raw
         name = long_name if long_name is not None else _decode(name_raw)
         linkname = long_link if long_link is not None else _decode(hdr[157:257].split(b"\0", 1)[0])
-        mtime = _num(hdr[136:148])
+        size = _num(hdr[124:136], "size", name)
+        mtime = _num(hdr[136:148], "mtime", name)
         if pax:
             name = pax.get("path", name)
             linkname = pax.get("linkpath", linkname)
@@ -232,7 +238,7 @@ def iter_members(src: ByteSource) -> Iterator[Member]:
             if "mtime" in pax:
                 try:
                     mtime = int(float(pax["mtime"]))
-                except ValueError:
+                except (ValueError, OverflowError):
                     pass
             if any(k.startswith("GNU.sparse") for k in pax):
                 raise TarOddMember(name, "sparse files are not supported in packages")
@@ -246,7 +252,11 @@ def iter_members(src: ByteSource) -> Iterator[Member]:
             kind = DIRECTORY  # pre-POSIX tars mark directories by a trailing slash
         # Like tarfile, only regular files carry data blocks; a size on anything else is ignored.
         data_size = size if kind == REGULAR else 0
-        member = Member(name, kind, data_size, _num(hdr[100:108]), mtime, linkname)
+        if data_size < 0:
+            raise TarFormatError(f"negative size {size} in the tar header of {name!r}")
+        # Times before 1970 (GNU base-256) or beyond what utime takes: clamped, like rattler.
+        mtime = min(max(mtime, 0), MAX_MTIME)
+        member = Member(name, kind, data_size, _num(hdr[100:108], "mode", name), mtime, linkname)
         before = src.consumed
         yield member
         left = data_size - (src.consumed - before)

@@ -102,10 +102,10 @@ def test_conda_create_offline_with_and_without_the_plugin(tmp_path, channel, set
     for dist in ("cpx-alpha-1.0-0", "cpx-beta-2.0-0"):
         rec = json.loads((pkgs / dist / "info" / "repodata_record.json").read_text())
         assert rec["url"].startswith(channel)
-    ours_used = (pkgs / ".conda-cache-plus" / "tmp").is_dir()
+    # ours takes the entry lock fetch takes (so creates the private locks dir); cph does not
+    ours_used = (pkgs / ".conda-cache-plus" / "locks").is_dir()
     assert ours_used == (setting == "true")
-    if ours_used:
-        assert os.listdir(pkgs / ".conda-cache-plus" / "tmp") == []
+    assert not [n for n in os.listdir(pkgs) if n.startswith(".cpx-tmp-")]
 
 
 def test_conda_info_json_is_unaffected(tmp_path):
@@ -113,3 +113,47 @@ def test_conda_info_json_is_unaffected(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "conda_version" in json.loads(proc.stdout)
     assert "Error while loading conda entry point" not in proc.stderr
+
+
+def _hostile(out_dir: str, fmt: str = ".conda"):
+    import tarfile
+
+    link = tarfile.TarInfo("share/out")
+    link.type, link.linkname = tarfile.SYMTYPE, "/tmp"
+    through = tarfile.TarInfo("share/out/cpx-evil-through-link")
+    through.size = 1
+    return pkgbuild.build_package(
+        out_dir, "cpx-evil", fmt=fmt, extra_members=[(link, None), (through, b"x")]
+    )
+
+
+@pytest.mark.parametrize("fmt", [".conda", ".tar.bz2"])
+def test_a_refused_archive_stays_in_the_cache(tmp_path, fmt):
+    """conda's cache scan deletes an archive whose extraction raises OSError or cph's
+    InvalidArchiveError; ours warns, keeps it, and says how to use conda's extractor."""
+    import shutil
+
+    ch = tmp_path / "channel"
+    evil = _hostile(str(ch / "noarch"), fmt)
+    good = pkgbuild.build_package(str(ch / "noarch"), "cpx-good")
+    channel = pkgbuild.write_channel(str(ch), [evil, good])
+    pkgs = tmp_path / "pkgs"
+    pkgs.mkdir()
+    (pkgs / "urls.txt").write_text("")
+    shutil.copy(evil.path, pkgs / evil.fn)
+    create = ("create", "--offline", "--yes", "--override-channels", "-c", channel)
+    # the scan (any command listing the cache) meets the archive without its directory
+    proc = _conda(tmp_path, "true", *create, "-p", str(tmp_path / "e1"), "cpx-good")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "refused to extract cpx-evil-1.0-0" in proc.stderr
+    assert "member 'share/out/cpx-evil-through-link'" in proc.stderr
+    assert "conda config --set plugins.cache_plus_extractor false" in proc.stderr
+    assert "re-download" not in proc.stderr
+    assert (pkgs / evil.fn).is_file()
+    # installing it fails with the same message, and still keeps the archive
+    proc = _conda(tmp_path, "true", *create, "-p", str(tmp_path / "e2"), "cpx-evil")
+    assert proc.returncode != 0
+    assert "refused to extract" in proc.stdout + proc.stderr
+    assert (pkgs / evil.fn).is_file()
+    assert not os.path.lexists("/tmp/cpx-evil-through-link")
+    assert not [n for n in os.listdir(pkgs) if n.startswith(".cpx-tmp-")]

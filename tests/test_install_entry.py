@@ -49,7 +49,7 @@ def test_installs_with_a_record_that_wins_over_index_json(build, tmp_path):
         pkg.size,
         pkg.fn,
     )
-    assert os.listdir(layout.tmp_dir) == []
+    assert _no_temp_trees(layout)
     assert os.stat(path).st_mode & 0o755 == 0o755  # not mkdtemp's 0700
 
 
@@ -74,7 +74,7 @@ def test_a_wrong_md5_in_the_record_is_caught(build, tmp_path):
     with pytest.raises(ChecksumMismatchError):
         install_entry(layout, pkg.dist, pkg.path, rec)
     assert not os.path.exists(layout.extracted(pkg.dist))
-    assert os.listdir(layout.tmp_dir) == []
+    assert _no_temp_trees(layout)
 
 
 def test_replaces_a_broken_entry_and_leaves_no_leftovers(build, tmp_path):
@@ -86,9 +86,15 @@ def test_replaces_a_broken_entry_and_leaves_no_leftovers(build, tmp_path):
         fh.write("{")
     install_entry(layout, pkg.dist, pkg.path, _record(pkg))
     assert _read_record(broken)["sha256"] == pkg.sha256
-    assert os.listdir(layout.tmp_dir) == []
+    assert _no_temp_trees(layout)
     result = scan(layout.root, use_index=False)
     assert [r.entry for r in result.records] == [pkg.dist] and not result.leftovers
+
+
+def _no_temp_trees(layout) -> bool:
+    names = os.listdir(layout.root)
+    legacy = os.listdir(layout.tmp_dir) if os.path.isdir(layout.tmp_dir) else []
+    return not legacy and not [n for n in names if n.startswith(".cpx-tmp-")]
 
 
 def test_a_hostile_archive_changes_nothing_in_the_cache(build, tmp_path):
@@ -96,14 +102,16 @@ def test_a_hostile_archive_changes_nothing_in_the_cache(build, tmp_path):
 
     ti = tarfile.TarInfo("share/out")
     ti.type, ti.linkname = tarfile.SYMTYPE, "/etc"
+    through = tarfile.TarInfo("share/out/cpx-evil")
+    through.size = 1
     good = build("demo")
-    evil = build("demo", "2.0", extra_members=[(ti, None)])
+    evil = build("demo", "2.0", extra_members=[(ti, None), (through, b"x")])
     layout = CacheLayout(str(tmp_path / "pkgs"))
     install_entry(layout, good.dist, good.path, _record(good))
     with pytest.raises(HostileArchiveError):
         install_entry(layout, good.dist, evil.path)
     assert _read_record(layout.extracted(good.dist))["sha256"] == good.sha256
-    assert os.listdir(layout.tmp_dir) == []
+    assert _no_temp_trees(layout)
 
 
 def test_package_without_index_json_is_refused(tmp_path):
@@ -202,7 +210,7 @@ def test_kill_9_at_random_moments_never_leaves_a_half_entry(big_package, tmp_pat
     # a re-run installs correctly and clears what the killed runs left in the tmp area
     install_entry(layout, entry, big_package.path)
     assert _entry_is_complete(layout.extracted(entry))
-    assert os.listdir(layout.tmp_dir) == []
+    assert _no_temp_trees(layout)
 
 
 def test_two_processes_installing_one_entry(big_package, tmp_path):
@@ -217,6 +225,6 @@ def test_two_processes_installing_one_entry(big_package, tmp_path):
     assert outs == [layout.extracted(big_package.dist)] * 2
     assert _entry_is_complete(outs[0])
     assert _read_record(outs[0])["sha256"] == big_package.sha256
-    assert os.listdir(layout.tmp_dir) == []
+    assert _no_temp_trees(layout)
     [record] = scan(layout.root, use_index=False).records
     assert record.is_extracted

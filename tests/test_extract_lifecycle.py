@@ -1,0 +1,290 @@
+"""Temporary trees over their life: beside the destination, locked while alive, removed at once
+when dead (kill -9), removed on Ctrl-C; the umask; a cache shared by a group; the inflation
+limit. Timing-sensitive steps poll with generous timeouts; nothing asserts on durations."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+import zipfile
+
+import pytest
+import zstandard
+from conftest import run_cli
+
+from conda_cache_plus import pkgbuild, tmptree
+from conda_cache_plus.exceptions import HostileArchiveError
+from conda_cache_plus.extract import InflateLimit, extract_archive, extract_atomic
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def bomb(out_dir, name="cpx-bomb", gib=64, paths_json=False, size=None) -> pkgbuild.BuiltPackage:
+    """A valid .conda whose one file inflates to ``gib`` GiB of zeros from a few MB, built
+    from concatenated zstd frames (fast to build, slow to extract)."""
+    dist = f"{name}-1.0-0"
+    size = size or gib << 30
+    cctx = zstandard.ZstdCompressor(level=1)
+    head = io.BytesIO()
+    ti = tarfile.TarInfo("share/zeros")
+    ti.size, ti.mtime = size, pkgbuild.MTIME
+    head.write(ti.tobuf(format=tarfile.PAX_FORMAT))
+    chunk = 1 << 26
+    zeros = cctx.compress(bytes(chunk))
+    trailer = cctx.compress(bytes(1024))  # the tar's end-of-archive blocks
+    pkg_zst = cctx.compress(head.getvalue()) + zeros * (size // chunk) + trailer
+    index = {"name": name, "version": "1.0", "build": "0", "build_number": 0, "depends": []}
+    index.update(subdir="noarch", noarch="generic", license="MIT")
+    info = {"info/index.json": json.dumps(index).encode()}
+    if paths_json:
+        entry = {"_path": "share/zeros", "path_type": "hardlink", "size_in_bytes": 1000}
+        info["info/paths.json"] = json.dumps({"paths": [entry], "paths_version": 1}).encode()
+    ibuf = io.BytesIO()
+    with tarfile.open(fileobj=ibuf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for n, data in info.items():
+            t = tarfile.TarInfo(n)
+            t.size, t.mtime = len(data), pkgbuild.MTIME
+            tar.addfile(t, io.BytesIO(data))
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, dist + ".conda")
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("metadata.json", b'{"conda_pkg_format_version": 2}')
+        zf.writestr(f"info-{dist}.tar.zst", cctx.compress(ibuf.getvalue()))
+        zf.writestr(f"pkg-{dist}.tar.zst", pkg_zst)
+    import hashlib
+
+    with open(path, "rb") as fh:
+        blob = fh.read()
+    return pkgbuild.BuiltPackage(
+        path=path,
+        fn=dist + ".conda",
+        name=name,
+        version="1.0",
+        build="0",
+        build_number=0,
+        subdir="noarch",
+        md5=hashlib.md5(blob).hexdigest(),
+        sha256=hashlib.sha256(blob).hexdigest(),
+        size=len(blob),
+        index=index,
+    )
+
+
+def _trees(parent) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(parent) if tmptree.is_tmp_name(n))
+    except FileNotFoundError:
+        return []
+
+
+def _tree_bytes(parent) -> int:
+    total = 0
+    for n in _trees(parent):
+        for dirpath, _dirs, files in os.walk(os.path.join(parent, n)):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, f)).st_size
+                except OSError:
+                    pass
+    return total
+
+
+def _wait_for(cond, timeout=120.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+EXTRACT_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from conda_cache_plus.extract import extract_atomic
+    extract_atomic(sys.argv[1], sys.argv[2])
+    """
+)
+
+
+def _start_extraction(archive, dest):
+    return subprocess.Popen(
+        [sys.executable, "-c", EXTRACT_SCRIPT, archive, dest],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _extracting(tmp_path, gib=8, written=0, cache=False):
+    """A process extracting a bomb into ``tmp_path/pkgs``, once it has written ``written``."""
+    pkgs = tmp_path / "pkgs"
+    pkgs.mkdir()
+    if cache:
+        (pkgs / "urls.txt").write_text("")
+    big = bomb(str(tmp_path / "src"), gib=gib)
+    proc = _start_extraction(big.path, str(pkgs / "cpx-bomb-1.0-0"))
+    _wait_for(lambda: _tree_bytes(pkgs) > written, what="bytes in the temporary tree")
+    return pkgs, proc
+
+
+def test_the_temporary_tree_sits_beside_the_destination_and_goes(build, tmp_path):
+    pkgs, proc = _extracting(tmp_path)
+    try:
+        (name,) = _trees(pkgs)
+        assert name.startswith(".cpx-tmp-cpx-bomb-1.0-0-")
+        assert tmptree.probe(str(pkgs / name)) == tmptree.LIVE
+        assert not tmptree.remove_dead(str(pkgs / name))
+        # the outer directory is private while the tree is built
+        assert stat.S_IMODE(os.stat(pkgs / name).st_mode) == 0o700
+    finally:
+        proc.kill()
+        proc.wait()
+    assert tmptree.probe(str(pkgs / name)) == tmptree.DEAD
+
+
+def test_kill_9_leaves_a_dead_tree_the_next_extraction_removes(build, tmp_path):
+    pkgs, proc = _extracting(tmp_path, written=1 << 20)
+    proc.kill()  # SIGKILL
+    proc.wait()
+    assert len(_trees(pkgs)) == 1
+    assert not (pkgs / "cpx-bomb-1.0-0").exists()
+    small = build("demo")
+    subprocess.run(
+        [sys.executable, "-c", EXTRACT_SCRIPT, small.path, str(pkgs / "demo-1.0-0")],
+        env=_env(),
+        check=True,
+        timeout=300,
+    )
+    assert _trees(pkgs) == []
+    assert (pkgs / "demo-1.0-0" / "info" / "index.json").is_file()
+
+
+def test_kill_9_tree_is_counted_by_info_and_removed_by_clean_temp(tmp_path):
+    pkgs, proc = _extracting(tmp_path, written=4 << 20, cache=True)
+    proc.kill()
+    proc.wait()
+    written = _tree_bytes(pkgs)
+    info = run_cli("info", "--pkgs-dir", str(pkgs), "--json", check=True)
+    assert _leftover_bytes(json.loads(info.stdout)) >= written
+    res = run_cli("clean", "--temp", "-y", "--pkgs-dir", str(pkgs), check=True)
+    assert _trees(pkgs) == [], res.stdout + res.stderr
+
+
+def _leftover_bytes(doc) -> int:
+    """The leftover bytes ``info --json`` reports, wherever its schema puts them."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "leftovers" and isinstance(v, int):
+                    found.append(v)
+                elif k == "leftovers" and isinstance(v, list):
+                    found.append(sum(x.get("size", 0) for x in v if isinstance(x, dict)))
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for x in node:
+                walk(x)
+
+    walk(doc)
+    return max(found, default=0)
+
+
+def test_clean_temp_keeps_a_live_tree(tmp_path):
+    pkgs, proc = _extracting(tmp_path, cache=True)
+    try:
+        run_cli("clean", "--temp", "-y", "--pkgs-dir", str(pkgs), check=True)
+        assert len(_trees(pkgs)) == 1
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_ctrl_c_stops_the_extraction_and_removes_the_tree(tmp_path):
+    pkgs, proc = _extracting(tmp_path, gib=64, written=1 << 20)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    print(f"stopped {time.monotonic() - sent:.2f}s after SIGINT")
+    assert "KeyboardInterrupt" in proc.stderr.read()
+    assert _trees(pkgs) == []
+    assert not (pkgs / "cpx-bomb-1.0-0").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_modes_follow_the_umask(build, tmp_path, umask):
+    files = {
+        "bin/tool": b"#!/bin/sh\n",
+        "share/readonly.txt": b"r",
+        "share/d/x": b"x",
+        "share/empty": pkgbuild.Directory(),
+    }
+    pkg = build("modes", files=files)
+    dest = tmp_path / "dest"
+    script = (
+        "import os, sys; os.umask(int(sys.argv[3], 8)); "
+        "from conda_cache_plus.extract import extract_atomic; "
+        "extract_atomic(sys.argv[1], sys.argv[2])"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, pkg.path, str(dest), oct(umask)],
+        env=_env(),
+        check=True,
+        timeout=120,
+    )
+
+    def mode(rel):
+        return stat.S_IMODE(os.lstat(dest / rel).st_mode)
+
+    assert mode("bin/tool") == (0o755 & ~umask) | 0o600
+    assert mode("share/readonly.txt") == (0o644 & ~umask) | 0o600
+    for d in ("", "share", "share/d", "share/empty", "info"):
+        assert mode(d) == 0o777 & ~umask, d
+
+
+def test_inflation_beyond_what_paths_json_declares_is_refused(tmp_path):
+    pkg = bomb(str(tmp_path / "src"), size=(256 << 20) + (64 << 20), paths_json=True)
+    with pytest.raises(HostileArchiveError) as info:
+        extract_archive(pkg.path, str(tmp_path / "x"))
+    assert "share/zeros" in str(info.value) and "paths.json declares 1000 bytes" in str(info.value)
+    assert not (tmp_path / "x").exists()
+    # the setting turns the derived limit off, or caps every package
+    stats = extract_archive(pkg.path, str(tmp_path / "y"), limit=InflateLimit.parse("off"))
+    assert stats.bytes > (320 << 20)
+    with pytest.raises(HostileArchiveError, match="more than 1048576 bytes"):
+        extract_archive(pkg.path, str(tmp_path / "z"), limit=InflateLimit.parse("1M"))
+
+
+def test_limit_setting_values():
+    assert InflateLimit.parse(None) == InflateLimit()
+    assert InflateLimit.parse("auto") == InflateLimit()
+    assert InflateLimit.parse("off") == InflateLimit(declared=False)
+    assert InflateLimit.parse("50G") == InflateLimit(max_bytes=50 << 30)
+    with pytest.raises(ValueError):
+        InflateLimit.parse("lots")
+
+
+def test_extract_atomic_outside_a_cache_takes_no_lock(build, tmp_path):
+    pkg = build("demo")
+    extract_atomic(pkg.path, str(tmp_path / "out"))
+    assert ".conda-cache-plus" not in os.listdir(tmp_path)
+    assert _trees(tmp_path) == []
