@@ -157,3 +157,77 @@ def test_a_refused_archive_stays_in_the_cache(tmp_path, fmt):
     assert (pkgs / evil.fn).is_file()
     assert not os.path.lexists("/tmp/cpx-evil-through-link")
     assert not [n for n in os.listdir(pkgs) if n.startswith(".cpx-tmp-")]
+
+
+def _trees(pkgs) -> list[str]:
+    return [n for n in os.listdir(pkgs) if n.startswith(".cpx-tmp-")] if pkgs.exists() else []
+
+
+def _tree_bytes(pkgs) -> int:
+    total = 0
+    for n in _trees(pkgs):
+        for dirpath, _dirs, files in os.walk(pkgs / n):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, f)).st_size
+                except OSError:
+                    pass
+    return total
+
+
+def _conda_extracting_a_bomb(tmp_path):
+    """``conda create`` of a 64 GiB bomb through our extractor, once it is writing."""
+    import time
+
+    from test_extract_lifecycle import bomb
+
+    ch = tmp_path / "channel"
+    big = bomb(str(ch / "noarch"), gib=64)
+    small = pkgbuild.build_package(str(ch / "noarch"), "cpx-small")
+    channel = pkgbuild.write_channel(str(ch), [big, small])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conda", "create", "-p", str(tmp_path / "e1"), "--offline"]
+        + ["--yes", "--override-channels", "-c", channel, "cpx-bomb"],
+        env=_env(tmp_path, "true"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    pkgs = tmp_path / "pkgs"
+    deadline = time.monotonic() + 300
+    while _tree_bytes(pkgs) < (8 << 20):
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "conda never started extracting"
+        time.sleep(0.05)
+    return proc, pkgs, channel
+
+
+def test_ctrl_c_stops_conda_extracting_a_bomb(tmp_path):
+    import signal
+    import time
+
+    proc, pkgs, _channel = _conda_extracting_a_bomb(tmp_path)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=120)[0]
+    print(f"conda exited {time.monotonic() - sent:.2f}s after SIGINT")
+    assert proc.returncode != 0
+    assert _trees(pkgs) == [], out
+    assert not (pkgs / "cpx-bomb-1.0-0").exists()
+
+
+def test_kill_9_then_the_next_conda_create_removes_the_dead_tree(tmp_path):
+    proc, pkgs, channel = _conda_extracting_a_bomb(tmp_path)
+    proc.kill()
+    proc.wait()
+    assert len(_trees(pkgs)) == 1
+    # (otherwise the next command's cache scan extracts the whole bomb, as stock conda would)
+    os.unlink(pkgs / "cpx-bomb-1.0-0.conda")
+    res = _conda(
+        tmp_path,
+        "true",
+        *("create", "-p", str(tmp_path / "e2"), "--offline", "--yes", "--override-channels"),
+        *("-c", channel, "cpx-small"),
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _trees(pkgs) == []
