@@ -11,6 +11,7 @@ docs/benchmarks.md), and it makes conda's extraction atomic and hostile-safe. Th
 
 from __future__ import annotations
 
+import atexit
 import errno
 import functools
 import os
@@ -107,6 +108,9 @@ class _Interrupts:
 _interrupts: _Interrupts | None = None
 
 
+EXIT_WAIT = 30.0  # seconds the exiting interpreter waits for extractions to clean up
+
+
 def _register_interrupts() -> _Interrupts:
     global _interrupts
     if _interrupts is None:
@@ -117,7 +121,27 @@ def _register_interrupts() -> _Interrupts:
             conda.ACTIVE_SUBPROCESSES.add(_interrupts)
         except (ImportError, AttributeError):
             pass
+        atexit.register(_stop_at_exit, _interrupts)
     return _interrupts
+
+
+def _stop_at_exit(interrupts: _Interrupts) -> None:
+    # conda < 26.7 does not wait for its extraction threads after an interrupt, and the
+    # interpreter stops them mid-write at exit: stop them first, and let them remove their trees.
+    import time
+
+    interrupts.terminate()
+    deadline = time.monotonic() + EXIT_WAIT
+    while interrupts.active and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _exiting() -> bool:
+    """Whether the interpreter is on its way out (conda < 26.7 leaves its extraction pool on
+    an interrupt; Python then waits for the workers at exit, after setting this flag)."""
+    import concurrent.futures.thread as cft
+
+    return bool(getattr(cft, "_shutdown", False)) or not threading.main_thread().is_alive()
 
 
 def _conda_error(message: str) -> Exception:
@@ -154,7 +178,9 @@ def extract(source_full_path, destination_directory) -> None:
     interrupts = _register_interrupts()
     start = interrupts.enter()
     try:
-        extract_atomic(src, dest, cancel=lambda: interrupts.count != start, limit=_limit())
+        extract_atomic(
+            src, dest, cancel=lambda: interrupts.count != start or _exiting(), limit=_limit()
+        )
     except HostileArchiveError as exc:
         raise _conda_error(
             f"conda-cache-plus refused to extract {package}: member {exc.member!r}: "

@@ -187,7 +187,7 @@ def _conda_extracting_a_bomb(tmp_path):
     channel = pkgbuild.write_channel(str(ch), [big, small])
     proc = subprocess.Popen(
         [sys.executable, "-m", "conda", "create", "-p", str(tmp_path / "e1"), "--offline"]
-        + ["--yes", "--override-channels", "-c", channel, "cpx-bomb"],
+        + ["--yes", "--override-channels", "-c", channel, "cpx-bomb"],  # noqa: RUF005
         env=_env(tmp_path, "true"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
