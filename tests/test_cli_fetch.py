@@ -377,7 +377,10 @@ def test_runs_without_conda(tmp_path, http_server):
     served = serve_packages(http_server, [("plain", "1", 3)])
     explicit = write_explicit(tmp_path / "env.txt", http_server, served)
     proc = run_cli(
-        "fetch", explicit, "--pkgs-dir", str(tmp_path / "pkgs"),
+        "fetch",
+        explicit,
+        "--pkgs-dir",
+        str(tmp_path / "pkgs"),
         env={"CONDA_CACHE_PLUS_NO_CONDA": "1"},
     )
     assert proc.returncode == 0, proc.stderr

@@ -186,8 +186,10 @@ def _conda_extracting_a_bomb(tmp_path):
     small = pkgbuild.build_package(str(ch / "noarch"), "cpx-small")
     channel = pkgbuild.write_channel(str(ch), [big, small])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "conda", "create", "-p", str(tmp_path / "e1"), "--offline"]
-        + ["--yes", "--override-channels", "-c", channel, "cpx-bomb"],  # noqa: RUF005
+        [
+            *(sys.executable, "-m", "conda", "create", "-p", str(tmp_path / "e1")),
+            *("--offline", "--yes", "--override-channels", "-c", channel, "cpx-bomb"),
+        ],
         env=_env(tmp_path, "true"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
