@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from .download import hash_file as digests
 from .layout import CONDA_EXT, TARBZ2_EXT, is_subdir_name, package_extension
+from .names import component_problem, package_fn_problem
 from .records import PackageCacheRecord
 
 REPODATA = "repodata.json"
@@ -162,19 +163,12 @@ def archive_index_json(archive: str) -> dict | None:
 
 # -- names -----------------------------------------------------------------------------------------
 def name_problem(subdir: str, fn: str) -> str | None:
-    """Why ``<subdir>/<fn>`` cannot be a channel file, or None."""
-    if not subdir or not is_subdir_name(subdir) or "/" in subdir or "\\" in subdir:
+    """Why ``<subdir>/<fn>`` cannot be a channel file, or None (rules: :mod:`.names`)."""
+    if component_problem(subdir) or not is_subdir_name(subdir):
         return f"subdir {subdir!r} is not a platform subdir"
-    bad = (
-        not fn
-        or fn != os.path.basename(fn)
-        or "\\" in fn
-        or fn.startswith(".")
-        or any(ord(c) < 32 for c in fn)
-        or package_extension(fn) is None
-    )
-    if bad:
-        return f"file name {fn!r} is not a package file name"
+    why = package_fn_problem(fn)
+    if why:
+        return f"file name {fn!r} is not a package file name ({why})"
     return None
 
 

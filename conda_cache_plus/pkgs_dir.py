@@ -261,13 +261,9 @@ class _Scanner:
                         leftover_names.append((name, LINK, False))
                     elif name.endswith(LEFTOVER_SUFFIXES) or ".conda_trash" in name:
                         if not (top and name in META_NAMES):
-                            leftover_names.append(
-                                (
-                                    name,
-                                    leftover_kind(name) or "trash",
-                                    de.is_dir(follow_symlinks=False),
-                                )
-                            )
+                            # no tool leaves a link as a partial, hold or lock: one was planted
+                            kind = LINK if de.is_symlink() else leftover_kind(name) or "trash"
+                            leftover_names.append((name, kind, de.is_dir(follow_symlinks=False)))
                     elif de.is_dir(follow_symlinks=False):
                         if top and name in META_NAMES:
                             has_private = has_private or name == PRIVATE_DIR
@@ -390,19 +386,19 @@ class _Scanner:
             except OSError:
                 continue
             try:
-                if sub != "tmp":
-                    continue
                 with os.scandir(fd) as it:
                     for de in it:
-                        self.result.leftovers.append(
-                            Leftover(
-                                os.path.join(private, sub, de.name),
-                                f"{rel}/{de.name}",
-                                "tmp",
-                                0,
-                                de.is_dir(follow_symlinks=False),
+                        if sub == "tmp" or de.is_symlink():
+                            # every tmp tree; in locks only planted links (lock files stay)
+                            self.result.leftovers.append(
+                                Leftover(
+                                    os.path.join(private, sub, de.name),
+                                    f"{rel}/{de.name}",
+                                    LINK if de.is_symlink() else "tmp",
+                                    0,
+                                    de.is_dir(follow_symlinks=False),
+                                )
                             )
-                        )
             except OSError:
                 pass
             finally:

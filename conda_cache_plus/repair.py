@@ -21,7 +21,8 @@ import shutil
 from dataclasses import dataclass, field
 
 from . import verify_store
-from .layout import CONDA_EXT, PRIVATE_DIR, TARBZ2_EXT, CacheLayout
+from .layout import CONDA_EXT, PRIVATE_DIR, TARBZ2_EXT, CacheLayout, strip_package_extension
+from .names import package_fn_problem
 from .safefs import check_private_dir
 from .verify import FAST, OK, EntryFindings, hash_file, verify_entry
 
@@ -123,18 +124,28 @@ def new_action(f: EntryFindings, **fields) -> RepairAction:
     )
 
 
+def _entry_fn(fn, base: str) -> str | None:
+    """A file name from a record or URL, only when it is safe and names this entry (a damaged
+    or hostile record must not make repair write anywhere else)."""
+    if not fn or package_fn_problem(fn) or strip_package_extension(fn)[0] != base:
+        return None
+    return fn
+
+
 def plan_entry(f: EntryFindings, *, offline: bool = False, urls=None) -> RepairAction:
     layout = CacheLayout(f.pkgs_dir)
     root = layout.extracted(f.entry)
     record = _read_record(root) if f.record_source == "repodata_record" else None
     rec = f.record if f.record_source == "repodata_record" else {}
     base = os.path.basename(f.entry)
-    fn = rec.get("fn") or f.fn or None
+    fn = _entry_fn(rec.get("fn") or f.fn, base)
     url = rec.get("url") or f.url
     if not url and urls is not None:
         url = urls.get_url(fn or base)
     if url and not fn:
-        fn = url.split("#", 1)[0].rsplit("/", 1)[-1]
+        fn = _entry_fn(url.split("#", 1)[0].rsplit("/", 1)[-1], base)
+        if fn is None:
+            url = None  # a URL naming another (or a hostile) file is not this entry's source
     action = new_action(
         f,
         url=url,

@@ -1454,7 +1454,11 @@ def _leftover_problems(result) -> list[Problem]:
         elif lo.kind == "hostile":
             out.append(Problem(HOSTILE_ENTRY, lo.path, detail="hostile name, never a package"))
         elif lo.kind == "link":
-            out.append(Problem(HOSTILE_ENTRY, lo.path, detail="link planted in a private place"))
+            out.append(
+                Problem(
+                    HOSTILE_ENTRY, lo.path, detail="a link where only the cache's own files belong"
+                )
+            )
     return out
 
 

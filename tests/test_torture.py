@@ -236,6 +236,9 @@ def test_planted_partial_symlink_is_not_written_through(world, http_server, good
     assert proc.returncode == EXIT_ERROR, proc.stderr
     assert "symbolic link" in proc.stderr and "Traceback" not in proc.stderr
     world.assert_outside_unchanged()
+    proc = world.cli("verify", "--json")
+    assert proc.returncode == EXIT_PROBLEMS_FOUND
+    assert [p["kind"] for p in json.loads(proc.stdout)["leftovers"]] == ["hostile_entry"]
     proc = world.cli("clean", "--temp", "-y")
     assert proc.returncode == 0, proc.stderr
     assert not os.path.lexists(os.path.join(world.pkgs, good.fn + ".partial"))
@@ -271,6 +274,26 @@ def test_planted_private_dir_link(world, http_server, good, where):
     world.assert_outside_unchanged()
 
 
+def test_planted_lock_file_link(world, http_server, good):
+    url = serve(http_server, good)
+    victim = os.path.join(world.outside, "victim.lock")
+    with open(victim, "w") as fh:
+        fh.write("not yours")
+    world.before = snapshot(world.top, world.pkgs)
+    locks = os.path.join(world.pkgs, ".conda-cache-plus", "locks")
+    os.makedirs(locks)
+    os.symlink(victim, os.path.join(locks, good.fn + ".lock"))
+    proc = world.cli("fetch", "-y", url)
+    assert proc.returncode == EXIT_ERROR, proc.stderr
+    assert "symbolic link" in proc.stderr and "Traceback" not in proc.stderr
+    proc = world.cli("clean", "--temp", "-y")
+    assert proc.returncode == 0, proc.stderr
+    assert os.listdir(locks) == [] or not os.path.islink(os.path.join(locks, good.fn + ".lock"))
+    proc = world.cli("fetch", "-y", url)
+    assert proc.returncode == 0, proc.stderr
+    world.assert_outside_unchanged()
+
+
 def test_clean_temp_never_deletes_through_a_tmp_link(world, good):
     # leftovers "in" the tmp dir are the link target's files: clean removes the link only
     os.makedirs(os.path.join(world.pkgs, ".conda-cache-plus"))
@@ -301,18 +324,29 @@ def test_fetch_with_locks_dir_unusable_fails_with_reason(world, http_server, goo
     world.assert_outside_unchanged()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_fetch_with_unwritable_locks_dir(world, http_server, good):
-    url = serve(http_server, good)
-    locks = os.path.join(world.pkgs, ".conda-cache-plus", "locks")
-    os.makedirs(locks)
-    os.chmod(locks, 0o555)
+def test_fetch_with_unwritable_locks_dir_as_a_user(good):
+    from as_user import World as UserWorld
+
+    user = UserWorld()  # skips, with the reason, where no non-root user can run the CLI
     try:
-        proc = world.cli("fetch", "-y", url)
+        src = os.path.join(user.path, good.fn)
+        shutil.copyfile(good.path, src)
+        pkgs = os.path.join(user.path, "pkgs")
+        locks = os.path.join(pkgs, ".conda-cache-plus", "locks")
+        os.makedirs(locks)
+        open(os.path.join(pkgs, "urls.txt"), "w").close()
+        user.hand_over()
+        os.chmod(locks, 0o555)
+        proc = user.cli("fetch", "-y", "--json", "--pkgs-dir", pkgs, src)
+        assert proc.returncode == EXIT_ERROR, proc.stderr
+        assert "Traceback" not in proc.stderr
+        data = json.loads(proc.stdout)
+        assert data["summary"]["counts"]["cancelled"] == 0
+        assert [f["fn"] for f in data["failures"]] == [good.fn]
+        assert "Permission denied" in data["failures"][0]["error"]
+        assert good.dist not in os.listdir(pkgs)
     finally:
-        os.chmod(locks, 0o755)
-    assert proc.returncode == EXIT_ERROR, proc.stderr
-    assert "Traceback" not in proc.stderr
+        user.cleanup()
 
 
 # -- 7. damaged inputs ---------------------------------------------------------------------------
@@ -348,6 +382,25 @@ def _write_record(pkgs, pkg, **override):
     with open(path, "w") as fh:
         json.dump(rec, fh)
     return path
+
+
+def test_repair_never_follows_a_hostile_record(world, http_server, build):
+    broken = build("broken", "1.0", "0")
+    serve(http_server, broken, "...conda")
+    _write_record(
+        world.pkgs,
+        broken,
+        fn="../../precious/evil.conda",
+        url=http_server.url("noarch/...conda"),
+    )
+    os.unlink(os.path.join(world.pkgs, broken.fn))  # no archive: repair would re-download
+    os.unlink(os.path.join(world.pkgs, broken.dist, "share", "broken", "README"))
+    proc = world.cli("repair", "-y")
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode in (0, 1, 3), proc.stderr
+    assert not any(r["path"].endswith("...conda") for r in http_server.requests)
+    assert "...conda" not in world.names()
+    world.assert_outside_unchanged()
 
 
 def test_damaged_records_never_crash_a_verb(world, build):
