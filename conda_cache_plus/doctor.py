@@ -111,6 +111,10 @@ def render(report, prefix: str, verbose: bool) -> str:
         "(this check looks at pkgs_dirs, not at the environment)"
     )
     bad = report.bad
+    missing = report.not_found(False)
+    if not bad and missing:  # nothing checked is not "intact"
+        where = ", ".join(n["what"] for n in missing)
+        return f"{x} No package cache to check: none of pkgs_dirs exists ({where}).\n"
     if not bad:
         return f"{ok} The package caches are intact: {scope}.\n"
     used = usage_of(bad, prefix)

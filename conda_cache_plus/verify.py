@@ -205,6 +205,24 @@ class VerifyReport:
     seconds: float = 0.0
     workers: int = 1
     executor: str = "thread"
+    # the specs (as typed) that matched no cached package
+    unmatched: list[str] = field(default_factory=list)
+
+    def not_found(self, explicit_dirs: bool) -> list[dict]:
+        """What the user asked about that was not there to check: nothing checked is not ok.
+        A configured cache that does not exist is normal (conda lists several); a directory
+        given on the command line, or every configured one missing, is not."""
+        missing = [
+            {"kind": "pkgs_dir", "what": c["path"], "reason": _why_not_a_cache(c["path"])}
+            for c in self.caches
+            if not os.path.isdir(c["path"])
+        ]
+        out = missing if explicit_dirs or len(missing) == len(self.caches) else []
+        out += [
+            {"kind": "spec", "what": spec, "reason": "no cached package matches it"}
+            for spec in self.unmatched
+        ]
+        return out
 
     def counts(self) -> dict:
         out = {s: 0 for s in STATUSES}
@@ -227,6 +245,12 @@ class VerifyReport:
 
 
 # --- small helpers ---------------------------------------------------------------------------
+
+
+def _why_not_a_cache(path: str) -> str:
+    if not os.path.lexists(path):
+        return "does not exist"
+    return "is not a directory"
 
 
 def _fp(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -1498,20 +1522,23 @@ def verify_caches(
 def _verify_caches(
     caches, specs, level, use_store, write_store, workers, executor, progress
 ) -> VerifyReport:
-    from .match import match_any
 
     start = time.perf_counter()
     write_store = True if write_store is None else write_store
     report = VerifyReport(level=level)
     targets = []
+    matched: set[int] = set()
     for cache in caches.writable_first():
         res = cache.load()
         writable = cache.is_writable
         entries: list[tuple[str, tuple]] = []
         if res.exists:
             for rec in res.records:
-                if specs and not match_any(rec, specs):
-                    continue
+                if specs:
+                    hits = {i for i, m in enumerate(specs) if m.match(rec)}
+                    if not hits:
+                        continue
+                    matched |= hits
                 # The scan listed the directory: only the archives it saw need a look.
                 entries.append((rec.entry, tuple(e for e in _ARCHIVE_EXTS if e in rec.archives)))
             if not specs:
@@ -1529,6 +1556,7 @@ def _verify_caches(
                 "problems": list(res.problems),
             }
         )
+    report.unmatched = [m.spec for i, m in enumerate(specs or ()) if i not in matched]
     workers = workers or os.cpu_count() or 1
     findings, report.executor = _verify_entries(
         targets,

@@ -94,3 +94,63 @@ def test_repair_json_without_yes_is_refused(pkgs):
     proc = run_cli("repair", "--json", "--pkgs-dir", pkgs)
     assert proc.returncode != 0
     assert not os.path.exists(os.path.join(pkgs, "alpha-1.0-0", "share/alpha/other"))
+
+
+# -- nothing checked is not ok ---------------------------------------------------------------------
+def _not_found_json(proc) -> list:
+    data = json.loads(proc.stdout)
+    if "ok" in data:  # verify has it, repair not
+        assert data["ok"] is False
+    return [(n["kind"], n["reason"]) for n in data["not_found"]]
+
+
+@pytest.mark.parametrize("what", ["missing", "file"])
+def test_verify_a_pkgs_dir_that_is_not_a_cache_is_not_ok(tmp_path, what):
+    target = tmp_path / "nope"
+    if what == "file":
+        target.write_text("not a cache\n")
+    proc = run_cli("verify", "--pkgs-dir", str(target))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    reason = "does not exist" if what == "missing" else "is not a directory"
+    assert f"no package cache at {target}: {reason}; nothing was checked" in proc.stdout
+    proc = run_cli("verify", "--pkgs-dir", str(target), "--json")
+    assert proc.returncode == 1
+    assert _not_found_json(proc) == [("pkgs_dir", reason)]
+
+
+def test_verify_a_spec_matching_nothing_is_not_ok(pkgs):
+    proc = run_cli("verify", "--pkgs-dir", pkgs, "alpha", "nomatch>=2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "spec nomatch>=2: no cached package matches it" in proc.stdout
+    assert "1 ok" in proc.stdout  # alpha was still checked
+    proc = run_cli("verify", "--pkgs-dir", pkgs, "nomatch", "--json")
+    assert proc.returncode == 1
+    assert _not_found_json(proc) == [("spec", "no cached package matches it")]
+    assert run_cli("verify", "--pkgs-dir", pkgs, "alpha", "beta").returncode == 0
+
+
+def test_verify_an_empty_cache_is_ok(tmp_path):
+    """An existing, empty cache: everything in it (nothing) is fine; nothing was asked for."""
+    (tmp_path / "pkgs").mkdir()
+    assert run_cli("verify", "--pkgs-dir", str(tmp_path / "pkgs")).returncode == 0
+
+
+def test_verify_some_configured_caches_missing_is_normal(pkgs, tmp_path):
+    env = {"CONDA_PKGS_DIRS": f"{pkgs},{tmp_path / 'not-yet'}"}
+    assert run_cli("verify", env=env).returncode == 0
+    env = {"CONDA_PKGS_DIRS": f"{tmp_path / 'a'},{tmp_path / 'b'}"}
+    proc = run_cli("verify", env=env)
+    assert proc.returncode == 1
+    assert "nothing was checked" in proc.stdout
+
+
+def test_repair_with_nothing_matching_says_so(pkgs, tmp_path):
+    proc = run_cli("repair", "--pkgs-dir", pkgs, "nomatch", "-y")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "spec nomatch: no cached package matches it" in proc.stdout
+    assert "every checked package is ok" not in proc.stdout
+    assert "Nothing to repair: nothing was checked." in proc.stdout
+    proc = run_cli("repair", "--pkgs-dir", str(tmp_path / "nope"), "-y", "--json")
+    assert proc.returncode == 1
+    assert _not_found_json(proc) == [("pkgs_dir", "does not exist")]
+    assert run_cli("repair", "--pkgs-dir", pkgs, "alpha", "-y").returncode == 0

@@ -9,6 +9,7 @@ from ..repair import REDOWNLOAD, REEXTRACT, REMOVE, SKIP, execute_plan, plan_rep
 from ..sizes import human_bytes
 from ..verify import verify_caches
 from . import add_level_option, add_specs
+from .main_verify import explicit_dirs, not_found_lines
 
 JSON_VERSION = 1
 _VERB = {REEXTRACT: "re-extract", REDOWNLOAD: "re-download", REMOVE: "remove", SKIP: "skip"}
@@ -41,9 +42,16 @@ class _LazyEnvs:
         return iter(environments(self.run, self.args))
 
 
-def describe_plan(plan, report=None, verbose: int = 0) -> str:
+def describe_plan(plan, report=None, verbose: int = 0, not_found: list[dict] | None = None) -> str:
     if not plan.actions:
-        checked = f" ({len(report.entries)} checked)" if report is not None and verbose else ""
+        n = len(report.entries) if report is not None else None
+        missing = not_found_lines(not_found or [])
+        if missing:
+            ok = f"the {n} package(s) checked are ok" if n else "nothing was checked"
+            return "\n".join([*missing, f"Nothing to repair: {ok}."])
+        if n == 0:
+            return "Nothing to repair: the package caches hold no packages."
+        checked = f" ({n} checked)" if n is not None and verbose else ""
         return f"Nothing to repair: every checked package is ok{checked}."
     found = {(e.pkgs_dir, e.entry): e.problems for e in report.entries} if report else {}
     lines = ["Repair plan:"]
@@ -78,6 +86,7 @@ def execute(args, run) -> int:
     caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
     report = verify_caches(caches, matchers(args.specs), args.verify_level)
     plan = plan_repair(report, offline=run.offline, envs=_LazyEnvs(run, args))
+    not_found = report.not_found(explicit_dirs(run))
     data = {
         "version": JSON_VERSION,
         "level": report.level,
@@ -85,21 +94,23 @@ def execute(args, run) -> int:
         "specs": list(args.specs),
         "dry_run": run.dry_run,
         "checked": len(report.entries),
+        "not_found": not_found,
         "counts": plan.counts(),
         "actions": [a.to_json() for a in plan.actions],
         "stats": None,
     }
     actionable = [a for a in plan.actions if a.action != SKIP]
     if run.dry_run or not actionable:
-        run.out.result(data, describe_plan(plan, report, run.verbose))
+        run.out.result(data, describe_plan(plan, report, run.verbose, not_found))
         if run.dry_run and actionable:
             raise DryRunExit()
-        return EXIT_PROBLEMS_FOUND if plan.actions else EXIT_OK
+        return EXIT_PROBLEMS_FOUND if plan.actions or not_found else EXIT_OK
     run.out.message(describe_plan(plan, report, run.verbose))
     if not run.out.confirm("Repair these packages?"):
         raise UserAbort()
     stats = execute_plan(plan, run)
     data["actions"] = [a.to_json() for a in plan.actions]
     data["stats"] = stats
-    run.out.result(data, describe_result(plan, stats))
-    return EXIT_PROBLEMS_FOUND if stats["failed"] or stats["skipped"] else EXIT_OK
+    text = "\n".join([describe_result(plan, stats), *not_found_lines(not_found)])
+    run.out.result(data, text)
+    return EXIT_PROBLEMS_FOUND if stats["failed"] or stats["skipped"] or not_found else EXIT_OK

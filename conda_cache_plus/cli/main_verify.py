@@ -6,7 +6,7 @@ from ..caches import PackageCaches
 from ..exceptions import EXIT_OK, EXIT_PROBLEMS_FOUND
 from ..match import matchers
 from ..sizes import human_bytes
-from ..verify import FAST, FULL, HOSTILE_ENTRY, OK, verify_caches
+from ..verify import FAST, FULL, HOSTILE_ENTRY, verify_caches
 from . import add_level_option, add_specs
 
 JSON_VERSION = 1
@@ -45,16 +45,32 @@ def build(run, specs: list[str], level: str, *, rehash: bool = False, jobs=None,
         workers=jobs,
         progress=progress,
     )
-    return report_json(report, run.pkgs_dirs, specs), report
+    return report_json(report, run.pkgs_dirs, specs, explicit_dirs(run)), report
 
 
-def report_json(report, pkgs_dirs, specs) -> dict:
+def explicit_dirs(run) -> bool:
+    return run.pkgs_origin == "--pkgs-dir"
+
+
+def not_found_lines(not_found: list[dict]) -> list[str]:
+    """``! what: reason; nothing was checked there`` for each thing asked about but absent."""
+    return [
+        f"! {'no package cache at ' if n['kind'] == 'pkgs_dir' else 'spec '}{n['what']!s}: "
+        f"{n['reason']}; nothing was checked for it"
+        for n in not_found
+    ]
+
+
+def report_json(report, pkgs_dirs, specs, explicit: bool = False) -> dict:
     summary = report.totals()
     summary["seconds"] = round(report.seconds, 4)
+    not_found = report.not_found(explicit)
+    hostile = any(p.kind == HOSTILE_ENTRY for p in report.leftovers)
     return {
         "version": JSON_VERSION,
         "level": report.level,
-        "ok": not report.bad,
+        "ok": not report.bad and not not_found and not hostile,
+        "not_found": not_found,
         "pkgs_dirs": list(pkgs_dirs),
         "specs": list(specs),
         "summary": summary,
@@ -64,7 +80,9 @@ def report_json(report, pkgs_dirs, specs) -> dict:
     }
 
 
-def render(report, verbose: int = 0, command: str = "conda cache") -> str:
+def render(
+    report, verbose: int = 0, command: str = "conda cache", not_found: list[dict] | None = None
+) -> str:
     t = report.totals()
     ncaches = sum(1 for c in report.caches if c["exists"])
     counts = ", ".join(
@@ -95,8 +113,11 @@ def render(report, verbose: int = 0, command: str = "conda cache") -> str:
         lines += [f"    {p.describe()}" for p in shown]
         if len(shown) < len(report.leftovers):
             lines.append(f"    ... and {len(report.leftovers) - len(shown)} more")
+    absent = {n["what"] for n in not_found or [] if n["kind"] == "pkgs_dir"}
     for c in report.caches:
-        lines += [f"! {c['path']}: {p}" for p in c["problems"]]
+        if c["path"] not in absent:
+            lines += [f"! {c['path']}: {p}" for p in c["problems"]]
+    lines += not_found_lines(not_found or [])
     if report.bad:
         lines.append("")
         lines.append(f"Run `{command} repair` to re-extract or re-fetch the entries above.")
@@ -119,7 +140,5 @@ def execute(args, run) -> int:
         bar.update_to(1)
     finally:
         bar.close()
-    run.out.result(data, render(report, run.verbose, run.command))
-    hostile = any(p.kind == HOSTILE_ENTRY for p in report.leftovers)
-    ok = all(e.status == OK for e in report.entries) and not hostile
-    return EXIT_OK if ok else EXIT_PROBLEMS_FOUND
+    run.out.result(data, render(report, run.verbose, run.command, data["not_found"]))
+    return EXIT_OK if data["ok"] else EXIT_PROBLEMS_FOUND
