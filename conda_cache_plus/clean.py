@@ -25,8 +25,24 @@ prints it, the real run executes the same plan. Semantics of ``clean`` (README "
 
 Never removed: an entry (or its extracted directory) in use by a known environment — and with
 ``--keep-history`` one named by a revision in ``conda-meta/history`` (archives may still go with
-``--tarballs``: environments never link them); an entry whose lock is held (being written);
+``--tarballs``: environments never link them); an entry whose lock is held (being written), ours,
+mamba's or rattler's beside it, or whose download conda holds (byte 21 of its ``.partial``);
 anything in a read-only cache. Each is listed under ``skipped`` with the reason.
+
+Kept unless forced (``clean --force-unsure``, ``remove --force-in-use``), because its use cannot
+be ruled out:
+
+- an entry an environment we cannot read fully may use: one of its ``conda-meta`` records is
+  unreadable or invalid (the record's file name says which package), or ``conda-meta`` cannot be
+  listed (then every entry);
+- an entry whose extracted files have hard links that neither the entry itself (a package
+  hard-linked to itself), nor the same package in another cache, account for: an environment we
+  do not know (``register_envs: false``, a prefix outside ``envs_dirs``) was linked from it.
+
+Policies (not ``remove``) also leave alone what changed within the grace period (``--grace``,
+default 1 hour): an entry downloaded, extracted or linked by an environment that recently, or a
+file of it hard-linked that recently (a link changes the file's ctime). That is what an install
+running right now looks like: conda takes no lock while it extracts and links.
 """
 
 from __future__ import annotations
@@ -58,6 +74,8 @@ KIND_INDEX = "index_cache"
 
 # conda's .c~ holds and our temp dirs younger than this may belong to a running transaction.
 TEMP_GRACE_SECONDS = 300
+# Policies leave alone entries created, extracted or linked more recently than this (--grace).
+DEFAULT_GRACE = "1h"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdwy]?)\s*$", re.IGNORECASE)
 _DURATION_UNITS = {
@@ -93,6 +111,7 @@ class Policy:
     index_cache: bool = False
     keep_history: bool = False
     specs: list[SpecMatcher] = field(default_factory=list)
+    grace: float | None = None  # seconds; None: no grace period (an explicit remove)
 
     @property
     def selects_packages(self) -> bool:
@@ -116,6 +135,7 @@ class Policy:
             "index_cache": self.index_cache,
             "keep_history": self.keep_history,
             "specs": [m.spec for m in self.specs],
+            "grace_seconds": self.grace,
         }
 
 
@@ -132,6 +152,12 @@ class PlanItem:
     bytes: Bytes = field(default_factory=Bytes)
     status: str = "planned"
     error: str | None = None
+    # screened while measured (measure_plan): files changed within ``grace`` seconds of ``now``,
+    # hard links nothing we know accounts for (``siblings``: the same package in other caches)
+    grace: float | None = None
+    now: float = 0.0
+    check_links: bool = False
+    siblings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         out = {
@@ -258,7 +284,42 @@ def _version_rank(records: list[PackageCacheRecord]) -> dict[int, int]:
 
 def _fmt_age(seconds: float) -> str:
     days = seconds / 86400
-    return f"{days:.1f}d" if days >= 1 else f"{seconds / 3600:.1f}h"
+    if days >= 1:
+        return f"{days:.1f}d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h"
+    return f"{max(seconds, 0) / 60:.0f}m"
+
+
+def _newest_change(rec: PackageCacheRecord, last_linked: float | None) -> float:
+    """When the entry last changed: downloaded, extracted, written or linked by an environment."""
+    times = [t for t in (rec.mtime, last_linked) if t is not None]
+    paths = [rec.archive_path(ext) for ext in rec.archives]
+    if rec.has_dir:
+        d = rec.extracted_package_dir
+        paths += [d, os.path.join(d, "info"), os.path.join(d, "info", "repodata_record.json")]
+    for path in paths:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        times += [st.st_mtime, st.st_ctime]
+    return max(times) if times else 0.0
+
+
+def _held_by_another_tool(rec: PackageCacheRecord) -> str | None:
+    """Why a lock beside the entry says another tool is writing it, if one does."""
+    from .locks import conda_byte_locked, flock_held, mamba_locked
+
+    base = rec.archive_path("")
+    for ext in (".conda", ".tar.bz2"):
+        partial = base + ext + ".partial"
+        if os.path.lexists(partial) and conda_byte_locked(partial):
+            return f"being downloaded (conda's lock on {os.path.basename(partial)} is held)"
+    for lock in (base + ".lock", *(base + ext + ".lock" for ext in (".conda", ".tar.bz2"))):
+        if os.path.lexists(lock) and (mamba_locked(lock) or flock_held(lock)):
+            return f"being written (another tool holds {os.path.basename(lock)})"
+    return None
 
 
 def plan_packages(
@@ -269,8 +330,11 @@ def plan_packages(
     now: float | None = None,
     is_locked: Callable[[CacheLayout, str], bool] | None = None,
     force_in_use: bool = False,
+    force_unsure: bool = False,
 ) -> Plan:
-    """Entries (or their parts) to remove under ``policy``; see the module docstring."""
+    """Entries (or their parts) to remove under ``policy``; see the module docstring.
+    ``force_in_use`` removes entries environments use (and implies ``force_unsure``);
+    ``force_unsure`` only those kept because their use cannot be ruled out."""
     from .locks import flock_held
 
     now = time.time() if now is None else now
@@ -326,6 +390,7 @@ def plan_packages(
         selected.append((rec, reasons))
 
     kept: list[tuple[PackageCacheRecord, list[str]]] = []
+    unsure_ok = force_in_use or force_unsure
     for rec, reasons in selected:
         u = usage.usage_of(rec)
         kind = {PART_TARBALLS: KIND_ARCHIVE, PART_EXTRACTED: KIND_EXTRACTED}.get(part, KIND_PACKAGE)
@@ -337,6 +402,18 @@ def plan_packages(
             plan.skipped.append(
                 Skipped(
                     kind, rec.pkgs_dir, rec.entry, "named by environment history", sorted(u.history)
+                )
+            )
+            continue
+        if part != PART_TARBALLS and u.maybe and not unsure_ok:
+            why = next(iter(sorted(u.maybe.values())))
+            plan.skipped.append(
+                Skipped(
+                    kind,
+                    rec.pkgs_dir,
+                    rec.entry,
+                    f"may be in use: an environment we cannot read fully ({why})",
+                    sorted(u.maybe),
                 )
             )
             continue
@@ -354,8 +431,21 @@ def plan_packages(
         if is_locked(CacheLayout(rec.pkgs_dir), rec.entry):
             plan.skipped.append(Skipped(kind, rec.pkgs_dir, rec.entry, "being written (locked)"))
             continue
+        held = _held_by_another_tool(rec)
+        if held:
+            plan.skipped.append(Skipped(kind, rec.pkgs_dir, rec.entry, held))
+            continue
+        if policy.grace:
+            age = now - _newest_change(rec, u.last_linked)
+            if age < policy.grace:
+                plan.skipped.append(
+                    Skipped(kind, rec.pkgs_dir, rec.entry, _grace_reason(age, policy.grace))
+                )
+                continue
         if force_in_use and u.in_use:
             reasons = [*reasons, "in use, removed anyway (--force-in-use)"]
+        elif unsure_ok and u.maybe and part != PART_TARBALLS:
+            reasons = [*reasons, "maybe in use (an environment we cannot read), removed anyway"]
         kept.append((rec, reasons))
 
     if policy.max_size is not None:
@@ -363,10 +453,15 @@ def plan_packages(
     else:
         kept.sort(key=lambda x: (x[0].pkgs_dir, x[0].entry))
 
+    same_dist: dict[str, list[str]] = {}
+    for rec in all_records:
+        if rec.has_dir:
+            same_dist.setdefault(rec.basename, []).append(rec.extracted_package_dir)
     for rec, reasons in kept:
         kind = {PART_TARBALLS: KIND_ARCHIVE, PART_EXTRACTED: KIND_EXTRACTED}.get(part, KIND_PACKAGE)
         # urls.txt records where an entry came from; its lines go only with the whole entry
         urls = [rec.basename + ext for ext in rec.archives] if part == PART_ENTRY else []
+        mine = rec.extracted_package_dir
         plan.items.append(
             PlanItem(
                 kind=kind,
@@ -377,9 +472,68 @@ def plan_packages(
                 record=rec,
                 last_used=usage.usage_of(rec).last_used or None,
                 url_basenames=urls,
+                grace=policy.grace,
+                now=now,
+                # environments link extracted files, never archives
+                check_links=part != PART_TARBALLS and rec.has_dir and not unsure_ok,
+                siblings=[d for d in same_dist.get(rec.basename, ()) if d != mine],
             )
         )
     return plan
+
+
+def _grace_reason(age: float, grace: float) -> str:
+    return (
+        f"changed {_fmt_age(age)} ago, within the grace period ({_fmt_age(grace)}; an install "
+        "may be using it; --grace 0 to ignore)"
+    )
+
+
+LINKED_OUTSIDE = "linked from outside the known environments"
+
+
+def _screen(item: PlanItem, walked: list, errors: list[str]) -> str | None:
+    """Why ``item`` must stay after all, from the ``lstat`` results of its files: a file changed
+    within the grace period, or hard links to its extracted files that no known place accounts
+    for (an environment we do not know)."""
+    if item.grace:
+        newest = max((st.st_ctime for _p, st, _d in walked), default=0.0)
+        if item.now - newest < item.grace:
+            return _grace_reason(item.now - newest, item.grace)
+    if not item.check_links or item.record is None:
+        return None
+    root = item.record.extracted_package_dir + os.sep
+    seen: dict[tuple[int, int], list] = {}  # (dev, ino) -> [links here, nlink, a rel path]
+    for path, st, is_dir in walked:
+        if is_dir or st.st_nlink < 2:
+            continue
+        key = (st.st_dev, st.st_ino)
+        got = seen.get(key)
+        if got is None:
+            rel = path[len(root) :] if path.startswith(root) else None
+            seen[key] = [1, st.st_nlink, rel]
+        else:
+            got[0] += 1
+    outside = []
+    for key, (here, nlink, rel) in seen.items():
+        extra = nlink - here
+        if extra <= 0 or rel is None:
+            continue
+        for sib in item.siblings:  # the same package in another cache (cp -al, mirrors)
+            try:
+                st = os.lstat(os.path.join(sib, rel))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == key:
+                extra -= 1
+        if extra > 0:
+            outside.append(rel)
+    if not outside:
+        return None
+    return (
+        f"{LINKED_OUTSIDE}: {len(outside)} file(s) have hard links no known environment "
+        f"accounts for, e.g. {sorted(outside)[0]}"
+    )
 
 
 def _apply_budget(kept, all_records, writable, usage, policy, plan):
@@ -484,10 +638,30 @@ def merge(*plans: Plan) -> Plan:
 
 
 def measure_plan(plan: Plan) -> Plan:
-    """Fill every item's bytes: freed counts an inode once, at the item removing its last link."""
+    """Fill every item's bytes: freed counts an inode once, at the item removing its last link.
+
+    Items that ask for it are screened in the same walk (:func:`_screen`): one that must stay
+    after all moves to ``skipped`` and frees nothing."""
+    from .sizes import walk_paths
+
     fp = Footprint()
+    items = []
     for item in plan.items:
-        item.bytes = fp.add(item.paths)
+        if not (item.grace or item.check_links):
+            item.bytes = fp.add(item.paths)
+            items.append(item)
+            continue
+        errors: list[str] = []
+        walked = [
+            w for path in item.paths if os.path.lexists(path) for w in walk_paths(path, errors)
+        ]
+        why = _screen(item, walked, errors)
+        if why:
+            plan.skipped.append(Skipped(item.kind, item.pkgs_dir, item.name, why))
+            continue
+        item.bytes = fp.add_stats([st for _p, st, _d in walked], errors)
+        items.append(item)
+    plan.items = items
     plan.still_linked = fp.still_linked()
     ro = Footprint()
     for s in plan.skipped:

@@ -40,6 +40,10 @@ def is_environment(prefix: str) -> bool:
     try:
         with os.scandir(meta) as it:
             return any(de.name.endswith(".json") for de in it)
+    except PermissionError:
+        # a conda-meta we may not read: an environment we cannot see into, which may use any
+        # cached package (usage.py makes it protect them all)
+        return True
     except OSError:
         return False
 
@@ -140,3 +144,46 @@ def known_environments(
     for prefix in pixi.workspace_envs(workspaces):
         add(prefix, pixi.SOURCE_PIXI_WORKSPACE)
     return list(found.values())
+
+
+def register_envs(*, use_conda: bool = False, environ: Mapping[str, str] | None = None) -> bool:
+    """conda's ``register_envs`` setting: whether new environments go into environments.txt."""
+    if use_conda:
+        try:
+            from .conda_compat import conda_context
+
+            return bool(conda_context().register_envs)
+        except Exception:
+            pass
+    env = os.environ if environ is None else environ
+    value = env.get("CONDA_REGISTER_ENVS")
+    if value is None:
+        for path in config.condarc_files(env):
+            found = config.read_condarc_list(path, "register_envs")
+            if found:
+                value = found[0]
+    if value is None:
+        return True
+    return str(value).strip().lower() not in ("false", "no", "off", "0")
+
+
+def visibility_notes(
+    *, use_conda: bool = False, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """Why environments may exist that we cannot see (so "unused" may not be), one line each."""
+    notes = []
+    tail = (
+        "hard-linked packages of such environments are still kept (their link counts show "
+        "them), softlinked or reflinked ones are not: name them with --env PREFIX"
+    )
+    if not register_envs(use_conda=use_conda, environ=environ):
+        notes.append(
+            "register_envs is off: environments created outside envs_dirs are not recorded in "
+            f"environments.txt and are invisible here; {tail}"
+        )
+    elif not os.path.exists(environments_txt(environ)):
+        notes.append(
+            f"{environments_txt(environ)} does not exist: environments outside envs_dirs are "
+            f"invisible here; {tail}"
+        )
+    return notes

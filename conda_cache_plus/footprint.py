@@ -69,6 +69,14 @@ class Footprint:
             self._walk(path, out, local)
         return out
 
+    def add_stats(self, stats, errors: list[str] = ()) -> Bytes:
+        """Like :meth:`add`, for ``lstat`` results a caller has walked already."""
+        out = Bytes(errors=list(errors))
+        local: set[tuple[int, int]] = set()
+        for st in stats:
+            self._account(st, out, local)
+        return out
+
     def _walk(self, path: str, out: Bytes, local: set) -> None:
         if not os.path.lexists(path):
             return  # already gone: nothing to count, and not an error

@@ -61,13 +61,19 @@ def walk_stats(path: str, errors: list[str]):
     The one tree walk behind every byte count; what cannot be read is added to ``errors``.
     Yields ``(stat_result, is_dir)``; a missing ``path`` yields nothing and is an error.
     """
+    for _path, st, is_dir in walk_paths(path, errors):
+        yield st, is_dir
+
+
+def walk_paths(path: str, errors: list[str]):
+    """:func:`walk_stats` with the path of each: ``(path, stat_result, is_dir)``."""
     try:
         st = os.lstat(path)
     except OSError as exc:
         errors.append(f"{path}: {exc.strerror or exc}")
         return
     is_dir = stat.S_ISDIR(st.st_mode)
-    yield st, is_dir
+    yield path, st, is_dir
     if not is_dir:
         return
     stack = [path]
@@ -86,7 +92,7 @@ def walk_stats(path: str, errors: list[str]):
                     errors.append(f"{de.path}: {exc.strerror or exc}")
                     continue
                 is_dir = stat.S_ISDIR(st.st_mode)
-                yield st, is_dir
+                yield de.path, st, is_dir
                 if is_dir:
                     stack.append(de.path)
 

@@ -128,6 +128,11 @@ class EnvState:
     packages: list[EnvPackage] = field(default_factory=list)
     history_dists: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
+    # What we could not read, so what the environment MAY use: dist -> why (a record that is
+    # unreadable or invalid names its package by its file name), and, when even that is not
+    # known (conda-meta unlistable, a record whose name is no dist), why it may use anything.
+    unsure: dict[str, str] = field(default_factory=dict)
+    unsure_all: str | None = None
 
 
 @dataclass
@@ -137,6 +142,8 @@ class EntryUsage:
     link_types: dict[str, str] = field(default_factory=dict)  # prefix -> how conda linked it
     history: set[str] = field(default_factory=set)  # prefixes whose history names it
     last_linked: float | None = None
+    # prefix -> why that environment MAY use it (we could not read it fully); not "in use"
+    maybe: dict[str, str] = field(default_factory=dict)
 
     @property
     def in_use(self) -> bool:
@@ -159,6 +166,9 @@ class EntryUsage:
             ],
             "in_history_of": sorted(self.history),
             "last_used": self.last_used or None,
+            "maybe_used_by": [
+                {"prefix": prefix, "reason": why} for prefix, why in sorted(self.maybe.items())
+            ],
         }
 
 
@@ -335,11 +345,21 @@ def read_environment(
     now = time.time()
     try:
         meta_fd = os.open(meta, _O_DIR)
+    except FileNotFoundError:
+        return state  # removed since it was found: it uses nothing any more
     except OSError as exc:
-        state.problems.append(f"cannot list {meta}: {exc.strerror or exc}")
+        why = f"cannot list {meta}: {exc.strerror or exc}"
+        state.problems.append(why)
+        state.unsure_all = why
         return state
     try:
-        names = _listing(meta_fd, old, new, now)
+        try:
+            names = _listing(meta_fd, old, new, now)
+        except OSError as exc:
+            why = f"cannot list {meta}: {exc.strerror or exc}"
+            state.problems.append(why)
+            state.unsure_all = why
+            return state
         old_recs = old.get("records") or {}
         new_recs: dict = {}
         new["records"] = new_recs
@@ -361,10 +381,16 @@ def read_environment(
             try:
                 raw, st = _read(name, meta_fd, meta_path)
                 t = _reduce(name[: -len(".json")], _decode_json(raw.decode("utf-8")))
-            except (OSError, ValueError, RecursionError):
-                t = None
+                why = "not a conda-meta record"
+            except FileNotFoundError:
+                continue  # uninstalled while we read: no longer used
+            except OSError as exc:
+                t, why = None, f"cannot read it: {exc.strerror or exc}"
+            except (ValueError, RecursionError):
+                t, why = None, "not valid JSON"
             if t is None:
-                state.problems.append(f"{meta_path}: unreadable record, skipped")
+                state.problems.append(f"{meta_path}: unreadable record, skipped ({why})")
+                _unsure_of(state, name[: -len(".json")], f"{meta_path}: {why}")
                 continue
             pkg = _package(env.prefix, meta_path, t, st.st_mtime)
             if not _racy(st, now):
@@ -374,6 +400,15 @@ def read_environment(
     finally:
         os.close(meta_fd)
     return state
+
+
+def _unsure_of(state: EnvState, dist: str, why: str) -> None:
+    """The package a record we cannot read is for, by its file name (conda names each record
+    ``<name>-<version>-<build>.json``); when the name says nothing, every package."""
+    if split_dist(dist):
+        state.unsure[dist] = why
+    elif state.unsure_all is None:
+        state.unsure_all = why
 
 
 def _listing(meta_fd: int, old: dict, new: dict, now: float) -> list[str]:
@@ -605,6 +640,12 @@ def _scan_usage(records: list[PackageCacheRecord], envs, use_index: bool) -> Usa
         for dist in state.history_dists:
             for rec in by_dist.get(dist, ()):
                 entries[dir_of[id(rec)]].history.add(prefix)
+        if state.unsure_all is not None:
+            for usage in entries.values():
+                usage.maybe.setdefault(prefix, state.unsure_all)
+        for dist, why in state.unsure.items():
+            for rec in by_dist.get(dist, ()):
+                entries[dir_of[id(rec)]].maybe.setdefault(prefix, why)
         if use_index and new != old:
             env_index.save(prefix, new)
     _unnamed_links(report)

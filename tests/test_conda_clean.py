@@ -130,7 +130,9 @@ def test_clean_unused_compared_with_conda_clean_p(conda_world):
     theirs_proc = conda("clean", "-p", "--dry-run", "--json", check=False)
     theirs = json.loads(theirs_proc.stdout)
     conda_would = set(theirs["packages"]["pkgs_dirs"][pkgs])
-    ours = json.loads(conda("cache", "clean", "--unused", "--dry-run", "--json").stdout)
+    ours = json.loads(
+        conda("cache", "clean", "--unused", "--grace", "0", "--dry-run", "--json").stdout
+    )
     we_would = {i["name"] for i in ours["items"]}
 
     assert conda_would == {"cc-1.0-0", "ee-1.0-0", "dd-1.0-0"}
@@ -148,7 +150,9 @@ def test_clean_unused_compared_with_conda_clean_p(conda_world):
     dir_files = theirs["packages"]["pkg_sizes"][pkgs]["dd-1.0-0"]
     assert dd["bytes"]["apparent"] > dir_files + os.path.getsize(dd["paths"][0])
     extracted = json.loads(
-        conda("cache", "clean", "--unused", "--extracted", "--dry-run", "--json").stdout
+        conda(
+            "cache", "clean", "--unused", "--extracted", "--grace", "0", "--dry-run", "--json"
+        ).stdout
     )
     assert {i["name"] for i in extracted["items"]} == we_would
     assert all(i["paths"] == [os.path.join(pkgs, i["name"])] for i in extracted["items"])
@@ -156,7 +160,7 @@ def test_clean_unused_compared_with_conda_clean_p(conda_world):
 
 def test_real_clean_keeps_every_environment_working(conda_world):
     conda = conda_world["conda"]
-    data = json.loads(conda("cache", "clean", "--unused", "--yes", "--json").stdout)
+    data = json.loads(conda("cache", "clean", "--unused", "--grace", "0", "--yes", "--json").stdout)
     assert {i["name"] for i in data["items"]} == {"dd-1.0-0", "ff-1.0-0"}
     p = conda_world["prefixes"]
     for env, name in (("hard", "aa"), ("soft", "cc"), ("copy", "ee")):

@@ -7,6 +7,7 @@ import os
 
 from ..caches import PackageCaches
 from ..clean import (
+    DEFAULT_GRACE,
     PART_ENTRY,
     PART_EXTRACTED,
     PART_TARBALLS,
@@ -85,6 +86,20 @@ def configure_parser(parser) -> None:
         action="store_true",
         help="Remove only extracted directories, of entries whose archive stays.",
     )
+    pol.add_argument(
+        "--grace",
+        metavar="DURATION",
+        default=DEFAULT_GRACE,
+        help="Leave alone entries downloaded, extracted or linked more recently than this "
+        f"(an install may be using them; default {DEFAULT_GRACE}; 0 to ignore).",
+    )
+    pol.add_argument(
+        "--force-unsure",
+        action="store_true",
+        help="Also remove entries kept only because their use cannot be ruled out: an "
+        "environment we cannot read fully may use them, or their files have hard links from "
+        "outside the known environments. Entries known environments use are still kept.",
+    )
     other = parser.add_argument_group("Other targets")
     other.add_argument(
         "--temp",
@@ -116,6 +131,7 @@ def policy_from_args(args) -> Policy:
     try:
         older = parse_duration(args.older_than) if args.older_than else None
         max_size = parse_size(args.max_size) if args.max_size else None
+        grace = parse_duration(args.grace) if args.grace not in (None, "") else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.keep_latest is not None and args.keep_latest < 0:
@@ -131,6 +147,7 @@ def policy_from_args(args) -> Policy:
         index_cache=args.index_cache,
         keep_history=args.keep_history,
         specs=matchers(args.specs),
+        grace=grace or None,
     )
     if not (policy.selects_packages or policy.temp or policy.index_cache):
         raise UsageError(
@@ -256,10 +273,19 @@ def run_removal(run, args, make_plan, *, verb: str, extra: dict | None = None) -
 def _run_removal(run, args, make_plan, *, verb: str, extra: dict | None = None) -> int:
 
     def build():
+        from ..envs import visibility_notes
+
         envs = environments(run, args)
         caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
         report = scan_usage(caches.records(), envs)
-        return envs, measure_plan(make_plan(caches, report))
+        plan = measure_plan(make_plan(caches, report))
+        if plan.items or any(s.kind != "temp" for s in plan.skipped):
+            # what decides "in use" may not see every environment: say so where it matters
+            plan.notes += visibility_notes(use_conda=run.conda)
+        for state in report.envs:
+            if state.unsure or state.unsure_all:
+                plan.notes += [f"cannot read {state.env.prefix} fully: {p}" for p in state.problems]
+        return envs, plan
 
     def payload(envs, plan, removed=None):
         data = {
@@ -306,7 +332,7 @@ def execute(args, run) -> int:
     def make_plan(caches, report):
         parts = []
         if policy.selects_packages:
-            parts.append(plan_packages(caches, report, policy))
+            parts.append(plan_packages(caches, report, policy, force_unsure=args.force_unsure))
         if args.clean_all:
             parts.append(_tarballs_of_the_rest(caches, report, policy, parts[0]))
         if policy.temp or policy.index_cache:
@@ -320,7 +346,9 @@ def execute(args, run) -> int:
 def _tarballs_of_the_rest(caches, report, policy, entries_plan):
     """``--all``'s second package policy: the archives of the entries that stay (their extracted
     directory is complete, so conda links from it and never needs the archive again)."""
-    tarballs = Policy(part=PART_TARBALLS, specs=policy.specs, keep_history=policy.keep_history)
+    tarballs = Policy(
+        part=PART_TARBALLS, specs=policy.specs, keep_history=policy.keep_history, grace=policy.grace
+    )
     plan = plan_packages(caches, report, tarballs)
     going = {(i.pkgs_dir, i.name) for i in entries_plan.items}
     plan.items = [i for i in plan.items if (i.pkgs_dir, i.name) not in going]

@@ -18,7 +18,9 @@ def configure_parser(parser) -> None:
         action="store_true",
         # not dest "force": that is a conda setting
         help="Also remove entries that known environments use (symlinked ones will break; "
-        "hard-linked and copied ones keep working but cannot be re-linked offline).",
+        "hard-linked and copied ones keep working but cannot be re-linked offline), and those "
+        "kept because their use cannot be ruled out (an environment we cannot read fully, hard "
+        "links from outside the known environments).",
     )
     add_env_option(parser, "Also treat PREFIX as a known environment (repeatable).")
     add_lock_option(parser)
@@ -40,8 +42,17 @@ def execute(args, run) -> int:
 
     rc = run_removal(run, args, make_plan, verb="remove", extra={"specs": list(args.specs)})
     plan = state.get("plan")
-    if rc == 0 and plan is not None and any(s.reason == "in use" for s in plan.skipped):
+    if rc == 0 and plan is not None and any(_in_use(s.reason) for s in plan.skipped):
         if not run.json:
-            run.out.warn("entries in use were kept; add --force-in-use to remove them anyway")
+            run.out.warn(
+                "entries in use (or maybe in use) were kept; add --force-in-use to remove them "
+                "anyway"
+            )
         return EXIT_PROBLEMS_FOUND
     return rc
+
+
+def _in_use(reason: str) -> bool:
+    from ..clean import LINKED_OUTSIDE
+
+    return reason == "in use" or reason.startswith(("may be in use", LINKED_OUTSIDE))
