@@ -93,7 +93,7 @@ def test_clean_unused_keeps_the_hard_linked_one_and_warns(hidden):
     # the softlinked one cannot be seen: it is planned, and the note is the warning
     assert "ss-1.0-0" in {i["name"] for i in data["items"]}
     text = hidden["conda"]("cache", "clean", "--unused", "--grace", "0", "--dry-run").stdout
-    assert "softlinked or reflinked ones are not" in text
+    assert "softlinked or reflinked ones are not" in " ".join(text.split())
 
 
 def test_named_with_env_both_are_kept(hidden):
