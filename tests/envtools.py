@@ -122,7 +122,10 @@ class World:
         uninstall(self.env_hist, "eps-1.0-0")
         self.envs_dir = str(tmp_path / "envs")
         self.home = str(tmp_path / "home")
-        os.makedirs(self.home, exist_ok=True)
+        os.makedirs(os.path.join(self.home, ".conda"), exist_ok=True)
+        # conda keeps a list of the environments it made: this world's is there (and empty)
+        with open(os.path.join(self.home, ".conda", "environments.txt"), "a"):
+            pass
         # every entry's own time is old, so age depends on environment links
         for r in recs.values():
             for path in [r.extracted_package_dir + "/info/repodata_record.json"] + [

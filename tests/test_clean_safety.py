@@ -19,12 +19,7 @@ from conda_cache_plus.locks import CONDA_LOCK_BYTE
 
 @pytest.fixture
 def world(tmp_path, build):
-    w = World(tmp_path, build, populate)
-    # the registered environments exist: no "invisible environments" note unless a test wants one
-    os.makedirs(os.path.join(w.home, ".conda"), exist_ok=True)
-    with open(os.path.join(w.home, ".conda", "environments.txt"), "w") as fh:
-        fh.write("")
-    return w
+    return World(tmp_path, build, populate)  # with an (empty) environments.txt: no note
 
 
 def cli(world, *args, env=None):

@@ -172,7 +172,16 @@ def test_waits_for_the_lock_with_a_message(world, tmp_path):
     release = str(tmp_path / "release")
     holder = hold(lock, "flock", 120, release)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "conda_cache_plus", "clean", "--unused", "-y", "--lock-timeout=120"],
+        [
+            sys.executable,
+            "-m",
+            "conda_cache_plus",
+            "clean",
+            "--unused",
+            "-y",
+            "--lock-timeout=120",
+            "--grace=0",
+        ],
         env={**os.environ, **world.env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -244,7 +244,7 @@ def render(data: dict, plan, verb: str, verbose: int) -> str:
         n, freed = plan.read_only_freed.get(d, (0, 0))
         there = f"; removing its {n} selected item(s) would free {human_bytes(freed)}" if n else ""
         lines.append(f"! {d}: read-only cache, left alone{there}")
-    lines += [f"! {n}" for n in plan.notes]
+    lines += [wrap(f"! {n}", "  ") for n in plan.notes]
     removed = data.get("removed")
     if removed:
         lines.append(
