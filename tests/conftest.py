@@ -91,6 +91,10 @@ def _isolated_user_state(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.delenv("CONDA_PKGS_DIRS", raising=False)
+    # Tests build their caches a moment before they clean them: without this, clean's grace
+    # period (an install may be using what changed within the last hour) would keep all of it.
+    # The tests of the grace period itself say which they want.
+    monkeypatch.setenv("CONDA_CACHE_PLUS_GRACE", "0")
     yield
 
 

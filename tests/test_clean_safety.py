@@ -155,11 +155,13 @@ def test_invisible_environments_are_warned_about(world):
 # --- item 6: an install running now -------------------------------------------------------------
 def test_grace_period_keeps_what_just_changed(world):
     # every file of the fixture was just written (ctime is now), whatever its mtime says
-    data = clean(world, "--unused", "-y")
+    data = clean(world, "--unused", "-y", env={"CONDA_CACHE_PLUS_GRACE": ""})  # the default
     assert removed(data) == set()
     assert "within the grace period" in kept(data)["alpha-1.0-0"]
     assert data["policy"]["grace_seconds"] == 3600
     assert removed(clean(world, "--unused", "--grace", "0", "--dry-run")) >= {"alpha-1.0-0"}
+    data = clean(world, "--unused", "--dry-run", env={"CONDA_CACHE_PLUS_GRACE": "2h"})
+    assert data["policy"]["grace_seconds"] == 7200 and removed(data) == set()
 
 
 def test_a_new_hard_link_counts_as_use(world):

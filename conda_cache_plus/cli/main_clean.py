@@ -27,6 +27,8 @@ from ..usage import no_gc, scan_usage
 from .main_usage import add_env_option, environments
 
 JSON_VERSION = 1
+# the default of --grace, for CI runners that fill a cache and clean it in one job
+GRACE_ENV = "CONDA_CACHE_PLUS_GRACE"
 
 
 def add_lock_option(parser) -> None:
@@ -89,9 +91,9 @@ def configure_parser(parser) -> None:
     pol.add_argument(
         "--grace",
         metavar="DURATION",
-        default=DEFAULT_GRACE,
         help="Leave alone entries downloaded, extracted or linked more recently than this "
-        f"(an install may be using them; default {DEFAULT_GRACE}; 0 to ignore).",
+        f"(an install may be using them; default {DEFAULT_GRACE}, or ${GRACE_ENV}; 0 to "
+        "ignore).",
     )
     pol.add_argument(
         "--force-unsure",
@@ -131,7 +133,7 @@ def policy_from_args(args) -> Policy:
     try:
         older = parse_duration(args.older_than) if args.older_than else None
         max_size = parse_size(args.max_size) if args.max_size else None
-        grace = parse_duration(args.grace) if args.grace not in (None, "") else None
+        grace = parse_duration(args.grace or os.environ.get(GRACE_ENV) or DEFAULT_GRACE)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.keep_latest is not None and args.keep_latest < 0:
