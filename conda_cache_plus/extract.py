@@ -349,6 +349,8 @@ class _Writer:
             raise self.hostile(member.name, "hard link to itself")
         src_path, path = self.root + real_source, self.root + real
         self._create(real, member.name, lambda: os.link(src_path, path, follow_symlinks=False))
+        # tar applies each member's mode, so a hard link's mode is the inode's from now on
+        os.chmod(path, (member.mode & 0o777 & ~self.umask) | 0o600)
         self.kinds[real] = _FILE
         self.stats.hardlinks += 1
 
@@ -684,6 +686,7 @@ def extract_atomic(
             archive, os.path.realpath(dest), merge=True, cancel=cancel, limit=limit
         )
     parent, entry = os.path.split(dest)
+    os.makedirs(parent, exist_ok=True)  # as cph does
     lock = _lock_entry(parent, entry, cancel)
     try:
         tmptree.sweep_once(parent)
