@@ -171,10 +171,19 @@ def extract(source_full_path, destination_directory) -> None:
     """conda's ``PackageExtract``: ``(archive, destination dir) -> None``."""
     from .exceptions import ArchiveError, HostileArchiveError
     from .extract import Cancelled, extract_atomic
+    from .names import component_problem
 
     src = os.fspath(source_full_path)
     dest = os.fspath(destination_directory)
     package = os.path.basename(src)
+    why = component_problem(os.path.basename(dest.rstrip(os.sep)))
+    if why:
+        # conda names the directory after the archive: '...conda' gives '<pkgs>/..', which
+        # would spread the package over the cache's parent (names.py)
+        raise _conda_error(
+            f"conda-cache-plus refused to extract {package} into {dest}: the directory name "
+            f"{why}. Nothing was written; the archive was kept at {src}."
+        )
     interrupts = _register_interrupts()
     start = interrupts.enter()
     try:

@@ -47,6 +47,7 @@ from .records import (
 from .safefs import open_private_dir
 from .sizes import path_size
 from .statefile import RACY_SECONDS
+from .tmptree import is_tmp_name
 from .urls import UrlsData
 
 MAX_NESTED_DEPTH = 12
@@ -256,7 +257,9 @@ class _Scanner:
                     if hostile_entry_problem(name):
                         # never a package: conda would take '<pkgs>/..' for its directory
                         leftover_names.append((name, HOSTILE, de.is_dir(follow_symlinks=False)))
-                    elif top and name in PRIVATE_LINK_NAMES and de.is_symlink():
+                    elif de.is_symlink() and (
+                        (top and name in PRIVATE_LINK_NAMES) or is_tmp_name(name)
+                    ):
                         # a link planted where we (or conda) keep private files: remove the link
                         leftover_names.append((name, LINK, False))
                     elif name.endswith(LEFTOVER_SUFFIXES) or ".conda_trash" in name:

@@ -15,7 +15,7 @@ import shutil
 import tarfile
 
 import pytest
-from conftest import run_cli
+from conftest import requires_conda, run_cli
 
 from conda_cache_plus.exceptions import EXIT_ERROR, EXIT_PROBLEMS_FOUND, EXIT_USAGE
 from conda_cache_plus.names import check_package_fn, hostile_entry_problem, package_fn_problem
@@ -292,6 +292,35 @@ def test_planted_lock_file_link(world, http_server, good):
     proc = world.cli("fetch", "-y", url)
     assert proc.returncode == 0, proc.stderr
     world.assert_outside_unchanged()
+
+
+def test_planted_temp_tree_link(world, http_server, good):
+    # a link named like an extraction's temporary tree beside the entries
+    url = serve(http_server, good)
+    link = os.path.join(world.pkgs, f".cpx-tmp-{good.dist}-abc123")
+    os.symlink(world.outside, link)
+    os.utime(link, (1, 1), follow_symlinks=False)
+    proc = world.cli("fetch", "-y", url)
+    assert proc.returncode == 0, proc.stderr
+    world.assert_outside_unchanged()
+    proc = world.cli("clean", "--temp", "-y")
+    assert proc.returncode == 0, proc.stderr
+    assert not os.path.lexists(link)
+    world.assert_outside_unchanged()
+
+
+@requires_conda
+@pytest.mark.parametrize("dist", ["..", "."])
+def test_conda_extractor_refuses_a_dot_destination(world, good, dist):
+    from conda import CondaError
+
+    from conda_cache_plus.conda_extractor import extract
+
+    with pytest.raises(CondaError, match="refused"):
+        extract(good.path, os.path.join(world.pkgs, dist))
+    assert os.path.isfile(good.path)
+    world.assert_outside_unchanged()
+    assert world.names() == {"urls.txt"}
 
 
 def test_clean_temp_never_deletes_through_a_tmp_link(world, good):
