@@ -445,3 +445,21 @@ def test_repair_refetches_a_py_rattler_entry_from_its_environments_url(rattler_w
     w["server"].requests.clear()
     rattler_install(w["channel"], w["ws"] / "again", cache, "only-two", env=env)
     assert archive_requests(w["server"]) == []
+
+
+def test_dir_shows_pixi_and_rattler_caches_with_their_source(tmp_path, build):
+    root = tmp_path / "pixi-cache"
+    rattler_entry(str(root / "pkgs"), build("liba", "1.0", "0"))
+    env = {"PIXI_CACHE_DIR": str(root), "CONDA_PKGS_DIRS": str(tmp_path / "conda-pkgs")}
+    data = json.loads(run_cli("dir", "--json", env=env, check=True).stdout)
+    assert_schema(data, "dir")
+    rows = {d["path"]: d for d in data["dirs"]}
+    row = rows[str(root / "pkgs")]
+    assert (row["kind"], row["source"], row["exists"]) == ("rattler", "PIXI_CACHE_DIR", True)
+    assert run_cli("dir", env=env, check=True).stdout.split() == [
+        str(tmp_path / "conda-pkgs"),
+        str(root / "pkgs"),
+    ]
+    named = json.loads(run_cli("dir", "--json", "--pkgs-dir", str(root), check=True).stdout)
+    first = named["dirs"][0]
+    assert (first["path"], first["kind"]) == (str(root / "pkgs"), "rattler")

@@ -50,6 +50,7 @@ def pkgs_dirs_rows(run) -> list[CacheDir]:
     """conda's package caches (pkgs_dirs), as every other verb sees them."""
     import os
 
+    from ..layouts import RATTLER, detect
     from ..pkgs_dir import writability
 
     rows = []
@@ -58,7 +59,7 @@ def pkgs_dirs_rows(run) -> list[CacheDir]:
         rows.append(
             CacheDir(
                 path=path,
-                kind="pkgs",
+                kind="rattler" if detect(path).name == RATTLER else "pkgs",
                 source=run.pkgs_origin,
                 exists=os.path.isdir(path),
                 writable=writable,
@@ -68,8 +69,28 @@ def pkgs_dirs_rows(run) -> list[CacheDir]:
     return rows
 
 
+def rattler_rows(run) -> list[CacheDir]:
+    """pixi's and rattler's package caches (pixi.py) not already among pkgs_dirs: the ones that
+    exist, and the ones an environment variable names."""
+    import os
+
+    from ..pixi import cache_dirs
+    from ..pkgs_dir import writability
+
+    looked_at = {os.path.realpath(p) for p in run.pkgs_dirs}
+    rows = []
+    for c in cache_dirs():
+        path = c.pkgs_dir
+        exists = os.path.isdir(path)
+        if os.path.realpath(path) in looked_at or not (exists or c.source.endswith("_DIR")):
+            continue
+        writable, why = writability(path)
+        rows.append(CacheDir(path, "rattler", c.source, exists, writable, why))
+    return rows
+
+
 # Each returns the rows of one kind of cache; `dir` shows them in this order.
-PROVIDERS: list[Callable[[object], list[CacheDir]]] = [pkgs_dirs_rows]
+PROVIDERS: list[Callable[[object], list[CacheDir]]] = [pkgs_dirs_rows, rattler_rows]
 
 
 def configure_parser(parser) -> None:
