@@ -33,4 +33,6 @@ def ensure_cache_dir(layout: CacheLayout) -> bool:
         os.replace(tmp, layout.cachedir_tag)  # readers never see a half-written tag
     # our private dirs are created and checked without following a planted link (safefs)
     check_private_dir(layout.root, PRIVATE_DIR, "tmp")
+    # created group-writable where the cache is (safefs.shared_bits), whatever our umask
+    check_private_dir(layout.root, PRIVATE_DIR, "locks")
     return created

@@ -335,13 +335,13 @@ def plan_packages(
     """Entries (or their parts) to remove under ``policy``; see the module docstring.
     ``force_in_use`` removes entries environments use (and implies ``force_unsure``);
     ``force_unsure`` only those kept because their use cannot be ruled out."""
-    from .locks import flock_held
+    from .locks import lock_held
 
     now = time.time() if now is None else now
     if is_locked is None:
 
         def is_locked(layout: CacheLayout, entry: str) -> bool:
-            return flock_held(layout.entry_lock(entry))
+            return lock_held(layout.entry_lock(entry))
 
     plan = Plan()
     all_records: list[PackageCacheRecord] = []
@@ -561,7 +561,7 @@ def _apply_budget(kept, all_records, writable, usage, policy, plan):
 def plan_temp(caches, *, now: float | None = None, index_cache: bool, temp: bool) -> Plan:
     """Leftovers and index caches of the writable caches."""
     from . import tmptree
-    from .locks import conda_byte_locked, flock_held
+    from .locks import conda_byte_locked, lock_held
 
     def is_tmp_name(rel: str) -> bool:
         return tmptree.is_tmp_name(rel.rsplit("/", 1)[-1])
@@ -577,7 +577,7 @@ def plan_temp(caches, *, now: float | None = None, index_cache: bool, temp: bool
             continue
         layout = cache.layout
         if temp:
-            entry_locks_busy = _any_entry_lock_held(layout, flock_held)
+            entry_locks_busy = _any_entry_lock_held(layout, lock_held)
             for lo in sorted(res.leftovers, key=lambda x: x.rel):
                 if lo.kind == "lock":
                     continue  # deleting a lock file someone holds would break their exclusion
@@ -616,13 +616,13 @@ def plan_temp(caches, *, now: float | None = None, index_cache: bool, temp: bool
     return plan
 
 
-def _any_entry_lock_held(layout: CacheLayout, flock_held) -> bool:
+def _any_entry_lock_held(layout: CacheLayout, lock_held) -> bool:
     try:
         ours = os.path.basename(layout.cache_lock)
         names = [n for n in os.listdir(layout.locks_dir) if n != ours]
     except OSError:
         return False
-    return any(flock_held(os.path.join(layout.locks_dir, n)) for n in names)
+    return any(lock_held(os.path.join(layout.locks_dir, n)) for n in names)
 
 
 def merge(*plans: Plan) -> Plan:
@@ -746,7 +746,7 @@ def execute_plan(plan: Plan, *, on_item: Callable[[PlanItem], None] | None = Non
     """Remove exactly the plan's items (call with the caches' write locks held)."""
     from . import scan_index
     from .layouts import detect
-    from .locks import flock_held
+    from .locks import lock_held
     from .urls import remove_urls
 
     stats = RemovalStats()
@@ -757,7 +757,7 @@ def execute_plan(plan: Plan, *, on_item: Callable[[PlanItem], None] | None = Non
         layout = CacheLayout(item.pkgs_dir)
         if item.pkgs_dir not in trash_dirs:
             trash_dirs[item.pkgs_dir] = detect(item.pkgs_dir).trash_dir(item.pkgs_dir)
-        if item.kind in (KIND_PACKAGE, KIND_EXTRACTED, KIND_ARCHIVE) and flock_held(
+        if item.kind in (KIND_PACKAGE, KIND_EXTRACTED, KIND_ARCHIVE) and lock_held(
             layout.entry_lock(item.name)
         ):
             item.status = "skipped"

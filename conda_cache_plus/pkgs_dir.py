@@ -161,6 +161,17 @@ class _Scanner:
         self.new_index: dict = {}
         self.urls = urls
         self.result = ScanResult(pkgs_dir)
+        self._clock: float | None = None
+
+    def _now(self) -> float:
+        """Now on the cache's file system clock (fsclock: never another host's clock unchecked)."""
+        if self._clock is None:
+            from . import fsclock
+
+            self._clock = fsclock.now(self.pkgs_dir, CacheLayout(self.pkgs_dir).private) - (
+                time.time()
+            )
+        return time.time() + self._clock
 
     # -- one level of entries (the top, or a subdir of mamba's nested layout) -----------------
     def scan_level(self, base: str, rel_prefix: str, depth: int = 0) -> None:
@@ -226,7 +237,7 @@ class _Scanner:
         if cached is not None and cached[0] == fp and cached[1] - st.st_mtime > RACY_SECONDS:
             self.new_index[LISTING_KEY] = cached
             return cached[2]
-        self._listing_fp = (fp, time.time())
+        self._listing_fp = (fp, self._now())
         return None
 
     def _list_dir(self, base: str, rel_prefix: str):
@@ -525,7 +536,7 @@ class _Scanner:
         core, blob = split_core(data)
         # A file changed within the same coarse clock tick as this read would keep its
         # fingerprint: remember only metadata that was already stable when read (racy-git rule).
-        if time.time() - fp[1][2] / 1e9 > RACY_SECONDS:
+        if self._now() - fp[1][2] / 1e9 > RACY_SECONDS:
             self.new_index[rel] = (fp, core, blob, source, tuple(problems), is_extracted, mtime)
         self._append(path, rel, data, None, None, source, problems, is_extracted, mtime, archives)
 

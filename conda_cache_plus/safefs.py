@@ -37,6 +37,19 @@ def _refusal(path: str) -> UnsafePathError:
     return UnsafePathError(path, "it is not a directory")
 
 
+def shared_bits(parent_mode: int, *, directory: bool) -> int:
+    """The group/other bits something created in a directory of mode ``parent_mode`` must get
+    so that everyone who may write that directory may use it too (0 in a private directory):
+    a group's shared cache (group-writable, setgid) keeps its private dirs and lock files
+    usable by every member, whatever the umask of the member who created them."""
+    out = 0
+    if parent_mode & stat.S_IWGRP:
+        out |= stat.S_IRGRP | stat.S_IWGRP | (stat.S_IXGRP if directory else 0)
+    if parent_mode & stat.S_IWOTH:
+        out |= stat.S_IROTH | stat.S_IWOTH | (stat.S_IXOTH if directory else 0)
+    return out
+
+
 def open_private_dir(root: str, parts: tuple[str, ...] | list[str], *, create: bool = True) -> int:
     """A descriptor of ``root/parts...`` opened without following a link below ``root``.
 
@@ -55,14 +68,22 @@ def open_private_dir(root: str, parts: tuple[str, ...] | list[str], *, create: b
                     raise
                 try:
                     os.mkdir(part, 0o777, dir_fd=fd)
+                    made = True
                 except FileExistsError:
-                    pass
+                    made = False
                 try:
                     child = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                         raise _refusal(path) from None
                     raise
+                if made:
+                    extra = shared_bits(os.fstat(fd).st_mode, directory=True)
+                    if extra:
+                        try:
+                            os.fchmod(child, stat.S_IMODE(os.fstat(child).st_mode) | extra)
+                        except OSError:
+                            pass
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise _refusal(path) from None

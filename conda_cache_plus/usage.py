@@ -56,11 +56,10 @@ import gc
 import json
 import os
 import stat
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from . import env_index, statefile
+from . import env_index, fsclock, statefile
 from .envs import Environment
 from .layout import split_dist, strip_package_extension
 from .records import PackageCacheRecord, channel_name
@@ -342,7 +341,7 @@ def read_environment(
     new = {} if new is None else new
     state = EnvState(env)
     meta = os.path.join(env.prefix, "conda-meta")
-    now = time.time()
+    now = fsclock.now(env.prefix)
     try:
         meta_fd = os.open(meta, _O_DIR)
     except FileNotFoundError:
@@ -606,7 +605,7 @@ def _scan_usage(records: list[PackageCacheRecord], envs, use_index: bool) -> Usa
         report.envs.append(state)
         matched = report.matched.setdefault(prefix, {})
         missing = report.missing.setdefault(prefix, [])
-        now = time.time()
+        now = fsclock.now(prefix)
         try:
             prefix_fd = os.open(prefix, _O_DIR)
         except OSError:

@@ -773,6 +773,12 @@ class _EntryRun:
         self.archives: dict = {}
         self.keep = False  # whether the state is worth remembering (clean metadata)
 
+    def now(self) -> float:
+        """Now on the entry's file system clock (the scan probed it; fsclock.py)."""
+        from . import fsclock
+
+        return fsclock.now(self.root)
+
     def state(self) -> tuple | None:
         if not self.keep or self.plan is None:
             return None
@@ -1347,7 +1353,7 @@ def _apply_hash(run: _EntryRun, job: _HashJob, res) -> None:
         f.bytes_hashed += n
         if digest != job.expected:
             f.add(WRONG_HASH, rel, job.expected, digest)
-        elif fp[2] / 1e9 > time.time() - RACY_SECONDS:
+        elif fp[2] / 1e9 > run.now() - RACY_SECONDS:
             # Written moments ago: a second write in the same coarse clock tick would keep this
             # fingerprint, so the hash is not remembered (the racy-git rule, as in pkgs_dir).
             run.fps[job.key], run.hashed[job.key] = fp, False

@@ -137,7 +137,7 @@ def test_tarballs_and_extracted_parts(world, build):
 def test_entry_being_written_is_kept(world):
     layout = CacheLayout(world.pkgs)
     with FileLock(layout.entry_lock("delta-1.0-0")):
-        # flock conflicts between two open files even in one process, like another process
+        # held by this process: the lock registry knows, as F_GETLK would for another process
         plan = plan_for(world, unused=True)
     assert skipped(plan) == {"delta-1.0-0": "being written (locked)"}
     assert "delta-1.0-0" not in names(plan)

@@ -144,7 +144,7 @@ def hold(path, kind, seconds, release=None):
 def test_times_out_while_another_process_holds_the_cache(world, which):
     layout = CacheLayout(world.pkgs)
     path, kind = {
-        "ours": (layout.cache_lock, "flock"),
+        "ours": (layout.cache_lock, "lockf"),
         "mamba": (layout.mamba_lock, "lockf"),
         "rattler": (layout.rattler_lock, "flock"),
     }[which]
@@ -170,7 +170,7 @@ def _has_open(pid: int, path: str) -> bool:
 def test_waits_for_the_lock_with_a_message(world, tmp_path):
     lock = os.path.realpath(CacheLayout(world.pkgs).cache_lock)
     release = str(tmp_path / "release")
-    holder = hold(lock, "flock", 120, release)
+    holder = hold(lock, "lockf", 120, release)
     proc = subprocess.Popen(
         [
             sys.executable,
