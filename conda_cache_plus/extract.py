@@ -33,7 +33,9 @@ from .exceptions import (
     ChecksumMismatchError,
     HostileArchiveError,
     LockTimeoutError,
+    LockUnavailableError,
     SizeMismatchError,
+    UnsafePathError,
 )
 from .layout import CacheLayout
 from .locks import FileLock
@@ -658,7 +660,7 @@ def _lock_entry(parent: str, entry: str, cancel=None) -> FileLock | None:
         except LockTimeoutError:
             if time.monotonic() > deadline:
                 raise
-        except OSError:
+        except (OSError, LockUnavailableError, UnsafePathError):
             return None
 
 

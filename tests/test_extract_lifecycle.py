@@ -288,3 +288,180 @@ def test_extract_atomic_outside_a_cache_takes_no_lock(build, tmp_path):
     extract_atomic(pkg.path, str(tmp_path / "out"))
     assert ".conda-cache-plus" not in os.listdir(tmp_path)
     assert _trees(tmp_path) == []
+
+
+# -- a cache shared by a group ------------------------------------------------------------------
+
+GROUP, USERS = "cpxshare", ("cpxshare1", "cpxshare2")
+
+
+def _have(cmd: str) -> bool:
+    import shutil
+
+    return shutil.which(cmd) is not None
+
+
+@pytest.fixture(scope="module")
+def group_users():
+    """Two users in one group (created for the test, removed after); needs root."""
+    if os.geteuid() != 0:
+        pytest.skip("creating users needs root")
+    if not all(_have(c) for c in ("useradd", "groupadd", "userdel", "groupdel", "setpriv")):
+        pytest.skip("useradd/groupadd/setpriv are not available")
+    import grp
+    import pwd
+
+    created = []
+    try:
+        grp.getgrnam(GROUP)
+    except KeyError:
+        subprocess.run(["groupadd", GROUP], check=True)
+        created.append(("groupdel", GROUP))
+    for user in USERS:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            subprocess.run(["useradd", "-M", "-N", "-g", GROUP, user], check=True)
+            created.insert(0, ("userdel", user))
+    yield GROUP, USERS
+    for cmd, name in created:
+        subprocess.run([cmd, name], check=False)
+
+
+def _as_user(user: str, group: str, home: str, script: str, *args: str):
+    """Run ``script`` as ``user`` under umask 002. The interpreter may sit in root's home, so
+    the process keeps CAP_DAC_READ_SEARCH (read and traverse anything) but not
+    CAP_DAC_OVERRIDE: every write is checked against the user's permissions, as for a user."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": home,
+        "PYTHONPATH": ROOT,
+        "CONDA_SOLVER": "classic",
+        "CONDA_REGISTER_ENVS": "false",
+    }
+    caps = ("--inh-caps", "+dac_read_search", "--ambient-caps", "+dac_read_search")
+    return subprocess.run(
+        [
+            *("setpriv", "--reuid", user, "--regid", group, "--init-groups", *caps, "--"),
+            *("sh", "-c", f"umask 002; exec {script}", "sh", *args),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_two_users_of_a_group_share_a_cache(group_users, build):
+    """umask 002, a setgid pkgs dir: each user extracts into it, and each can replace what the
+    other extracted (directories must be group-writable for that)."""
+    import grp
+    import shutil
+    import tempfile
+
+    group, (u1, u2) = group_users
+    gid = grp.getgrnam(group).gr_gid
+    base = tempfile.mkdtemp(prefix="cpx-shared-", dir="/tmp")
+    try:
+        os.chmod(base, 0o775)
+        os.chown(base, 0, gid)
+        pkgs = os.path.join(base, "pkgs")
+        os.mkdir(pkgs)
+        os.chown(pkgs, 0, gid)
+        os.chmod(pkgs, 0o2775)
+        src = os.path.join(base, "src")
+        shutil.copytree(os.path.dirname(build("alpha").path), src)
+        build_b = build("beta", files={"share/beta/deep/er/x.txt": b"b\n"})
+        shutil.copy(build_b.path, src)
+        os.chmod(src, 0o755)
+        for n in os.listdir(src):
+            os.chmod(os.path.join(src, n), 0o644)
+        homes = {}
+        for u in (u1, u2):
+            homes[u] = os.path.join(base, f"home-{u}")
+            os.mkdir(homes[u])
+            shutil.chown(homes[u], u, group)
+        py = sys.executable
+        extract = (
+            f'{py} -c "import sys; from conda_cache_plus.extract import extract_atomic; '
+            'extract_atomic(sys.argv[1], sys.argv[2])" "$1" "$2"'
+        )
+        alpha = os.path.join(src, "alpha-1.0-0.conda")
+        beta = os.path.join(src, "beta-1.0-0.conda")
+        steps = [
+            (u1, alpha, "alpha-1.0-0"),  # the first user creates what the cache needs
+            (u2, beta, "beta-1.0-0"),  # the second extracts beside it
+            (u2, alpha, "alpha-1.0-0"),  # and replaces the first user's entry
+            (u1, beta, "beta-1.0-0"),  # and the other way round
+        ]
+        for user, archive, entry in steps:
+            res = _as_user(user, group, homes[user], extract, archive, os.path.join(pkgs, entry))
+            assert res.returncode == 0, f"{user} {entry}: {res.stderr}"
+            assert os.path.isfile(os.path.join(pkgs, entry, "info", "index.json"))
+        deep = os.path.join(pkgs, "beta-1.0-0", "share", "beta", "deep")
+        assert stat.S_IMODE(os.stat(deep).st_mode) & 0o070 == 0o070
+        assert _trees(pkgs) == []
+        if _conda_has_extractors():
+            _two_users_conda_create(base, pkgs, src, homes, group, (u1, u2))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _conda_has_extractors() -> bool:
+    try:
+        from conda.plugins import types
+    except ImportError:
+        return False
+    return hasattr(types, "CondaPackageExtractor")
+
+
+def _two_users_conda_create(base, pkgs, src, homes, group, users):
+    """Through real conda, both users under umask 002: our private directories made by someone
+    else without group write (here root, umask 022) do not stop anyone's extractions (the
+    entry lock is skipped where it cannot be taken; the extraction is atomic without it)."""
+    import hashlib
+    import shutil
+
+    u1, u2 = users
+    for name in ("alpha-1.0-0", "beta-1.0-0", ".conda-cache-plus"):
+        shutil.rmtree(os.path.join(pkgs, name), ignore_errors=True)
+    locks = os.path.join(pkgs, ".conda-cache-plus", "locks")
+    os.makedirs(locks)
+    for path in (locks, os.path.dirname(locks)):
+        os.chmod(path, 0o755)
+    channel = os.path.join(base, "channel")
+    entries = {}
+    for fn in ("alpha-1.0-0.conda", "beta-1.0-0.conda"):
+        os.makedirs(os.path.join(channel, "noarch"), mode=0o755, exist_ok=True)
+        shutil.copy(os.path.join(src, fn), os.path.join(channel, "noarch", fn))
+        with open(os.path.join(src, fn), "rb") as fh:
+            blob = fh.read()
+        entries[fn] = {
+            **{"name": fn.split("-")[0], "version": "1.0", "build": "0", "build_number": 0},
+            **{"depends": [], "subdir": "noarch", "noarch": "generic", "size": len(blob)},
+            "sha256": hashlib.sha256(blob).hexdigest(),
+        }
+    for subdir, pkgs_conda in (("noarch", entries), ("linux-64", {})):
+        os.makedirs(os.path.join(channel, subdir), mode=0o755, exist_ok=True)
+        with open(os.path.join(channel, subdir, "repodata.json"), "w") as fh:
+            json.dump({"info": {"subdir": subdir}, "packages.conda": pkgs_conda}, fh)
+    for root, _dirs, files in os.walk(channel):
+        os.chmod(root, 0o755)
+        for n in files:
+            os.chmod(os.path.join(root, n), 0o644)
+    for n in ("urls.txt", "urls"):  # conda's magic file, group-writable as in a shared cache
+        with open(os.path.join(pkgs, n), "a"):
+            pass
+        os.chmod(os.path.join(pkgs, n), 0o664)
+    envs = os.path.join(base, "envs")
+    os.mkdir(envs)
+    os.chmod(envs, 0o777)
+    conda = (
+        f"env CONDA_PKGS_DIRS={pkgs} {sys.executable} -m conda create --offline --yes "
+        f'--override-channels -c file://{channel} -p "$1" "$2"'
+    )
+    for user, pkg in ((u1, "alpha"), (u2, "beta")):
+        res = _as_user(user, group, homes[user], conda, f"{envs}/{user}", pkg)
+        assert res.returncode == 0, f"{user}: {res.stdout}{res.stderr}"
+        assert os.path.isfile(os.path.join(pkgs, f"{pkg}-1.0-0", "info", "repodata_record.json"))
+    assert _trees(pkgs) == []
