@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import stat
 import threading
 import time
@@ -56,6 +57,7 @@ META_MISSING = "missing_metadata"
 META_INVALID = "invalid_metadata"
 ARCHIVE_CHECKSUM = "archive_checksum_mismatch"
 ARCHIVE_SIZE = "archive_size_mismatch"
+ARCHIVE_REFUSED = "archive_refused"  # our extractor refuses it (hostile or unreadable)
 ORPHAN_TEMP = "orphan_temp"
 PARTIAL_DOWNLOAD = "partial_download"
 # a name that would make a scan leave the cache, or a link planted in place of a private dir:
@@ -64,7 +66,7 @@ HOSTILE_ENTRY = "hostile_entry"
 
 _CORRUPT_KINDS = frozenset(
     {WRONG_SIZE, WRONG_HASH, WRONG_TYPE, LINK_ESCAPES, BROKEN_LINK, UNREADABLE}
-    | {ARCHIVE_CHECKSUM, ARCHIVE_SIZE}
+    | {ARCHIVE_CHECKSUM, ARCHIVE_SIZE, ARCHIVE_REFUSED}
 )
 _METADATA_KINDS = frozenset({META_MISSING, META_INVALID})
 
@@ -839,10 +841,40 @@ def _check_entry(
         f.fn, f.url = str(rec.get("fn") or ""), rec.get("url")
         f.record, f.record_source = dict(rec), (run.plan.record_source if run.plan else "")
         _check_archives(run, level, prev, jobs, index, pkgs_fd, entry, exts)
+        if level == FULL and not f.has_dir:
+            _trial_extract(f)
     finally:
         if efd is not None:
             os.close(efd)
     return run
+
+
+def _trial_extract(f: EntryFindings) -> None:
+    """An archive with no extracted directory has nothing else to check it against: at the full
+    level it is extracted once into a throw-away directory, so an archive our extractor refuses
+    (a member leaving the package, unreadable) is a finding rather than "ok" (issue 11, 8)."""
+    import tempfile
+
+    from .exceptions import ArchiveError, HostileArchiveError
+    from .extract import extract_archive
+
+    for info in f.archives:
+        if info.get("ok") is False:
+            continue
+        scratch = tempfile.mkdtemp(prefix="cpx-verify-")
+        try:
+            extract_archive(info["path"], os.path.join(scratch, "pkg"))
+        except HostileArchiveError as exc:
+            f.add(ARCHIVE_REFUSED, info["fn"], detail=f"hostile: {exc.reason}")
+            info.update(checked="extract", ok=False)
+        except ArchiveError as exc:
+            f.add(ARCHIVE_REFUSED, info["fn"], detail=exc.reason)
+            info.update(checked="extract", ok=False)
+        else:
+            if info.get("checked") is None:
+                info.update(checked="extract", ok=True)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _check_tree(run: _EntryRun, efd: int, level: str, prev, jobs: list, index: int) -> None:

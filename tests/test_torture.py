@@ -489,6 +489,20 @@ def test_refused_archive_is_removed_and_says_refused(world, http_server, build):
     world.assert_outside_unchanged()
 
 
+def test_verify_full_never_counts_a_refused_archive_ok(world, build):
+    evil = _hostile_package(build)
+    shutil.copyfile(evil.path, os.path.join(world.pkgs, evil.fn))  # put there by another tool
+    proc = world.cli("verify", "--full", "--json")
+    assert proc.returncode == EXIT_PROBLEMS_FOUND, proc.stderr
+    entry = json.loads(proc.stdout)["entries"][0]
+    assert entry["status"] == "corrupt"
+    assert [p["kind"] for p in entry["problems"]] == ["archive_refused"]
+    proc = world.cli("repair", "--full", "-y")
+    assert proc.returncode == 0, proc.stderr
+    assert evil.fn not in world.names()
+    world.assert_outside_unchanged()
+
+
 def test_refused_archive_already_in_cache(world, build):
     evil = _hostile_package(build)
     shutil.copyfile(evil.path, os.path.join(world.pkgs, evil.fn))
