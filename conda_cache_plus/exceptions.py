@@ -218,7 +218,9 @@ class RefusedArchiveError(CachePlusError):
 
 
 class UserAbort(CachePlusError):
-    exit_code = EXIT_ERROR
+    """The user answered no. Like conda ("Exiting.", exit 0): a choice, not an error."""
+
+    exit_code = EXIT_OK
 
     def __init__(self, message: str = "Aborted; nothing was changed."):
         super().__init__(message)

@@ -166,8 +166,9 @@ class Output:
 
             try:
                 answer = _get_render_func("prompt")(message, choices=("yes", "no"), default="no")
-            except (EOFError, KeyboardInterrupt):
+            except EOFError:
                 answer = "no"
+            # KeyboardInterrupt goes on up: Ctrl-C at a prompt is an interruption (exit 130)
             return answer in ("yes", "y")
         from .plain import PlainRenderer
 

@@ -98,7 +98,7 @@ def test_no_target_is_a_usage_error(world):
 
 def test_prompt_answer_no_changes_nothing(world):
     proc = cli(world, "clean", "--unused", input="n\n")
-    assert proc.returncode != 0
+    assert proc.returncode == 0  # "n" is a choice, not an error (as conda)
     assert "Would remove" not in proc.stdout
     assert len(world.caches.records()) == 6
 
@@ -224,7 +224,7 @@ def test_partial_held_by_condas_byte_lock_is_kept(world):
 
 def test_remove_refuses_entries_in_use(world):
     proc = cli(world, "remove", "beta", "alpha", "-y", "--json")
-    assert proc.returncode == 1
+    assert proc.returncode == 0  # keeping what is in use is the policy, not an error
     data = json.loads(proc.stdout)
     assert_schema(data, "remove")
     assert [i["name"] for i in data["items"]] == ["alpha-1.0-0"]

@@ -78,9 +78,10 @@ def test_repair_dry_run_then_yes(pkgs):
         "re-extract   alpha-1.0-0" in proc.stdout and "matches the record's sha256" in proc.stdout
     )
     assert os.path.getsize(target) == 5
-    # No answer (stdin closed) means no.
+    # No answer (stdin closed) takes the default, no: nothing changes, exit 0 as conda's "n"
     proc = run_cli("repair", "--pkgs-dir", pkgs, input="")
-    assert proc.returncode != 0 and os.path.getsize(target) == 5
+    assert proc.returncode == 0 and os.path.getsize(target) == 5
+    assert "error" not in proc.stderr and "nothing was changed" in proc.stderr
     proc = run_cli("repair", "-y", "--json", "--pkgs-dir", pkgs)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)

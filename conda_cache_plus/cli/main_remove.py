@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..clean import Policy, plan_packages
-from ..exceptions import EXIT_PROBLEMS_FOUND, UsageError
+from ..exceptions import UsageError
 from ..match import matchers
 from .main_clean import add_lock_option, run_removal
 from .main_usage import add_env_option
@@ -42,13 +42,13 @@ def execute(args, run) -> int:
 
     rc = run_removal(run, args, make_plan, verb="remove", extra={"specs": list(args.specs)})
     plan = state.get("plan")
-    if rc == 0 and plan is not None and any(_in_use(s.reason) for s in plan.skipped):
-        if not run.json:
-            run.out.warn(
-                "entries in use (or maybe in use) were kept; add --force-in-use to remove them "
-                "anyway"
-            )
-        return EXIT_PROBLEMS_FOUND
+    kept = plan is not None and any(_in_use(s.reason) for s in plan.skipped)
+    # Keeping what an environment uses is the policy working, not a failure (exit 0, like
+    # clean); the report lists each kept entry and who uses it.
+    if rc == 0 and kept and not run.json:
+        run.out.warn(
+            "entries in use (or maybe in use) were kept; add --force-in-use to remove them anyway"
+        )
     return rc
 
 
