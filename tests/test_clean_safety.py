@@ -81,7 +81,7 @@ def test_clean_force_unsure_removes_it(world):
 def test_remove_keeps_it_and_says_so(world):
     break_record(world.env_hard, "alpha-2.0-0")
     proc = cli(world, "remove", "alpha", "-y")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # refusing is the policy (README)
     assert "may be in use" in " ".join(proc.stdout.split())  # (wrapped at 80 columns)
     assert "--force-in-use" in proc.stderr
     assert exists(world, "alpha-2.0-0")
