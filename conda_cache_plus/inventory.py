@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 
 from .layout import MAGIC_FILE
 from .match import SpecMatcher, match_any, version_sort_keys
@@ -50,7 +51,10 @@ def cache_summary(
         ],
         "leftovers": [lo.to_json() for lo in res.leftovers],
         "ignored": list(res.others),
+        "not_repairable": not_repairable(cache),
     }
+    for item in out["not_repairable"]:
+        out["problems"].append(f"you could not repair {item['entry']}: {item['reason']}")
     if sizes and res.exists and res.readable:
         inodes = inodes or InodeSet()
         total = path_size(cache.pkgs_dir, inodes)
@@ -65,6 +69,76 @@ def cache_summary(
         }
         if total.errors:
             out["problems"].append(f"{len(total.errors)} path(s) could not be measured")
+    return out
+
+
+def _who(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group(gid: int) -> str:
+    import grp
+
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def not_repairable(cache: PackageCacheData) -> list[dict]:
+    """Entries of a writable cache that the current user could not re-extract, re-download or
+    remove: in a cache shared by a group, those another member left without group write
+    permission (or owns, under a sticky cache directory). Checks each entry's directory and its
+    ``info/`` (where a member's umask shows) and each archive; root can repair anything."""
+    if os.geteuid() == 0 or not cache.is_writable:
+        return []
+    res = cache.load()
+    try:
+        sticky = bool(os.stat(cache.pkgs_dir).st_mode & stat.S_ISVTX)
+    except OSError:
+        return []
+    uid = os.getuid()
+    out = []
+    for rec in res.records:
+        reason = owner = None
+        paths = [rec.archive_path(ext) for ext in rec.archives]
+        if rec.has_dir:
+            d = rec.extracted_package_dir
+            paths = [d, os.path.join(d, "info"), *paths]
+        for path in paths:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if sticky and st.st_uid != uid and os.path.dirname(path) == cache.pkgs_dir:
+                owner = _who(st.st_uid)
+                reason = (
+                    f"{os.path.basename(path)} belongs to {owner} and the cache directory is "
+                    "sticky (+t): only its owner may replace or remove it"
+                )
+                break
+            if stat.S_ISDIR(st.st_mode) and not os.access(path, os.W_OK | os.X_OK):
+                owner = _who(st.st_uid)
+                reason = (
+                    f"{os.path.relpath(path, cache.pkgs_dir)} is not writable by you (owner "
+                    f"{owner}, group {_group(st.st_gid)}, mode {stat.S_IMODE(st.st_mode):04o}); "
+                    "make the cache group-writable (chmod -R g+w) and use umask 002"
+                )
+                break
+        if reason:
+            out.append(
+                {
+                    "entry": rec.entry,
+                    "path": rec.extracted_package_dir,
+                    "owner": owner,
+                    "reason": reason,
+                }
+            )
     return out
 
 

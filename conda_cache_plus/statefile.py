@@ -15,6 +15,7 @@ import os
 import tempfile
 
 from .config import user_cache_dir
+from .safefs import shared_bits
 
 # A file whose mtime is this recent when read may still change within the same coarse clock tick
 # without changing its fingerprint (the racy-git problem): such reads are never remembered.
@@ -53,6 +54,9 @@ def write(path: str, fmt: int, owner: str, data: dict) -> bool:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".state-")
         try:
+            extra = shared_bits(os.stat(directory).st_mode, directory=False)
+            if extra:  # state kept inside a group's shared cache: the group's too
+                os.fchmod(fd, 0o600 | extra)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(marshal.dumps((fmt, os.path.realpath(owner), data)))
             os.replace(tmp, path)

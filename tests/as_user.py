@@ -57,13 +57,14 @@ def _paths() -> list[str]:
     return paths
 
 
-def _prefix(uid: int, gid: int) -> list[str]:
+def _prefix(uid: int, gid: int, groups: tuple[int, ...] = (), user: str = USER) -> list[str]:
     setpriv = shutil.which("setpriv")
     if setpriv:
-        return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+        extra = f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups"
+        return [setpriv, f"--reuid={uid}", f"--regid={gid}", extra, "--"]
     runuser = shutil.which("runuser")
     if runuser:
-        return [runuser, "-u", USER, "--"]
+        return [runuser, "-u", user, "--"]  # its groups come from /etc/group
     raise RuntimeError("neither setpriv nor runuser")
 
 
@@ -75,9 +76,18 @@ def _interpreter() -> tuple[list[str], dict] | str:
     who = _user()
     if isinstance(who, str):
         return who
+    return interpreter_as(*who)
+
+
+@functools.cache
+def interpreter_as(
+    uid: int, gid: int, groups: tuple[int, ...] = (), user: str = USER
+) -> tuple[list[str], dict] | str:
+    """As root: the command prefix running Python as ``uid``/``gid`` with supplementary
+    ``groups``, and its extra environment; or why there is none."""
     if not (shutil.which("setpriv") or shutil.which("runuser")):
         return "neither setpriv nor runuser is available"
-    prefix = _prefix(*who)
+    prefix = _prefix(uid, gid, groups, user)
     probe = "import conda_cache_plus, zstandard"
     env = {"PYTHONPATH": os.pathsep.join(_paths())}
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
@@ -94,7 +104,7 @@ def _interpreter() -> tuple[list[str], dict] | str:
         if proc.returncode == 0:
             return [*prefix, python], env
     return (
-        f"no Python {version} that user {USER} may run with this project importable "
+        f"no Python {version} that user {user} may run with this project importable "
         f"(tried {', '.join(candidates)})"
     )
 
