@@ -1,0 +1,160 @@
+"""rattler/pixi caches: our scan and verify beside py-rattler's own reading of the same cache.
+
+    python benchmarks/bench_rattler.py [WORKDIR] [--packages 400] [--files 30] [--repeat 5]
+
+py-rattler fills a fresh rattler cache from a local channel of generated packages (one install,
+as pixi would), then, in one run, page cache warm:
+
+- py-rattler's ``PackageCache(cache).index()``: its lock-free snapshot of what the cache holds
+  (one sidecar read per entry), beside our ``scan()`` of the same cache (``list``/``info``);
+- py-rattler installing every package into a fresh prefix from the filled cache with
+  ``ValidationMode.full()`` and with ``.skip()`` (rattler's own re-validation of every entry,
+  parallel in Rust, is the difference), beside our ``verify`` at the fast and full levels with
+  nothing remembered;
+- our usage scan (one environment, every entry), which ``clean --unused`` plans from.
+
+Median of ``--repeat`` runs after a warm-up. py-rattler runs in subprocesses (its interpreter
+may abort at exit), timed inside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from conda_cache_plus.caches import PackageCaches  # noqa: E402
+from conda_cache_plus.envs import Environment  # noqa: E402
+from conda_cache_plus.pkgbuild import build_package, write_channel  # noqa: E402
+from conda_cache_plus.pkgs_dir import scan  # noqa: E402
+from conda_cache_plus.usage import scan_usage  # noqa: E402
+from conda_cache_plus.verify import FAST, FULL, verify_caches  # noqa: E402
+
+RATTLER = r"""
+import asyncio, os, sys, time, json
+import rattler
+from rattler.package_cache import PackageCache, ValidationMode
+mode, channel, cache, prefix = sys.argv[1:5]
+async def main():
+    if mode == "index":
+        t = time.perf_counter()
+        idx = await PackageCache(cache).index()
+        return time.perf_counter() - t, len(idx)
+    recs = await rattler.solve([rattler.Channel(channel)], ["bench-meta"], platforms=["noarch"],
+                               timestamp_policy="allow-missing")
+    pc = None
+    if mode != "fill":
+        vm = ValidationMode.full() if mode == "full" else ValidationMode.skip()
+        pc = PackageCache.new_layered([cache], validation_mode=vm)
+    t = time.perf_counter()
+    await rattler.install(recs, target_prefix=prefix, cache_dir=cache, package_cache=pc,
+                          show_progress=False)
+    return time.perf_counter() - t, len(recs)
+secs, n = asyncio.run(main())
+print(json.dumps({"seconds": secs, "n": n}), flush=True)
+os._exit(0)
+"""
+
+
+def rattler(mode: str, channel: str, cache: str, prefix: str = "-") -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", RATTLER, mode, channel, cache, prefix],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def build(work: str, npkgs: int, nfiles: int) -> str:
+    noarch = os.path.join(work, "channel", "noarch")
+    pkgs = []
+    for i in range(npkgs):
+        files = {
+            f"share/bench{i}/f{j}.txt": hashlib.sha256(f"{i}-{j}".encode()).digest() * (16 + j)
+            for j in range(nfiles)
+        }
+        pkgs.append(build_package(noarch, f"bench{i}", "1.0", "0", files=files))
+    pkgs.append(
+        build_package(noarch, "bench-meta", "1.0", "0", depends=[f"bench{i}" for i in range(npkgs)])
+    )
+    write_channel(os.path.join(work, "channel"), pkgs)
+    return "file://" + os.path.join(work, "channel")
+
+
+def median(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("work", nargs="?")
+    ap.add_argument("--packages", type=int, default=400)
+    ap.add_argument("--files", type=int, default=30)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    work = args.work or tempfile.mkdtemp(prefix="bench-rattler-")
+    os.environ["RATTLER_CACHE_DIR"] = os.path.join(work, "rattler-root")
+    channel = build(work, args.packages, args.files)
+    cache = os.path.join(work, "cache")
+    fill = rattler("fill", channel, cache, os.path.join(work, "env0"))
+    print(f"py-rattler filled the cache: {fill['n']} packages in {fill['seconds']:.2f}s")
+
+    rows = []
+    idx = [rattler("index", channel, cache)["seconds"] for _ in range(args.repeat + 1)][1:]
+    rows.append(("py-rattler PackageCache.index()", statistics.median(idx)))
+    ours = median(lambda: scan(cache, use_index=False), args.repeat)
+    rows.append(("ours: scan (list/info)", ours))
+
+    def install(mode, k=[0]):  # noqa: B006 - a counter for fresh prefixes
+        k[0] += 1
+        return rattler(mode, channel, cache, os.path.join(work, f"env-{mode}-{k[0]}"))["seconds"]
+
+    skip = statistics.median([install("skip") for _ in range(args.repeat)])
+    full = statistics.median([install("full") for _ in range(args.repeat)])
+    rows.append(("py-rattler install, validation skip", skip))
+    rows.append(("py-rattler install, validation full", full))
+    rows.append(("  = rattler's full validation (difference)", max(full - skip, 0.0)))
+    caches = PackageCaches([cache])
+    for level in (FAST, FULL):
+
+        def run(level=level):
+            report = verify_caches(
+                PackageCaches([cache]), level=level, use_store=False, write_store=False
+            )
+            assert all(e.status == "ok" for e in report.entries), level
+
+        rows.append((f"ours: verify --{level} (nothing remembered)", median(run, args.repeat)))
+    env = [Environment(os.path.join(work, "env0"), ["--env"])]
+    rows.append(
+        (
+            "ours: usage scan, 1 env",
+            median(lambda: scan_usage(caches.records(), env, use_index=False), args.repeat),
+        )
+    )
+    nfiles = args.packages * args.files
+    print(f"\n{args.packages + 1} entries, {nfiles} payload files; median of {args.repeat}\n")
+    print("| what | time |\n|---|---:|")
+    for what, secs in rows:
+        print(f"| {what} | {secs * 1000:.0f} ms |")
+
+
+if __name__ == "__main__":
+    main()
+    sys.stdout.flush()
+    os._exit(0)
