@@ -96,6 +96,8 @@ def test_usage_names_the_maybe_users(world):
     data = json.loads(cli(world, "usage", "--json").stdout)
     entry = next(e for e in data["entries"] if e["entry"] == "alpha-2.0-0")
     assert [m["prefix"] for m in entry["maybe_used_by"]] == [world.env_hard]
+    text = " ".join(cli(world, "usage", "-v").stdout.split())
+    assert f"alpha-2.0-0 <- maybe {world.env_hard}" in text
 
 
 def test_record_named_like_no_package_protects_everything(world):

@@ -158,7 +158,7 @@ def render_entries(data: dict, verbose: int = 0) -> str:
                 e["name"],
                 e["version"],
                 e["build"],
-                str(len(users)) if users else "unused",
+                str(len(users)) if users else ("maybe" if e.get("maybe_used_by") else "unused"),
                 ",".join(how) or "-",
             ]
             if dated:
@@ -172,6 +172,10 @@ def render_entries(data: dict, verbose: int = 0) -> str:
             for e in entries:
                 for u in e["used_by"]:
                     lines.append(f"  {e['entry']} <- {u['prefix']} ({', '.join(u['evidence'])})")
+                for m in e.get("maybe_used_by", ()):
+                    lines.append(
+                        wrap(f"  {e['entry']} <- maybe {m['prefix']} ({m['reason']})", "    ")
+                    )
         lines.append("")
     t = data["totals"]
     summary = f"{t['entries']} entries: {t['in_use']} in use, {t['unused']} unused"
