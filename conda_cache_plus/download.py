@@ -489,11 +489,13 @@ def _fill_partial(fd, url, partial, size, sha256, md5, progress, run, cancel) ->
                 break
             digests.update(chunk)
             pos += len(chunk)
-        resumed_from = have
         try:
             total, transferred = _transfer(
                 fd, url, have, size, digests, progress, run, cancel, partial
             )
+            # What was really kept: nothing when the server ignored the Range (a 200 with the
+            # whole file) or refused it (416), however long the partial was.
+            resumed_from = total - transferred
         except (DownloadError, OfflineError) as exc:
             if getattr(exc, "status", None) and 400 <= exc.status < 500:
                 _unlink(partial)  # a 4xx will not get better by resuming

@@ -321,9 +321,26 @@ class FetchPlan:
 
     @property
     def download_bytes(self) -> int:
+        """Bytes still to download, of the packages whose size is known (see unknown_sizes)."""
         return sum(
             max((i.ref.size or 0) - i.resume_bytes, 0) for i in self.items if i.action == DOWNLOAD
         )
+
+    @property
+    def unknown_sizes(self) -> int:
+        """Downloads whose size nothing told us (a bare URL): download_bytes leaves them out."""
+        return sum(1 for i in self.items if i.action == DOWNLOAD and i.ref.size is None)
+
+    def download_size_text(self) -> str:
+        """``87 KiB``, ``size unknown``, or ``87 KiB + 2 of unknown size``: never "0 B" for
+        what simply was not said."""
+        unknown = self.unknown_sizes
+        known = human_bytes(self.download_bytes)
+        if not unknown:
+            return known
+        if unknown == self.counts()[DOWNLOAD]:
+            return "size unknown"
+        return f"{known} + {unknown} of unknown size"
 
     def to_json(self) -> dict:
         return {
@@ -331,6 +348,7 @@ class FetchPlan:
             "create_target": self.create_target,
             "counts": self.counts(),
             "download_bytes": self.download_bytes,
+            "unknown_sizes": self.unknown_sizes,
             "items": [i.to_json() for i in self.items],
         }
 
@@ -510,7 +528,7 @@ def describe_plan(p: FetchPlan) -> str:
     c = p.counts()
     head = wrap(
         f"{len(p.items)} package(s): {c[NONE]} already in the cache, {c[DOWNLOAD]} to download "
-        f"({human_bytes(p.download_bytes)}), {c[COPY]} to copy, {c[EXTRACT]} to extract only.",
+        f"({p.download_size_text()}), {c[COPY]} to copy, {c[EXTRACT]} to extract only.",
         "  ",
     )
     if p.target:

@@ -384,3 +384,56 @@ def test_runs_without_conda(tmp_path, http_server):
         env={"CONDA_CACHE_PLUS_NO_CONDA": "1"},
     )
     assert proc.returncode == 0, proc.stderr
+
+
+# -- numbers that are true -------------------------------------------------------------------------
+def test_dry_run_says_size_unknown_not_zero(tmp_path, http_server):
+    served = serve_packages(http_server, [("one", "1", 3), ("two", "2", 3)])
+    explicit = write_explicit(tmp_path / "env.txt", http_server, served)  # URLs: no sizes
+    proc = run_cli("fetch", explicit, "--pkgs-dir", str(tmp_path / "pkgs"), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "2 to download (size unknown)" in " ".join(proc.stdout.split())
+    assert "(0 B)" not in proc.stdout
+    proc = run_cli("fetch", explicit, "--pkgs-dir", str(tmp_path / "pkgs"), "-d", "--json")
+    plan = json.loads(proc.stdout)["plan"]
+    assert (plan["download_bytes"], plan["unknown_sizes"]) == (0, 2)
+
+
+def test_resumed_only_when_the_server_honours_range(tmp_path, http_server):
+    (pkg,) = serve_packages(http_server, [("big", "1", 3, 300_000)])
+    explicit = write_explicit(tmp_path / "env.txt", http_server, [pkg])
+    pkgs = tmp_path / "pkgs"
+    pkgs.mkdir()
+    with open(pkgs / (pkg.fn + ".partial"), "wb") as fh, open(pkg.path, "rb") as src:
+        fh.write(src.read(100_000))
+    http_server.behaviour.no_range.add(f"/noarch/{pkg.fn}")  # answers 200 with everything
+    proc = run_cli("fetch", explicit, "--pkgs-dir", str(pkgs), "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)["summary"]
+    assert summary["bytes_resumed"] == 0
+    assert http_server.requests_for(f"noarch/{pkg.fn}")[0]["range"] == "bytes=100000-"
+
+
+def test_ctrl_c_plain_progress_counts_only_what_finished(tmp_path, http_server):
+    served = serve_packages(http_server, [("slow", "1", 40, 2_000_000), ("quick", "1", 5)])
+    http_server.behaviour.slow[f"/noarch/{served[0].fn}"] = 0.01
+    explicit = write_explicit(tmp_path / "env.txt", http_server, served)
+    pkgs = str(tmp_path / "pkgs")
+    proc = subprocess.Popen(
+        _fetch_cmd(explicit, pkgs, "--console", "plain"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    partial = os.path.join(pkgs, served[0].fn + ".partial")
+    deadline = time.monotonic() + 60
+    while not (os.path.exists(partial) and os.path.getsize(partial) > 0):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    text = out + err
+    assert "slow-1-0: stopped at" in text, text
+    summaries = [line for line in text.splitlines() if line.startswith("progress: ")]
+    assert summaries and all(not line.startswith("progress: 2 of 2 done") for line in summaries)

@@ -112,6 +112,7 @@ def test_server_ignoring_range_restarts(served, pkgs, run):
     res = download(url, target, size=len(PAYLOAD), sha256=SHA, run=run)
     assert srv.requests_for(rel)[0]["range"] == "bytes=50000-"
     assert res.transferred == len(PAYLOAD)
+    assert res.resumed_from == 0  # a 200 with everything: nothing was resumed
     assert sha_of(target) == SHA
 
 
