@@ -88,7 +88,8 @@ def _probe(probe_dir: str) -> float | None:
     path = os.path.join(probe_dir, PROBE_NAME)
     try:
         before = time.time()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+        # never through a link planted in the private dir (safefs.py)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
         try:
             os.utime(fd, None)  # "now", as the file server sees it (NFS: SET_TO_SERVER_TIME)
             mtime = os.fstat(fd).st_mtime
