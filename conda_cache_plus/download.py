@@ -573,7 +573,7 @@ def _transfer(fd, url, offset, size, digests, progress, run, cancel, partial) ->
             if limit is not None and pos > limit:
                 raise SizeMismatchError(url, partial, limit, pos)
             if progress is not None and total:
-                progress(min(pos / total, 1.0))
+                _report(progress, pos, total)
         if resp.length is not None and read != resp.length:
             raise DownloadError(
                 url, f"connection closed after {read} of {resp.length} bytes; can be resumed"
@@ -602,6 +602,15 @@ class _Restart(Exception):
     pass
 
 
+def _report(progress: Progress, pos: int, total: int) -> None:
+    """``progress(fraction)``; a callback with a ``total_known`` attribute also learns the
+    total bytes (an @EXPLICIT line has no size: only the server's Content-Length tells)."""
+    told = getattr(progress, "total_known", None)
+    if told is not None:
+        told(total)
+    progress(min(pos / total, 1.0))
+
+
 def _copy_local(fd, url, size, digests, progress, cancel) -> tuple[int, int]:
     src = file_url_path(url)
     try:
@@ -620,7 +629,7 @@ def _copy_local(fd, url, size, digests, progress, cancel) -> tuple[int, int]:
             digests.update(chunk)
             pos += len(chunk)
             if progress is not None and total:
-                progress(min(pos / total, 1.0))
+                _report(progress, pos, total)
     return pos, pos
 
 

@@ -643,6 +643,7 @@ class _Progress:
         self.run = run
         self.lock = threading.Lock()
         self.total = sum(i.ref.size or 0 for i in items if i.action != NONE) or 1
+        self.count = sum(1 for i in items if i.action != NONE)
         self.parts: dict[str, float] = {}
         self.cm = None
         self._cm_owner = None
@@ -650,11 +651,12 @@ class _Progress:
         self.enabled = not (run.json or run.quiet or run.verbose)
 
     def __enter__(self):
-        if self.run.conda:
-            from conda.reporters import get_progress_bar_context_manager
-
-            self._cm_owner = get_progress_bar_context_manager()
+        if self.run.conda or self.run.out.live:
+            self._cm_owner = self.run.out.progress_group()
             self.cm = self._cm_owner.__enter__()
+            expect = getattr(self.cm, "expect", None)
+            if expect is not None:  # the live overall line: "3 of 20, 1.2 MiB of 40.0 MiB"
+                expect(self.count, self.total if self.total > 1 else None)
         return self
 
     def __exit__(self, *exc):
@@ -675,11 +677,19 @@ class _Progress:
             kwargs["context_manager"] = self.cm
         if not self.enabled:
             kwargs["enabled"] = False
+        if self.run.out.live:
+            kwargs["label"] = name  # the whole name: the live line fits it to the terminal
         return self.run.out.progress_bar(desc, **kwargs)
 
     def start_overall(self):
         # the plain backend sums up every bar itself; a "Total" bar there would count as a package
-        if self.overall is None and self.total > 1 and self.run.console != "plain":
+        # and the live renderer draws its own overall line
+        if (
+            self.overall is None
+            and self.total > 1
+            and self.run.console != "plain"
+            and not self.run.out.live
+        ):
             kwargs = {"position": None, "leave": False}
             if self.cm is not None:
                 kwargs["context_manager"] = self.cm
@@ -956,6 +966,9 @@ def _run_pipeline(work, results, run, cancel, install_entry, n_dl, n_ex, summary
                         # 100% means in the cache: extraction is the last tenth
                         _bar.update_to(fraction * 0.9)
                         progress.update(_ref.fn, _ref.size or 0, fraction * 0.9)
+
+                    # live bars show bytes; without a size in the input, the server says it
+                    on_progress.total_known = getattr(bar, "set_size", None)
 
                     got = download(
                         url,

@@ -88,9 +88,14 @@ class Output:
 
     def _render_text(self, text: str) -> None:
         if self.run.conda:
-            from conda.reporters import render
+            from conda.reporters import _get_render_func
 
-            render(text)
+            # conda.reporters.render(text), whole lines: classic before conda 26.7 returns the
+            # text without its newline, and the next output (a live bar) would join that line
+            out = _get_render_func()(text)
+            if isinstance(out, str) and out and not out.endswith("\n"):
+                out += "\n"
+            sys.stdout.write(out)
         elif self.run.console == "plain":
             from .plain import PlainRenderer
 
@@ -104,7 +109,28 @@ class Output:
         """A progress note for people; silent with --json or --quiet."""
         if self.run.json or self.run.quiet or self.run.console == "json":
             return
+        if self.live:
+            from .terminal import active_group
+
+            group = active_group()
+            if group is not None:  # above the live bars, which are drawn again below it
+                group.print_above(text)
+                return
         self._render_text(text)
+
+    @property
+    def live(self) -> bool:
+        """Live bars (:mod:`.terminal`): the classic console on a terminal, with or without
+        conda, unless --quiet, --json or -v (whose lines would tear the bars)."""
+        if not hasattr(self, "_live"):
+            from .terminal import live_possible
+
+            self._live = (
+                self.run.console == "classic"
+                and not (self.run.json or self.run.quiet or self.run.verbose)
+                and live_possible()
+            )
+        return self._live
 
     def warn(self, text: str) -> None:
         sys.stderr.write(f"warning: {text}\n")
@@ -114,6 +140,13 @@ class Output:
     def progress_bar(self, description: str, **kwargs):
         """A progress bar through the active reporter backend (a no-op one with --json/--quiet)."""
         enabled = not (self.run.json or self.run.quiet or self.run.console == "json")
+        if self.live:
+            from .plain import NullProgressBar
+            from .terminal import LiveBar
+
+            if not kwargs.pop("enabled", True):
+                return NullProgressBar(description)
+            return LiveBar(description, **kwargs)
         if self.run.conda:
             from conda.reporters import get_progress_bar
 
@@ -121,13 +154,18 @@ class Output:
             return get_progress_bar(description, **kwargs)
         from .plain import NullProgressBar, PlainRenderer
 
-        if not enabled:
+        if not enabled or self.run.console == "classic":
+            # classic off a terminal draws nothing, as conda's does; --console plain logs lines
             return NullProgressBar(description)
         return PlainRenderer().progress_bar(description, **kwargs)
 
     def progress_group(self):
         """A context manager around a set of concurrent bars; pass what it yields to each bar
         as ``context_manager=`` (conda does the same) so totals and one summary line cover all."""
+        if self.live:
+            from .terminal import LiveGroup
+
+            return LiveGroup()
         if self.run.conda:
             from conda.reporters import get_progress_bar_context_manager
 
@@ -137,6 +175,10 @@ class Output:
         return PlainRenderer.progress_bar_context_manager()
 
     def spinner(self, message: str, fail_message: str = "failed\n"):
+        if self.live and not self.run.conda:
+            from .terminal import LiveSpinner
+
+            return LiveSpinner(message, fail_message)
         if self.run.conda:
             from conda.reporters import get_spinner
 
@@ -170,6 +212,11 @@ class Output:
                 answer = "no"
             # KeyboardInterrupt goes on up: Ctrl-C at a prompt is an interruption (exit 130)
             return answer in ("yes", "y")
+        if self.run.console == "classic":
+            # conda's classic prompt, so the question looks the same with and without conda
+            from .terminal import prompt
+
+            return prompt(message, choices=("yes", "no"), default="no") == "yes"
         from .plain import PlainRenderer
 
         return PlainRenderer().prompt(message, choices=("yes", "no"), default="no") == "yes"
