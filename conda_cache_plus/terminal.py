@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from .output import shorten
+from .plain import _duration
 from .sizes import human_bytes
 
 # Redraws at most this often (seconds); the first and the last state are always drawn.
@@ -58,17 +59,6 @@ def terminal_size(stream=None) -> tuple[int, int]:
     cols = int(env_cols) if env_cols.isdigit() else cols
     lines = int(env_lines) if env_lines.isdigit() else lines
     return (cols if cols >= 20 else 80), (lines if lines >= 3 else 24)
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def _label(description: str) -> str:
