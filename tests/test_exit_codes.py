@@ -131,7 +131,7 @@ def test_ctrl_c_at_the_prompt_exits_130(cache, verb):
     os.set_blocking(proc.stdout.fileno(), False)
     out = b""
     deadline = time.monotonic() + 120
-    while not re.search(rb"\? \[yes/no, default: no\] $", out):
+    while not re.search(rb"\(y/\[n\]\)\? $", out):  # conda's classic prompt, standalone too
         assert proc.poll() is None, out + proc.stderr.read()
         assert time.monotonic() < deadline, out
         out += proc.stdout.read() or b""
