@@ -61,6 +61,7 @@ from .exceptions import (
     NoWritableCacheError,
     RefusedArchiveError,
     SizeMismatchError,
+    UsageError,
 )
 from .layout import CacheLayout, is_subdir_name, package_extension, strip_package_extension
 from .locks import FileLock
@@ -421,8 +422,11 @@ def _creatable(path: str) -> bool:
 
 def choose_target(caches: PackageCaches) -> tuple[str | None, bool]:
     """conda's ``first_writable``: configured order, skipping read-only caches, creating the first
-    directory that is not a cache yet. (target, needs creating)."""
+    directory that is not a cache yet. (target, needs creating). Never a cache in a layout we
+    do not write (rattler's: pixi fills it, and conda's files in it would hide its entries)."""
     for cache in caches.caches:
+        if not cache.kind.fetch_target:
+            continue
         if cache.is_writable:
             return cache.pkgs_dir, False
         if cache.is_writable is None and _creatable(cache.pkgs_dir):
@@ -448,6 +452,12 @@ def plan(refs: list[PackageRef], caches: PackageCaches, *, force=frozenset()) ->
         seen.add(ref.fn)
         items.append(_plan_one(ref, by_dist.get(ref.dist, []), target, ref.fn in force))
     if target is None and any(i.action != NONE for i in items):
+        foreign = [c.pkgs_dir for c in caches.caches if not c.kind.fetch_target]
+        if foreign:
+            raise UsageError(
+                f"{', '.join(foreign)}: a rattler/pixi package cache; fetch writes conda's layout "
+                "only. Let pixi fill it, or fetch into a conda cache (--pkgs-dir DIR)."
+            )
         raise NoWritableCacheError(caches.pkgs_dirs)
     items.sort(key=lambda i: -(i.ref.size or 0))
     return FetchPlan(items, target, create and any(i.action != NONE for i in items))

@@ -463,3 +463,24 @@ def test_dir_shows_pixi_and_rattler_caches_with_their_source(tmp_path, build):
     named = json.loads(run_cli("dir", "--json", "--pkgs-dir", str(root), check=True).stdout)
     first = named["dirs"][0]
     assert (first["path"], first["kind"]) == (str(root / "pkgs"), "rattler")
+
+
+def test_fetch_never_writes_conda_files_into_a_rattler_cache(tmp_path, build):
+    pkgs = str(tmp_path / "pkgs")
+    rattler_entry(pkgs, build("liba", "1.0", "0"))
+    new = build("libn", "1.0", "0")
+    before = sorted(os.listdir(pkgs))
+    proc = run_cli("fetch", "--pkgs-dir", pkgs, "file://" + new.path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "rattler/pixi package cache" in proc.stderr
+    assert sorted(os.listdir(pkgs)) == before
+
+
+def test_remove_takes_the_entry_and_its_sidecar(tmp_path, build):
+    pkgs = str(tmp_path / "pkgs")
+    rattler_entry(pkgs, build("liba", "1.0", "0"))
+    rattler_entry(pkgs, build("libb", "1.0", "0"))
+    proc = run_cli("remove", "liba", "-y", "--json", "--pkgs-dir", pkgs)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_schema(json.loads(proc.stdout), "remove")
+    assert sorted(os.listdir(pkgs)) == [".cache.lock", "libb-1.0-0", "libb-1.0-0.lock"]
