@@ -233,3 +233,28 @@ def test_kill_9_then_the_next_conda_create_removes_the_dead_tree(tmp_path):
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert _trees(pkgs) == []
+
+
+def test_a_full_disk_names_the_package_and_the_directory(tmp_path):
+    """ENOSPC through the plugin: conda gets one error naming both, and nothing is left."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    from conda_cache_plus.conda_extractor import extract
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        pkg = pkgbuild.build_package(
+            str(tmp_path / "src"), "cpx-large", files={"share/big.bin": os.urandom(3 << 20)}
+        )
+        with pytest.raises(Exception) as info:
+            extract(pkg.path, str(mnt / "cpx-large-1.0-0"))
+        msg = str(info.value)
+        assert "cpx-large-1.0-0.conda" in msg and str(mnt) in msg and "no space left" in msg
+        assert not isinstance(info.value, OSError)  # conda's scan would delete the archive
+        assert os.listdir(mnt) == []
+        assert os.path.isfile(pkg.path)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

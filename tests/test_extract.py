@@ -410,3 +410,54 @@ def test_unknown_extension(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(ArchiveError, match=r"not a \.conda or \.tar\.bz2"):
         extract_archive(str(path), str(tmp_path / "x"))
+
+
+# -- case-insensitive file systems --------------------------------------------------------------
+
+
+@pytest.fixture
+def case_folding(monkeypatch, tmp_path):
+    """Make everything under ``tmp_path/ci`` behave like a case-insensitive file system (names
+    folded to lower case), for the calls the extractor makes: no such file system can be
+    mounted in CI, and macOS's default is one."""
+    root = str(tmp_path / "ci") + os.sep
+
+    def fold(path):
+        path = os.fspath(path)
+        if isinstance(path, str) and path.startswith(root):
+            return root + path[len(root) :].lower()
+        return path
+
+    for name in ("open", "mkdir", "symlink", "link", "lstat", "unlink", "chmod", "utime"):
+        real = getattr(os, name)
+
+        def wrapped(*args, _real=real, _name=name, **kw):
+            args = list(args)
+            if args and not isinstance(args[0], int):
+                args[0] = fold(args[0])
+            if _name == "link" and len(args) > 1:
+                args[1] = fold(args[1])
+            elif _name == "symlink" and len(args) > 1:
+                args[1] = fold(args[1])  # the link's own path (its target is data)
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(os, name, wrapped)
+    return tmp_path / "ci"
+
+
+def test_names_differing_only_in_case_later_wins(build, case_folding, tmp_path):
+    extra = [
+        _file("share/README", b"upper\n"),
+        _file("share/readme", b"lower\n"),
+        _file("Share2/a", b"a\n"),
+        _file("share2/b", b"b\n"),
+        _link("share/Link", "readme"),
+        _file("share/LINK", b"replaces the link\n"),
+    ]
+    pkg = build("ci", files={}, extra_members=extra)
+    case_folding.mkdir()
+    extract_archive(pkg.path, str(case_folding / "x"))
+    tree_ = tree(str(case_folding / "x"))
+    assert tree_["share/readme"] == ("file", b"lower\n", False)
+    assert tree_["share2/a"][1] == b"a\n" and tree_["share2/b"][1] == b"b\n"
+    assert tree_["share/link"] == ("file", b"replaces the link\n", False)
