@@ -465,3 +465,22 @@ def _two_users_conda_create(base, pkgs, src, homes, group, users):
         assert res.returncode == 0, f"{user}: {res.stdout}{res.stderr}"
         assert os.path.isfile(os.path.join(pkgs, f"{pkg}-1.0-0", "info", "repodata_record.json"))
     assert _trees(pkgs) == []
+
+
+def test_other_extractions_never_remove_a_live_tree(build, tmp_path):
+    """What removed a concurrent conda extraction's directory before (fetch's stale-temp
+    cleanup) now goes by the tree's lock: a live tree is left alone."""
+    from conda_cache_plus.extract import install_entry
+    from conda_cache_plus.layout import CacheLayout
+
+    pkgs, proc = _extracting(tmp_path, written=1 << 20, cache=True)
+    try:
+        (live,) = _trees(pkgs)
+        other = build("other")
+        install_entry(CacheLayout(str(pkgs)), other.dist, other.path)
+        assert tmptree.sweep(str(pkgs)) == []
+        assert _trees(pkgs) == [live]
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
