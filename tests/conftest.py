@@ -32,6 +32,9 @@ def _sandbox_process_environment() -> str:
 
     root = tempfile.mkdtemp(prefix="ccp-test-world-")
     atexit.register(shutil.rmtree, root, ignore_errors=True)
+    # readable by the other users some tests run the CLI as (conda stats files under HOME and
+    # XDG_CONFIG_HOME, and 26.1 fails on a PermissionError there)
+    os.chmod(root, 0o755)
     for var in list(os.environ):
         if var.startswith(("CONDA_", "_CE_", "_CONDA", "MAMBA_", "PIXI_", "RATTLER_")) or var in (
             "CONDARC",
