@@ -233,9 +233,34 @@ def _repodata_entry_problem(fn: str, rec: dict) -> str | None:
     return None
 
 
+class _RepodataRecord:
+    """A repodata entry as :class:`~.match.SpecMatcher` sees a record, so names, globs and
+    MatchSpecs (``'demo-lib>=1.1'``) select from a repodata exactly as from a cache."""
+
+    def __init__(self, fn: str, rec: dict, subdir: str | None):
+        self.fn = fn
+        self.data = rec
+        self.name = str(rec.get("name") or "")
+        self.version = str(rec.get("version") or "")
+        self.build = str(rec.get("build") or "")
+        self.build_number = rec.get("build_number") or 0
+        self.subdir = rec.get("subdir") or subdir or ""
+        self.channel = str(rec.get("channel") or "")
+        self.basename = strip_package_extension(fn)[0]
+        self.extracted_package_dir = self.basename
+
+
+def _pick_format(fns: list[str]) -> str:
+    """One archive per package, as conda picks: the ``.conda`` when the repodata has both."""
+    return min(fns, key=lambda fn: (not fn.endswith(".conda"), fn))
+
+
 def refs_from_repodata(repodata: dict, base_url: str, patterns: list[str]) -> list[PackageRef]:
-    """Entries of a repodata whose file name, ``name-version-build`` or name matches a pattern
-    (shell globs allowed). Every pattern must match something."""
+    """Entries of a repodata selected by each pattern: a file name (that archive), or a
+    ``name-version-build``, name, glob or MatchSpec (the ``.conda`` of each matching package,
+    else its ``.tar.bz2``: never both into one entry). Every pattern must match something."""
+    from .match import SpecMatcher
+
     entries: dict[str, dict] = {}
     for key in ("packages", "packages.conda"):
         group = repodata.get(key) or {}
@@ -246,30 +271,51 @@ def refs_from_repodata(repodata: dict, base_url: str, patterns: list[str]) -> li
                 entries[fn] = rec
     info = repodata.get("info")
     subdir = info.get("subdir") if isinstance(info, dict) else None
-    out: dict[str, PackageRef] = {}
+    records = {fn: _RepodataRecord(fn, rec, subdir) for fn, rec in entries.items()}
+    named: dict[str, str] = {}  # dist -> the archive a pattern named by its file name
+    picked: dict[str, list[str]] = {}  # dist -> archives a name/glob/spec selected
     for pattern in patterns:
+        if package_extension(pattern):  # an archive named: that format, or nothing
+            exact = [fn for fn in entries if fnmatch.fnmatchcase(fn, pattern)]
+            if not exact:
+                raise InvalidSpecError(pattern, "matches no package in the repodata")
+            for fn in exact:
+                named.setdefault(records[fn].basename, fn)
+            continue
         hits = [
             fn
-            for fn, rec in entries.items()
-            if fnmatch.fnmatchcase(fn, pattern)
-            or fnmatch.fnmatchcase(strip_package_extension(fn)[0], pattern)
-            or rec.get("name") == pattern
+            for fn, r in records.items()
+            if fnmatch.fnmatchcase(r.basename, pattern) or r.name == pattern
         ]
         if not hits:
+            try:
+                matcher = SpecMatcher(pattern)
+            except InvalidSpecError:
+                matcher = None
+            if matcher is not None:
+                hits = [fn for fn, r in records.items() if matcher.match(r)]
+        if not hits:
             raise InvalidSpecError(pattern, "matches no package in the repodata")
-        for fn in sorted(hits):
-            rec = dict(entries[fn])
-            why = _repodata_entry_problem(fn, rec)
-            if why:
-                # refused here, reported with the results; the other entries are still fetched
-                out[fn] = PackageRef(
-                    url=f"{base_url}/{urllib.parse.quote(fn, safe='')}", fn=fn, refused=why
-                )
-                continue
-            if subdir and not rec.get("subdir"):
-                rec["subdir"] = subdir
-            size = rec.get("size")
-            out[fn] = PackageRef(
+        for fn in hits:
+            picked.setdefault(records[fn].basename, []).append(fn)
+    chosen = dict(named)
+    for dist, fns in picked.items():
+        chosen.setdefault(dist, _pick_format(fns))
+    out: list[PackageRef] = []
+    for fn in sorted(chosen.values()):
+        rec = dict(entries[fn])
+        why = _repodata_entry_problem(fn, rec)
+        if why:
+            # refused here, reported with the results; the other entries are still fetched
+            out.append(
+                PackageRef(url=f"{base_url}/{urllib.parse.quote(fn, safe='')}", fn=fn, refused=why)
+            )
+            continue
+        if subdir and not rec.get("subdir"):
+            rec["subdir"] = subdir
+        size = rec.get("size")
+        out.append(
+            PackageRef(
                 url=f"{base_url}/{urllib.parse.quote(fn)}",
                 fn=fn,
                 md5=rec.get("md5"),
@@ -277,7 +323,8 @@ def refs_from_repodata(repodata: dict, base_url: str, patterns: list[str]) -> li
                 size=size if isinstance(size, int) else None,
                 extra=rec,
             )
-    return list(out.values())
+        )
+    return out
 
 
 # -- planning -------------------------------------------------------------------------------------

@@ -69,6 +69,13 @@ def version_sort_keys(versions) -> dict[str, tuple]:
     }
 
 
+def _version_glob(version: str, pattern: str) -> bool:
+    # conda: "1.1.*" is 1.1 itself and everything under it
+    return fnmatch.fnmatchcase(version, pattern) or (
+        pattern.endswith(".*") and version == pattern[:-2]
+    )
+
+
 def _match_version(version: str, constraint: str) -> bool:
     constraint = constraint.strip()
     if not constraint or constraint == "*":
@@ -87,12 +94,12 @@ def _match_version(version: str, constraint: str) -> bool:
         return (
             version_compare(version, target) == 0
             if "*" not in target
-            else fnmatch.fnmatchcase(version, target)
+            else _version_glob(version, target)
         )
     if op == "=":
         # conda: "=1.2" means 1.2.* ; a glob is matched as written.
         if "*" in target:
-            return fnmatch.fnmatchcase(version, target)
+            return _version_glob(version, target)
         return (
             version == target
             or version.startswith(target + ".")

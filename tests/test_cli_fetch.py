@@ -437,3 +437,25 @@ def test_ctrl_c_plain_progress_counts_only_what_finished(tmp_path, http_server):
     assert "slow-1-0: stopped at" in text, text
     summaries = [line for line in text.splitlines() if line.startswith("progress: ")]
     assert summaries and all(not line.startswith("progress: 2 of 2 done") for line in summaries)
+
+
+def test_repodata_fetch_takes_one_format_and_matchspecs_and_stays_put(tmp_path, http_server):
+    """Both formats in the channel: the .conda only, one entry each; a second run reuses it
+    (no re-extraction flipping between formats)."""
+    pkgbuild.demo_channel(http_server.directory)
+    pkgs = str(tmp_path / "pkgs")
+    cmd = ["fetch", "--repodata", http_server.url("noarch/repodata.json"), "demo-lib>=1.1"]
+    proc = run_cli(*cmd, "demo-tool", "--pkgs-dir", pkgs, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert sorted(p["fn"] for p in data["packages"]) == [
+        "demo-lib-1.1-0.conda",
+        "demo-tool-2.0-0.conda",
+    ]
+    assert not [n for n in os.listdir(pkgs) if n.endswith(".tar.bz2")]
+    proc = run_cli(*cmd, "demo-tool", "--pkgs-dir", pkgs, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["summary"]["counts"]["downloaded"] == 0
+    assert data["summary"]["extractions"] == 0
+    assert run_cli("verify", "--pkgs-dir", pkgs, "--full").returncode == 0

@@ -72,12 +72,72 @@ def test_refs_from_repodata():
         },
     }
     refs = fetch.refs_from_repodata(repodata, "http://h/ch/linux-64", ["a"])
-    assert sorted(r.fn for r in refs) == ["a-1-0.conda", "a-1-0.tar.bz2"]
+    assert [r.fn for r in refs] == ["a-1-0.conda"]  # one format per package, .conda first
     (b,) = fetch.refs_from_repodata(repodata, "http://h/ch/linux-64", ["b-2-*"])
     assert b.url == "http://h/ch/linux-64/b-2-0.conda"
     assert b.extra["depends"] == ["a"] and b.extra["subdir"] == "linux-64"
     with pytest.raises(InvalidSpecError, match="matches no package"):
         fetch.refs_from_repodata(repodata, "http://h/ch/linux-64", ["zzz"])
+
+
+def _repodata_both_formats():
+    def rec(name, version, deps=()):
+        return {
+            "name": name,
+            "version": version,
+            "build": "0",
+            "build_number": 0,
+            "depends": list(deps),
+            "sha256": SHA,
+            "size": 5,
+            "subdir": "noarch",
+        }
+
+    return {
+        "info": {"subdir": "noarch"},
+        "packages": {f"demo-lib-{v}-0.tar.bz2": rec("demo-lib", v) for v in ("1.0", "1.1", "1.10")},
+        "packages.conda": {
+            **{f"demo-lib-{v}-0.conda": rec("demo-lib", v) for v in ("1.0", "1.1")},
+            "demo-tool-2.0-0.conda": rec("demo-tool", "2.0", ["demo-lib >=1.0"]),
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("patterns", "expected"),
+    [
+        (["demo-lib"], ["demo-lib-1.0-0.conda", "demo-lib-1.1-0.conda", "demo-lib-1.10-0.tar.bz2"]),
+        (["demo-lib>=1.1"], ["demo-lib-1.1-0.conda", "demo-lib-1.10-0.tar.bz2"]),
+        (["demo-lib 1.1.*"], ["demo-lib-1.1-0.conda"]),
+        (["demo-lib==1.0", "demo-lib-1.0-0"], ["demo-lib-1.0-0.conda"]),
+        (
+            ["demo-*"],
+            [
+                "demo-lib-1.0-0.conda",
+                "demo-lib-1.1-0.conda",
+                "demo-lib-1.10-0.tar.bz2",
+                "demo-tool-2.0-0.conda",
+            ],
+        ),
+        # an archive named by its file name is that archive; never both formats of one package
+        (["demo-lib-1.0-0.tar.bz2"], ["demo-lib-1.0-0.tar.bz2"]),
+        (
+            ["demo-lib-1.0-0.tar.bz2", "demo-lib"],
+            ["demo-lib-1.0-0.tar.bz2", "demo-lib-1.1-0.conda", "demo-lib-1.10-0.tar.bz2"],
+        ),
+    ],
+)
+def test_repodata_selection_one_format_per_package_and_matchspecs(patterns, expected):
+    refs = fetch.refs_from_repodata(_repodata_both_formats(), "http://h/ch/noarch", patterns)
+    assert sorted(r.fn for r in refs) == expected
+    dists = [r.fn.rsplit(".conda", 1)[0].rsplit(".tar.bz2", 1)[0] for r in refs]
+    assert len(dists) == len(set(dists))
+
+
+@pytest.mark.parametrize("pattern", ["demo-lib>=9", "demo-lib-1.10-0.conda", "nope"])
+def test_repodata_selection_matching_nothing_is_an_error(pattern):
+    with pytest.raises(InvalidSpecError, match="matches no package"):
+        fetch.refs_from_repodata(_repodata_both_formats(), "http://h/ch/noarch", [pattern])
 
 
 # -- planning -------------------------------------------------------------------------------------
