@@ -307,3 +307,57 @@ def test_export_under_conda(tmp_path, build):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert set(repodata(channel)["packages.conda"]) == {a.fn}
+
+
+def test_exported_channel_served_over_http_and_reexported_from_an_environment(tmp_path, build):
+    """The channel as a fleet's mirror (any static HTTP server), and back: the packages a real
+    environment uses, exported from conda's own cache (--env)."""
+    from httpserver import HTTPTestServer
+
+    lib = build("mirror-lib", "1.0", "0", fmt=".conda")
+    tool = build("mirror-tool", "1.0", "0", fmt=".conda", depends=["mirror-lib"])
+    cache = tmp_path / "pkgs"
+    populate(cache, [lib, tool])
+    channel = tmp_path / "mirror"
+    rc, _ = export_json(str(channel), "--pkgs-dir", str(cache))
+    assert rc == 0
+    env = sandbox_env(tmp_path)
+    with HTTPTestServer(str(channel)) as srv:
+        if HAVE_RATTLER:
+            assert rattler_solve(srv.base_url, ["mirror-tool"], env) == [
+                "mirror-lib-1.0-0",
+                "mirror-tool-1.0-0",
+            ]
+        if not HAVE_CONDA:
+            pytest.skip("conda is not importable: the conda half was not run")
+        prefix = tmp_path / "sandbox" / "envs" / "frommirror"
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "conda",
+                "create",
+                "-y",
+                "-p",
+                str(prefix),
+                "-c",
+                srv.base_url,
+                "--override-channels",
+                "mirror-tool",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"},
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert srv.requests_for(f"noarch/{tool.fn}")
+    # conda's cache now holds what the environment uses: export just that
+    again = tmp_path / "from-env"
+    rc, data = export_json(str(again), "--env", str(prefix), "--pkgs-dir", env["CONDA_PKGS_DIRS"])
+    assert rc == 0, data["findings"]
+    assert sorted(i["fn"] for i in data["items"]) == [lib.fn, tool.fn]
+    assert [i["sha256"] for i in sorted(data["items"], key=lambda i: i["fn"])] == [
+        lib.sha256,
+        tool.sha256,
+    ]
