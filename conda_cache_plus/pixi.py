@@ -25,6 +25,13 @@ from dataclasses import dataclass
 
 from .rattler_cache import PKGS_SUBDIR
 
+# Said by clean/remove when a rattler cache is involved: what its "in use" can and cannot see.
+VISIBILITY_NOTE = (
+    "pixi/rattler cache: pixi records no environments; known are pixi global and pixi exec "
+    "environments, the workspaces under --workspaces DIR and --env PREFIX. Others are seen "
+    "only through hard links (rattler's default); reflinked (copy-on-write) or copied ones "
+    "leave no trace: name them with --workspaces or --env"
+)
 SOURCE_PIXI_GLOBAL = "pixi global"
 SOURCE_PIXI_WORKSPACE = "pixi workspace"
 SOURCE_PIXI_EXEC = "pixi exec"

@@ -484,3 +484,16 @@ def test_remove_takes_the_entry_and_its_sidecar(tmp_path, build):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert_schema(json.loads(proc.stdout), "remove")
     assert sorted(os.listdir(pkgs)) == [".cache.lock", "libb-1.0-0", "libb-1.0-0.lock"]
+
+
+def test_policies_leave_a_just_fetched_rattler_entry_alone(tmp_path, build):
+    pkgs = str(tmp_path / "pkgs")
+    rattler_entry(pkgs, build("liba", "1.0", "0"))
+    env = {"CONDA_CACHE_PLUS_GRACE": "1h"}
+    proc = run_cli("clean", "--unused", "-y", "--json", "--pkgs-dir", pkgs, env=env, check=True)
+    data = json.loads(proc.stdout)
+    assert data["items"] == []
+    (skip,) = data["skipped"]
+    assert "grace period" in skip["reason"]
+    assert any("pixi/rattler cache" in n for n in data["notes"])
+    assert os.path.isdir(os.path.join(pkgs, "liba-1.0-0"))

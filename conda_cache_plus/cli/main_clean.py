@@ -284,6 +284,10 @@ def _run_removal(run, args, make_plan, *, verb: str, extra: dict | None = None) 
         if plan.items or any(s.kind != "temp" for s in plan.skipped):
             # what decides "in use" may not see every environment: say so where it matters
             plan.notes += visibility_notes(use_conda=run.conda)
+            if any(not c.kind.keeps_urls for c in caches.caches):
+                from ..pixi import VISIBILITY_NOTE
+
+                plan.notes.append(VISIBILITY_NOTE)
         for state in report.envs:
             if state.unsure or state.unsure_all:
                 plan.notes += [f"cannot read {state.env.prefix} fully: {p}" for p in state.problems]
