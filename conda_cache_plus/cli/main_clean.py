@@ -200,16 +200,16 @@ def _item_table(items) -> str:
                     item.kind,
                     item.name,
                     human_bytes(item.bytes.freed),
-                    human_bytes(item.bytes.apparent),
                     "; ".join(item.reasons) or "-",
                     state,
                 ]
             )
-        headers = ["Kind", "Entry", "Freed", "Apparent", "Why", ""]
-        if not any(r[-1] for r in rows):
+        # apparent sizes: in the heading's total and --json (80 columns)
+        headers = ["Kind", "Entry", "Freed", "Why", ""]
+        if len({r[-1] for r in rows}) == 1:  # all planned, or all removed (the heading says so)
             headers, rows = headers[:-1], [r[:-1] for r in rows]
         out.append(f"# in cache at {pkgs_dir}:")
-        out.append(table(headers, rows, right={2, 3}, shrink=(4, 1, 5), indent=2))
+        out.append(table(headers, rows, right={2}, shrink=(3, 1, 4), indent=2))
     return "\n".join(out)
 
 
