@@ -115,6 +115,9 @@ def render(report, prefix: str, verbose: bool) -> str:
     if not bad and missing:  # nothing checked is not "intact"
         where = ", ".join(n["what"] for n in missing)
         return f"{x} No package cache to check: none of pkgs_dirs exists ({where}).\n"
+    hostile = _hostile_lines(report, x)
+    if not bad and hostile:
+        return "\n".join(hostile) + "\n"
     if not bad:
         return f"{ok} The package caches are intact: {scope}.\n"
     used = usage_of(bad, prefix)
@@ -135,7 +138,20 @@ def render(report, prefix: str, verbose: bool) -> str:
     if not verbose:
         lines.append("  (-v lists every damaged package and file)")
     lines.append("  Fix with `conda doctor --fix package-cache` or `conda cache repair`.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + hostile) + "\n"
+
+
+def _hostile_lines(report, x: str) -> list[str]:
+    """Names that would lead a scan out of the cache, links planted in private places."""
+    from .verify import HOSTILE_ENTRY
+
+    found = [p for p in report.leftovers if p.kind == HOSTILE_ENTRY]
+    if not found:
+        return []
+    lines = [f"{x} {len(found)} hostile name(s) or planted link(s) in the package caches:"]
+    lines += [f"  {p.path} ({p.detail})" for p in found[:10]]
+    lines.append("  Remove them with `conda cache clean --temp`.")
+    return lines
 
 
 def action(prefix: str, verbose: bool) -> None:

@@ -224,6 +224,16 @@ def test_planted_hostile_entries_are_findings_and_clean_removes_them(world, good
     world.assert_outside_unchanged()
 
 
+def test_doctor_check_reports_hostile_entries(world, good):
+    from conda_cache_plus import doctor
+
+    shutil.copyfile(good.path, os.path.join(world.pkgs, "...conda"))
+    text = doctor.render(doctor.find([world.pkgs]), world.top, False)
+    assert "intact" not in text
+    assert "...conda" in text and "clean --temp" in text
+    world.assert_outside_unchanged()
+
+
 # -- 2. links in our own places ------------------------------------------------------------------
 def test_planted_partial_symlink_is_not_written_through(world, http_server, good):
     url = serve(http_server, good)
@@ -321,6 +331,19 @@ def test_conda_extractor_refuses_a_dot_destination(world, good, dist):
     assert os.path.isfile(good.path)
     world.assert_outside_unchanged()
     assert world.names() == {"urls.txt"}
+
+
+@pytest.mark.parametrize("verb", [["remove", "-y", "alpha"], ["clean", "-y", "--keep-latest", "0"]])
+def test_removal_never_moves_into_a_tmp_link(world, good, verb):
+    from conftest import populate
+
+    populate(world.pkgs, [good])
+    os.makedirs(os.path.join(world.pkgs, ".conda-cache-plus"))
+    os.symlink(world.outside, os.path.join(world.pkgs, ".conda-cache-plus", "tmp"))
+    proc = world.cli(*verb)
+    assert proc.returncode == 0, proc.stderr
+    assert good.dist not in world.names()
+    world.assert_outside_unchanged()
 
 
 def test_clean_temp_never_deletes_through_a_tmp_link(world, good):
