@@ -128,14 +128,7 @@ def test_ctrl_c_at_the_prompt_exits_130(cache, verb):
     proc = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    os.set_blocking(proc.stdout.fileno(), False)
-    out = b""
-    deadline = time.monotonic() + 120
-    while not re.search(rb"\(y/\[n\]\)\? $", out):  # conda's classic prompt, standalone too
-        assert proc.poll() is None, out + proc.stderr.read()
-        assert time.monotonic() < deadline, out
-        out += proc.stdout.read() or b""
-        time.sleep(0.05)
+    _wait_for_prompt(proc, time.monotonic() + 120)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_INTERRUPTED, err
@@ -147,3 +140,43 @@ def test_readme_has_the_table():
         text = fh.read()
     rows = re.findall(r"^\| `(\w+)` \|", text, re.M)
     assert set(VERBS) <= set(rows), "README exit-code table must list every verb"
+
+
+# -- the same through conda (`conda cache VERB`, conda's own prompt) ------------------------------
+def _wait_for_prompt(proc, deadline: float) -> bytes:
+    os.set_blocking(proc.stdout.fileno(), False)
+    out = b""
+    # conda's classic prompt (the standalone CLI's too) or the plain backend's
+    while not re.search(rb"(\(y/\[n\]\)\? |default: no\] )$", out):
+        assert proc.poll() is None, out + proc.stderr.read()
+        assert time.monotonic() < deadline, out
+        out += proc.stdout.read() or b""
+        time.sleep(0.05)
+    return out
+
+
+@pytest.mark.parametrize("console", ["classic", "plain"])
+def test_conda_cache_remove_no_and_ctrl_c(tmp_path, cache, console):
+    from conftest import HAVE_CONDA
+
+    if not HAVE_CONDA:
+        pytest.skip("conda is not importable here")
+    from test_reporter_backend import CondaWorld, needs_plugin
+
+    if needs_plugin.args[0]:
+        pytest.skip(needs_plugin.kwargs["reason"])
+    world = CondaWorld(tmp_path / "world")
+    argv = [sys.executable, "-m", "conda", "cache", "remove", "--pkgs-dir", str(cache), "alpha"]
+    argv += ["--console", console]
+    before = _listing(cache)
+    proc = subprocess.run(argv, input="n\n", capture_output=True, text=True, env=world.env)
+    assert proc.returncode == EXIT_OK, proc.stdout + proc.stderr
+    assert _listing(cache) == before
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=world.env
+    )
+    _wait_for_prompt(proc, time.monotonic() + 180)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert _listing(cache) == before
