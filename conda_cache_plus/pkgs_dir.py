@@ -630,7 +630,29 @@ def _scan(pkgs_dir: str, use_index: bool) -> ScanResult:
         result.problems.append(f"urls.txt: {urls.junk_lines} line(s) that are not package URLs")
     if use_index and result.exists and scanner.new_index != index:
         scan_index.save(pkgs_dir, scanner.new_index)
+    _adopt_rattler_entries(result)
     return result
+
+
+def _adopt_rattler_entries(result: ScanResult) -> None:
+    """A conda cache rattler also writes into (pixi pointed at conda's pkgs dir): an entry with
+    no record but a ``<entry>.lock`` sidecar is rattler's, complete for its layout; its sidecar
+    is not a leftover."""
+    from .rattler_cache import SIDECAR_EXT, adopt
+
+    sidecars = {
+        lo.rel[: -len(SIDECAR_EXT)]: lo
+        for lo in result.leftovers
+        if lo.kind == "lock" and not lo.is_dir and "/" not in lo.rel
+    }
+    if not sidecars:
+        return
+    adopted = set()
+    for rec in result.records:
+        if rec.entry in sidecars and rec.source == SOURCE_INDEX and not rec.archives:
+            adopt(rec)
+            adopted.add(rec.entry)
+    result.leftovers = [lo for lo in result.leftovers if lo.rel[: -len(SIDECAR_EXT)] not in adopted]
 
 
 def writability(pkgs_dir: str) -> tuple[bool | None, str]:

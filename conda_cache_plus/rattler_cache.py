@@ -202,6 +202,23 @@ def _fetched_at(path: str, sidecar: os.DirEntry | None) -> float | None:
         return None
 
 
+def adopt(record) -> None:
+    """Make a record the conda scanner built from ``index.json`` a rattler one: the sidecar's
+    revision and sha256, rattler's source (complete for its layout)."""
+    side = read_sidecar(sidecar_of(record.extracted_package_dir))
+    data = dict(record.data)
+    if side is not None:
+        data["revision"] = side.revision
+        if side.sha256:
+            data["sha256"] = side.sha256
+    record.data = data
+    record.source = SOURCE_RATTLER
+
+
+def has_sidecar(entry_dir: str) -> bool:
+    return os.path.isfile(sidecar_of(entry_dir))
+
+
 def writability(pkgs_dir: str) -> tuple[bool | None, str]:
     """rattler's rule (``is_readonly``: permissions, plus a read-only mount like CVMFS); no
     magic file: any directory rattler can write is a cache it will fill."""

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from . import verify_store
 from .layout import CONDA_EXT, TARBZ2_EXT, CacheLayout
+from .rattler_cache import has_sidecar
 from .sizes import human_bytes
 from .statefile import RACY_SECONDS
 
@@ -541,7 +542,8 @@ def _parse_metadata(root: str, efd: int, f: EntryFindings) -> _Plan:
         index = None
     record, err, exists = _read_json("info/repodata_record.json", efd)
     if not exists:
-        if _record_required(f.pkgs_dir):
+        if _record_required(f.pkgs_dir) and not has_sidecar(root):
+            # (an entry rattler wrote into a conda cache has its sidecar instead)
             f.add(META_MISSING, "info/repodata_record.json")
         record = None
     elif err or not isinstance(record, dict):

@@ -497,3 +497,19 @@ def test_policies_leave_a_just_fetched_rattler_entry_alone(tmp_path, build):
     assert "grace period" in skip["reason"]
     assert any("pixi/rattler cache" in n for n in data["notes"])
     assert os.path.isdir(os.path.join(pkgs, "liba-1.0-0"))
+
+
+def test_rattler_entries_in_a_conda_cache_are_rattlers(tmp_path, build):
+    from conftest import populate
+
+    pkgs = str(tmp_path / "pkgs")
+    populate(pkgs, [build("condapkg", "1.0", "0")])
+    rattler_entry(pkgs, build("pixipkg", "2.0", "0"))
+    listed = json.loads(run_cli("list", "--json", "--pkgs-dir", pkgs, check=True).stdout)
+    got = {p["name"]: p["source"] for p in listed["packages"]}
+    assert got == {"condapkg": "repodata_record", "pixipkg": "rattler"}
+    (c,) = json.loads(run_cli("info", "--json", "--pkgs-dir", pkgs, check=True).stdout)["caches"]
+    assert c["layout"] == "flat" and c["counts"]["leftovers"] == 0
+    assert c["counts"]["incomplete"] == 0
+    proc = run_cli("verify", "--full", "--json", "--pkgs-dir", pkgs)
+    assert proc.returncode == 0, proc.stdout
