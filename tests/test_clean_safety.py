@@ -122,6 +122,20 @@ def test_unknown_hard_linked_env_keeps_its_packages(world, tmp_path):
     assert "delta-1.0-0" in removed(data)
 
 
+def test_unknown_softlinked_env_is_invisible_but_warned_about(world, tmp_path):
+    """What the README says cannot be seen: symlinks from an environment nobody registered."""
+    unknown = make_env(tmp_path / "elsewhere" / "soft", [world.rec["delta-1.0-0"]], mode="softlink")
+    env = {"CONDA_REGISTER_ENVS": "false"}
+    data = clean(world, "--unused", "--grace", "0", "--dry-run", env=env)
+    assert "delta-1.0-0" in removed(data)  # nothing in the cache shows the symlinks
+    assert any("register_envs is off" in n for n in data["notes"]), data["notes"]
+    # named, it is known, and its entry stays
+    data = clean(world, "--unused", "--grace", "0", "-y", "--env", unknown, env=env)
+    assert "delta-1.0-0" not in removed(data)
+    with open(os.path.join(unknown, "share", "delta", "README")) as fh:
+        assert fh.read()
+
+
 def test_self_hard_linked_package_is_not_outside(world):
     d = os.path.join(world.pkgs, "delta-1.0-0", "share", "delta")
     os.unlink(os.path.join(d, "README"))
