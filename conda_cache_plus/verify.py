@@ -444,27 +444,38 @@ def archive_lists_paths_json(archive: str) -> bool | None:
 
 
 @functools.lru_cache(maxsize=64)
-def _empty_links(archive: str, size: int, mtime_ns: int) -> frozenset[str] | None:
+def _link_targets(archive: str, size: int, mtime_ns: int) -> dict[str, str] | None:
     try:
-        return frozenset(
-            m.name for m, _ in _archive_members(archive) if m.issym() and not m.linkname
-        )
+        return {m.name: m.linkname for m, _ in _archive_members(archive) if m.issym()}
     except Exception:
         return None
 
 
-def archive_empty_links(root: str) -> frozenset[str]:
-    """Symlinks with an empty target in the archive beside the extracted ``root``: no link can
-    be made from them (conda's extraction skips them too), so their absence is not damage."""
+def archive_link_targets(root: str) -> dict[str, str]:
+    """``{path: target}`` of the symlinks in the archive beside the extracted ``root`` (empty
+    without a readable archive). Asked only about unusual links, so rarely read."""
     for ext in (CONDA_EXT, TARBZ2_EXT):
         try:
             st = os.stat(root + ext)
         except OSError:
             continue
-        found = _empty_links(root + ext, st.st_size, st.st_mtime_ns)
+        found = _link_targets(root + ext, st.st_size, st.st_mtime_ns)
         if found is not None:
             return found
-    return frozenset()
+    return {}
+
+
+def archive_empty_links(root: str) -> frozenset[str]:
+    """Symlinks with an empty target in the archive beside the extracted ``root``: no link can
+    be made from them (conda's extraction skips them too), so their absence is not damage."""
+    return frozenset(name for name, target in archive_link_targets(root).items() if not target)
+
+
+def _packaged_link(root: str, rel: str, target: str) -> bool:
+    """Whether the archive itself has this link with this target: conda keeps links to system
+    paths or out of the package (conda-build and rattler-build write them), so one that came
+    from the archive is the package's, not a planted one."""
+    return archive_link_targets(root).get(rel) == target
 
 
 # --- the check plan: what an entry's metadata says must be there ------------------------------
@@ -1093,12 +1104,11 @@ def _check_link(run, lstat_at, rel, size, sha, full, own, remembered) -> bool:
         except OSError as exc:
             f.add(UNREADABLE, rel, detail=exc.strerror or str(exc))
             return True
-        if os.path.isabs(target):
-            f.add(LINK_ESCAPES, rel, "a path inside the package", target)
-            return True
         nxt = os.path.normpath(os.path.join(os.path.dirname(cur), target))
-        if nxt == ".." or nxt.startswith("../"):
-            f.add(LINK_ESCAPES, rel, "a path inside the package", target)
+        if os.path.isabs(target) or nxt == ".." or nxt.startswith("../"):
+            # never followed out of the entry; fine when the package itself says so
+            if not _packaged_link(run.root, cur, target):
+                f.add(LINK_ESCAPES, rel, "a path inside the package", target)
             return True
         try:
             tst = lstat_at(nxt)
