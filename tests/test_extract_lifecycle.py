@@ -292,7 +292,8 @@ def test_extract_atomic_outside_a_cache_takes_no_lock(build, tmp_path):
 
 # -- a cache shared by a group ------------------------------------------------------------------
 
-GROUP, USERS = "cpxshare", ("cpxshare1", "cpxshare2")
+# per process: test runs of several worktrees at once must not add and delete the same users
+GROUP, USERS = f"cpxg{os.getpid()}", (f"cpxa{os.getpid()}", f"cpxb{os.getpid()}")
 
 
 def _have(cmd: str) -> bool:
