@@ -10,8 +10,9 @@ The outer directory holds ``lock``, locked (:class:`~conda_cache_plus.locks.File
 just after the directory is created until it is removed. A tree whose lock is free belongs to a
 process that died (kill -9, power loss): the next extraction in that directory, ``clean --temp``
 and ``info`` see it as dead at once, not after an age threshold. A tree without its lock file
-is in the microseconds between ``mkdtemp`` and the lock, unless it is older than
-``BIRTH_GRACE`` seconds.
+is in the moment between ``mkdtemp`` and the lock, unless its creator (the process id and
+host named in the tree's name) is gone, or it is older than ``BIRTH_GRACE`` seconds (a creator
+on another host, whose process we cannot ask).
 
 conda's cache scan only takes directories holding ``info/index.json`` for packages; the tree
 sits one level down, so conda never mistakes a temporary tree for an entry.
@@ -19,8 +20,10 @@ sits one level down, so conda never mistakes a temporary tree for an entry.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -49,6 +52,29 @@ def is_tmp_name(name: str) -> bool:
     return name.startswith(PREFIX)
 
 
+# "<pid>@<host hash>" in a tree's name says who made it: a tree without its lock file whose
+# creator is a process of this host that no longer exists was killed before it took its lock
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _owner_tag() -> str:
+    return f"{os.getpid()}@{_HOST}"
+
+
+def _creator_gone(path: str) -> bool:
+    parts = os.path.basename(path).rsplit("-", 2)
+    pid, _, host = parts[1].partition("@") if len(parts) == 3 else ("", "", "")
+    if host != _HOST or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # exists (another user's process)
+    return False
+
+
 class TempTree:
     """A temporary tree beside ``dest``; :attr:`tree` does not exist yet (the extractor makes
     it, so its mode follows the umask). Use as a context manager, or call :meth:`remove`."""
@@ -56,7 +82,7 @@ class TempTree:
     def __init__(self, dest: str):
         parent, entry = os.path.split(os.path.abspath(dest))
         # keep the name well under NAME_MAX whatever the entry's length
-        self.path = tempfile.mkdtemp(prefix=f"{PREFIX}{entry[:100]}-", dir=parent)
+        self.path = tempfile.mkdtemp(prefix=f"{PREFIX}{entry[:100]}-{_owner_tag()}-", dir=parent)
         with _mutex:
             _live.add(self.path)
         self._lock = FileLock(os.path.join(self.path, LOCK_NAME), timeout=0)
@@ -103,7 +129,7 @@ def probe(path: str, now: float | None = None) -> str:
             age = (time.time() if now is None else now) - os.lstat(path).st_mtime
         except OSError:
             return DEAD
-        return YOUNG if age < BIRTH_GRACE else DEAD
+        return YOUNG if age < BIRTH_GRACE and not _creator_gone(path) else DEAD
     except PermissionError:
         return FOREIGN
     except OSError:

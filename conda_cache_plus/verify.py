@@ -446,9 +446,16 @@ def archive_lists_paths_json(archive: str) -> bool | None:
 @functools.lru_cache(maxsize=64)
 def _link_targets(archive: str, size: int, mtime_ns: int) -> dict[str, str] | None:
     try:
-        return {m.name: m.linkname for m, _ in _archive_members(archive) if m.issym()}
+        members = [m for m, _ in _archive_members(archive) if m.issym() or m.islnk()]
     except Exception:
         return None
+    found = {m.name: m.linkname for m in members if m.issym()}
+    for m in members:
+        # a hard link to a symlink member (how GNU tar stores a hard-linked symlink) is
+        # extracted as the same symlink, by conda's extractor and ours
+        if m.islnk() and m.linkname in found:
+            found[m.name] = found[m.linkname]
+    return found
 
 
 def archive_link_targets(root: str) -> dict[str, str]:
@@ -469,6 +476,16 @@ def archive_empty_links(root: str) -> frozenset[str]:
     """Symlinks with an empty target in the archive beside the extracted ``root``: no link can
     be made from them (conda's extraction skips them too), so their absence is not damage."""
     return frozenset(name for name, target in archive_link_targets(root).items() if not target)
+
+
+def _packaged_symlink_here(root: str, rel: str) -> bool:
+    """Whether the symlink at ``rel`` is one the archive itself has (paths.json may call it a
+    hardlink: a hard link to a symlink member is extracted as that symlink)."""
+    try:
+        target = os.readlink(os.path.join(root, rel))
+    except OSError:
+        return False
+    return _packaged_link(root, rel, target)
 
 
 def _packaged_link(root: str, rel: str, target: str) -> bool:
@@ -1065,6 +1082,9 @@ def _check_files(run, lstat_at, full, prev, jobs, index, bad_dirs) -> None:
         f.checked += 1
         mode = st.st_mode
         if not stat.S_ISREG(mode):
+            if stat.S_ISLNK(mode) and _packaged_symlink_here(root, rel):
+                new_fps[i], new_hashed[i] = fp, full
+                continue
             f.add(WRONG_TYPE, rel, "file", _kind(mode))
             continue
         size = sizes[i]
@@ -1387,7 +1407,8 @@ def _apply_hash(run: _EntryRun, job: _HashJob, res) -> None:
     if kind == MISSING_FILE:
         f.add(MISSING_FILE, rel, "file", None)
     elif kind == WRONG_TYPE:
-        f.add(WRONG_TYPE, rel, "file", detail)
+        if not (detail == "symlink" and _packaged_symlink_here(run.root, rel)):
+            f.add(WRONG_TYPE, rel, "file", detail)
     elif kind == WRONG_SIZE:
         f.add(WRONG_SIZE, rel, job.size, detail)
     elif kind is not None:

@@ -485,3 +485,25 @@ def test_other_extractions_never_remove_a_live_tree(build, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_tree_killed_before_its_lock_is_dead_at_once(tmp_path):
+    """kill -9 between mkdtemp and taking the tree's lock leaves a tree without a lock file:
+    when its creator (named in the tree's name) is a process of this host that is gone, it is
+    dead at once; while the creator lives it is being created."""
+    import subprocess
+    import sys
+
+    from conda_cache_plus import tmptree
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f"{tmptree.PREFIX}pkg-1.0-0-{gone.pid}@{tmptree._HOST}-abc123"
+    starting = tmp_path / f"{tmptree.PREFIX}pkg-1.0-0-{os.getpid()}@{tmptree._HOST}-def456"
+    elsewhere = tmp_path / f"{tmptree.PREFIX}pkg-1.0-0-{gone.pid}@0000other-ghi789"
+    for d in (dead, starting, elsewhere):
+        d.mkdir()
+    assert tmptree.probe(str(dead)) == tmptree.DEAD
+    assert tmptree.probe(str(starting)) == tmptree.YOUNG
+    assert tmptree.probe(str(elsewhere)) == tmptree.YOUNG  # another host: only age tells
+    assert tmptree.sweep(str(tmp_path)) == [str(dead)]

@@ -185,10 +185,6 @@ def test_unusual_corpus_extractions_verify_ok(tmp_path, unusual):
     bad = {}
     checked = 0
     for e in entries:
-        if "hardlink-to-symlink" in e["fn"]:
-            # paths.json says "hardlink" where the archive (and so the entry) has a symlink:
-            # verify still calls it the wrong type (known gap, issue 12)
-            continue
         src = os.path.join(channel, "noarch", e["fn"])
         os.makedirs(pkgs_dir, exist_ok=True)
         archive = os.path.join(pkgs_dir, e["fn"])
