@@ -48,8 +48,47 @@ def _user() -> tuple[int, int] | str:
     return pw.pw_uid, pw.pw_gid
 
 
+def _others_may_read(path: str) -> bool:
+    """Whether every directory down to ``path`` lets other users through (o+x), and ``path``
+    itself lets them read (o+r)."""
+    path = os.path.abspath(path)
+    try:
+        if not os.stat(path).st_mode & 0o004:
+            return False
+        while True:
+            if not os.stat(path).st_mode & 0o001:
+                return False
+            parent = os.path.dirname(path)
+            if parent == path:
+                return True
+            path = parent
+    except OSError:
+        return False
+
+
+@functools.cache
+def _project_root() -> str:
+    """Where the other user imports this project from: the checkout itself, or (a checkout
+    under a private directory, as in CI) a world-readable copy of the package."""
+    if _others_may_read(os.path.join(ROOT, "conda_cache_plus")):
+        return ROOT
+    copy = tempfile.mkdtemp(prefix="cpx-project-")
+    os.chmod(copy, 0o755)
+    shutil.copytree(
+        os.path.join(ROOT, "conda_cache_plus"),
+        os.path.join(copy, "conda_cache_plus"),
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    for root, dirs, files in os.walk(copy):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o755)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o644)
+    return copy
+
+
 def _paths() -> list[str]:
-    paths = [ROOT]
+    paths = [_project_root()]
     for key in ("purelib", "platlib"):
         p = sysconfig.get_paths()[key]
         if p not in paths:
