@@ -187,6 +187,18 @@ def test_kill_9_at_random_moments_never_leaves_a_bad_entry(tmp_path, http_server
     for p in served:
         assert entry_problems(pkgs, p.dist) == []
 
+def _interrupt_once_downloading(proc, partial: str) -> tuple:
+    """Ctrl-C ``proc`` once ``partial`` has bytes; its output, after it exited with 130."""
+    deadline = time.monotonic() + 60
+    while not (os.path.exists(partial) and os.path.getsize(partial) > 0):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    return out, err
+
+
 
 def test_three_processes_one_cache_do_the_work_once(tmp_path, http_server):
     served = serve_packages(
@@ -228,13 +240,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, http_server):
         _fetch_cmd(explicit, pkgs, "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     partial = os.path.join(pkgs, served[0].fn + ".partial")
-    deadline = time.monotonic() + 60
-    while not (os.path.exists(partial) and os.path.getsize(partial) > 0):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    out, _err = _interrupt_once_downloading(proc, partial)
     data = json.loads(out)
     assert data["summary"]["interrupted"] is True
     assert os.path.getsize(partial) > 0  # kept for the resume
@@ -426,13 +432,7 @@ def test_ctrl_c_plain_progress_counts_only_what_finished(tmp_path, http_server):
         text=True,
     )
     partial = os.path.join(pkgs, served[0].fn + ".partial")
-    deadline = time.monotonic() + 60
-    while not (os.path.exists(partial) and os.path.getsize(partial) > 0):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    out, err = _interrupt_once_downloading(proc, partial)
     text = out + err
     assert "slow-1-0: stopped at" in text, text
     summaries = [line for line in text.splitlines() if line.startswith("progress: ")]
