@@ -188,7 +188,8 @@ def _summary_index(lines: list[str], text: str) -> int:
 def test_fetch_in_a_real_terminal_at_80_columns(tmp_path, http_server, conda):
     if conda and not HAVE_CONDA:
         pytest.skip("conda is not importable here")
-    explicit, env = _world(tmp_path, http_server, slow=0.03)
+    # slow enough (about 1 s a package) that the screen is captured with bars on it
+    explicit, env = _world(tmp_path, http_server, slow=0.08)
     if not conda:
         env["CONDA_CACHE_PLUS_NO_CONDA"] = "1"
     pane = Pane(tmp_path, _command(conda, explicit), env)
