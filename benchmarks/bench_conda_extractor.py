@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import settle
 from corpus import build_corpus
 
-from conda_cache_plus.extract import extract_archive
+from conda_cache_plus.gateways.extract import extract_archive
 
 
 def make_channel(manifest: dict, work: str) -> tuple[str, list[str]]:

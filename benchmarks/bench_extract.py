@@ -40,7 +40,7 @@ ZLIB_TESTDATA = "/work/shared/testdata/conda_format_repo/linux-64/zlib-1.2.11-h7
 
 
 def ours(src: str, dest: str) -> None:
-    from conda_cache_plus.extract import extract_archive
+    from conda_cache_plus.gateways.extract import extract_archive
 
     extract_archive(src, dest)
 
@@ -125,7 +125,7 @@ def write_only(src: str, dest: str) -> None:
 
 EXTRACTORS = {"ours": ours, "cps": cps, "cph": cph, "rattler": rattler}
 IMPORTS = {
-    "ours": "conda_cache_plus.extract",
+    "ours": "conda_cache_plus.gateways.extract",
     "cps": "conda_package_streaming.extract",
     "cph": "conda_package_handling.api",
     "rattler": "rattler.package_streaming",

@@ -62,9 +62,11 @@ def _read_explicit(path: str) -> list[tuple[str, str]]:
 
 
 def work_ours(explicit: str, dest: str, conda: bool) -> float:
-    from conda_cache_plus.caches import PackageCaches
-    from conda_cache_plus.fetch import execute, parse_explicit, plan
-    from conda_cache_plus.output import Run
+    from conda_cache_plus.fetch.pipeline import execute
+    from conda_cache_plus.fetch.plan import plan
+    from conda_cache_plus.fetch.refs import parse_explicit
+    from conda_cache_plus.layouts.caches import PackageCaches
+    from conda_cache_plus.ui.output import Run
 
     if conda:
         from conda.base.context import reset_context

@@ -32,12 +32,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from conda_cache_plus.caches import PackageCaches  # noqa: E402
-from conda_cache_plus.envs import Environment  # noqa: E402
+from conda_cache_plus.envs.discovery import Environment  # noqa: E402
+from conda_cache_plus.integrity.findings import FAST, FULL  # noqa: E402
+from conda_cache_plus.integrity.verify import verify_caches  # noqa: E402
+from conda_cache_plus.layouts.caches import PackageCaches  # noqa: E402
+from conda_cache_plus.layouts.kinds import scan  # noqa: E402
 from conda_cache_plus.pkgbuild import build_package, write_channel  # noqa: E402
-from conda_cache_plus.pkgs_dir import scan  # noqa: E402
-from conda_cache_plus.usage import scan_usage  # noqa: E402
-from conda_cache_plus.verify import FAST, FULL, verify_caches  # noqa: E402
+from conda_cache_plus.usage.graph import scan_usage  # noqa: E402
 
 RATTLER = r"""
 import asyncio, os, sys, time, json

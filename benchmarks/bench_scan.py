@@ -25,7 +25,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from conda_cache_plus.pkgs_dir import scan  # noqa: E402
+from conda_cache_plus.layouts.kinds import scan  # noqa: E402
 
 
 def build_cache(root: str, n: int) -> str:

@@ -36,9 +36,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from conda_cache_plus.caches import PackageCaches  # noqa: E402
-from conda_cache_plus.envs import Environment  # noqa: E402
-from conda_cache_plus.usage import scan_usage  # noqa: E402
+from conda_cache_plus.envs.discovery import Environment  # noqa: E402
+from conda_cache_plus.layouts.caches import PackageCaches  # noqa: E402
+from conda_cache_plus.usage.graph import scan_usage  # noqa: E402
 
 CHANNEL = "https://conda.anaconda.org/conda-forge/noarch"
 

@@ -30,10 +30,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from conda_cache_plus.caches import PackageCaches  # noqa: E402
-from conda_cache_plus.extract import install_entry  # noqa: E402
-from conda_cache_plus.layout import CacheLayout  # noqa: E402
-from conda_cache_plus.verify import FAST, FULL, verify_caches  # noqa: E402
+from conda_cache_plus.gateways.extract import install_entry  # noqa: E402
+from conda_cache_plus.integrity.findings import FAST, FULL  # noqa: E402
+from conda_cache_plus.integrity.verify import verify_caches  # noqa: E402
+from conda_cache_plus.layouts.caches import PackageCaches  # noqa: E402
+from conda_cache_plus.model.cache_paths import CacheLayout  # noqa: E402
 
 WORKERS = os.cpu_count() or 1
 
@@ -222,7 +223,7 @@ def main() -> None:
     import bench_scan
 
     big = bench_scan.build_cache(os.path.join(HERE, "out", "scan"), 20000)
-    from conda_cache_plus.pkgs_dir import scan
+    from conda_cache_plus.layouts.kinds import scan
 
     t_scan = best(lambda: scan(big, use_index=False), repeat=3)
     scan(big)

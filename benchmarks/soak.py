@@ -145,7 +145,7 @@ class Soak:
 
     def cache_state(self, known: dict[str, str]) -> tuple[list[str], list[str]]:
         """(problems, lost): what is wrong in the cache; what of the environments' is gone."""
-        from conda_cache_plus.pkgs_dir import scan
+        from conda_cache_plus.layouts.kinds import scan
 
         problems, lost = [], []
         if not os.path.isdir(self.pkgs):
@@ -167,7 +167,7 @@ class Soak:
 def phase_kill(args, work: str) -> dict:
     from envtools import make_env
 
-    from conda_cache_plus.caches import PackageCaches
+    from conda_cache_plus.layouts.caches import PackageCaches
 
     s = Soak(work)
     channel = os.path.join(work, "www")

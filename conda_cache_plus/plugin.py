@@ -20,8 +20,8 @@ def conda_subcommands():
 
 @plugins.hookimpl
 def conda_health_checks():
-    from . import doctor
-    from .conda_compat import health_check_has_fixer
+    from .conda_layer import doctor
+    from .conda_layer.compat import health_check_has_fixer
 
     extra = {}
     if health_check_has_fixer():  # conda >= 26.1
@@ -34,7 +34,7 @@ def conda_reporter_backends():
     # conda < 24.11 has no reporter backends (nor this hook); yield nothing there
     if not hasattr(plugins.types, "CondaReporterBackend"):
         return
-    from .reporter_backend import plain_backend
+    from .conda_layer.reporter_backend import plain_backend
 
     yield plain_backend()
 
@@ -48,7 +48,7 @@ def conda_settings():
         return
     from conda.common.configuration import PrimitiveParameter
 
-    from .conda_extractor import (
+    from .conda_layer.extractor import (
         LIMIT_SETTING_DESCRIPTION,
         LIMIT_SETTING_NAME,
         SETTING_DESCRIPTION,
@@ -73,7 +73,7 @@ def conda_package_extractors():
     # is off nothing is registered and conda keeps its own extractor and pool.
     if not hasattr(plugins.types, "CondaPackageExtractor"):
         return
-    from .conda_extractor import EXTENSIONS, EXTRACTOR_NAME, enabled, extract
+    from .conda_layer.extractor import EXTENSIONS, EXTRACTOR_NAME, enabled, extract
 
     if enabled():
         yield plugins.types.CondaPackageExtractor(

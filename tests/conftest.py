@@ -71,6 +71,21 @@ except Exception:
 
 if HAVE_CONDA:
     pytest_plugins = ("conda.testing.fixtures",)
+    # in-process calls below the conda layer see conda as the standalone CLI does: through the
+    # host, made (and conda asked) on first use
+    from conda_cache_plus.conda_layer.compat import install_host_if_importable
+
+    install_host_if_importable()
+
+# The repository and the tests folder, for tests in sub-folders that need files of either.
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS)
+# Tests sit in one folder per layer; a few import another test module's builders (make_files,
+# CondaWorld, snapshot, bomb) by name, as they did when all were in one folder.
+for _layer in sorted(os.listdir(TESTS)):
+    _folder = os.path.join(TESTS, _layer)
+    if os.path.isdir(_folder) and not _layer.startswith(("_", ".")) and _folder not in sys.path:
+        sys.path.append(_folder)
 
 requires_conda = pytest.mark.skipif(not HAVE_CONDA, reason="conda is not importable here")
 
@@ -78,7 +93,7 @@ requires_conda = pytest.mark.skipif(not HAVE_CONDA, reason="conda is not importa
 def requires_conda_at_least(version: tuple[int, ...], what: str):
     """Skip, with the reason, on a conda older than ``version`` (the plugin feature-detects these
     features at run time; its tests of them need a conda that has them)."""
-    from conda_cache_plus.conda_compat import conda_version, conda_version_tuple
+    from conda_cache_plus.conda_layer.compat import conda_version, conda_version_tuple
 
     have = conda_version_tuple() if HAVE_CONDA else ()
     return pytest.mark.skipif(

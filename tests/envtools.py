@@ -97,7 +97,7 @@ class World:
     """A cache and environments using it in every way conda can."""
 
     def __init__(self, tmp_path, build, populate):
-        from conda_cache_plus.caches import PackageCaches
+        from conda_cache_plus.layouts.caches import PackageCaches
 
         self.tmp = tmp_path
         self.pkgs = str(tmp_path / "pkgs")
@@ -135,7 +135,7 @@ class World:
 
     @property
     def caches(self):
-        from conda_cache_plus.caches import PackageCaches
+        from conda_cache_plus.layouts.caches import PackageCaches
 
         return PackageCaches([self.pkgs], use_index=False)
 
@@ -151,6 +151,6 @@ class World:
         }
 
     def environments(self):
-        from conda_cache_plus.envs import known_environments
+        from conda_cache_plus.envs.discovery import known_environments
 
         return known_environments(environ=self.env)

@@ -24,6 +24,9 @@ class Behaviour:
         self.no_range: set[str] = set()
         self.missing: set[str] = set()
         self.status: dict[str, int] = {}  # path -> forced status code
+        # path -> an event the body waits for half-way: a test holds a download in flight until
+        # it has seen what it looks for (a progress bar), whatever the machine's load
+        self.gates: dict[str, threading.Event] = {}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -85,6 +88,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+            return None
+        gate = beh.gates.get(path)
+        if gate is not None:
+            half = len(body) // 2
+            self.wfile.write(body[:half])
+            self.wfile.flush()
+            gate.wait(600)
+            self.wfile.write(body[half:])
             return None
         delay = beh.slow.get(path)
         if delay:

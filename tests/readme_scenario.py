@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 def make_env(prefix: str, dists: list[str]) -> None:
     from envtools import make_env as build_env
 
-    from conda_cache_plus.caches import PackageCaches
+    from conda_cache_plus.layouts.caches import PackageCaches
 
     records = {r.basename: r for r in PackageCaches(["demo-pkgs"], use_index=False).records()}
     prefix = os.path.abspath(prefix)

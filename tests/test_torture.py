@@ -18,7 +18,7 @@ import pytest
 from conftest import requires_conda, run_cli
 
 from conda_cache_plus.exceptions import EXIT_ERROR, EXIT_PROBLEMS_FOUND, EXIT_USAGE
-from conda_cache_plus.names import check_package_fn, hostile_entry_problem, package_fn_problem
+from conda_cache_plus.model.names import check_package_fn, hostile_entry_problem, package_fn_problem
 
 PLAIN = {"CONDA_CONSOLE": "plain"}
 
@@ -225,7 +225,7 @@ def test_planted_hostile_entries_are_findings_and_clean_removes_them(world, good
 
 
 def test_doctor_check_reports_hostile_entries(world, good):
-    from conda_cache_plus import doctor
+    from conda_cache_plus.conda_layer import doctor
 
     shutil.copyfile(good.path, os.path.join(world.pkgs, "...conda"))
     text = doctor.render(doctor.find([world.pkgs]), world.top, False)
@@ -324,7 +324,7 @@ def test_planted_temp_tree_link(world, http_server, good):
 def test_conda_extractor_refuses_a_dot_destination(world, good, dist):
     from conda import CondaError
 
-    from conda_cache_plus.conda_extractor import extract
+    from conda_cache_plus.conda_layer.extractor import extract
 
     with pytest.raises(CondaError, match="refused"):
         extract(good.path, os.path.join(world.pkgs, dist))

@@ -82,7 +82,7 @@ def test_info_and_list_agree(world):
 
 @pytest.mark.skipif(not HAVE_CONDA, reason="conda is not importable here")
 def test_conda_doctor_shows_unreadable(world):
-    from conda_cache_plus.conda_compat import conda_version_tuple
+    from conda_cache_plus.conda_layer.compat import conda_version_tuple
 
     if conda_version_tuple() < (26, 1):
         pytest.skip("conda doctor NAME needs conda >= 26.1")

@@ -21,7 +21,8 @@ import zstandard
 MTIME = 1_700_000_000
 
 # The one list of what we do differently from conda-package-handling on purpose; the README's
-# "Differences from conda's extractor" section lists exactly these (tests/test_extract_parity.py).
+# "Differences from conda's extractor" section lists exactly these
+# (tests/gateways/test_extract_parity.py).
 DELIBERATE_DIFFERENCES = [
     "setuid, setgid and sticky bits are not extracted",
     "files get owner read and write (cph: the member's mode minus the umask)",

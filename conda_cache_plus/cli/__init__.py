@@ -135,19 +135,6 @@ def _add_standalone_common(parser: argparse.ArgumentParser, verb: Verb) -> None:
         group.add_argument("--offline", action="store_true", help="Do not use the network.")
 
 
-def _add_conda_common(parser: argparse.ArgumentParser, verb: Verb) -> None:
-    from conda.cli.helpers import add_output_and_prompt_options, add_parser_json
-
-    if verb.destructive:
-        add_output_and_prompt_options(parser)
-    else:
-        add_parser_json(parser)
-    if verb.networking:
-        from conda.cli.helpers import add_parser_networking
-
-        add_parser_networking(parser)
-
-
 class _LazySubParsersAction(argparse._SubParsersAction):
     """Sub-parsers whose options are added only when their verb is picked.
 
@@ -190,37 +177,16 @@ def _configure_verb(p: argparse.ArgumentParser, name: str, verb: Verb, conda: bo
     _verb_module(name).configure_parser(p)
     _add_pkgs_dir(p)
     if conda:
-        _add_conda_common(p, verb)
+        from ..conda_layer.subcommand import add_conda_common
+
+        add_conda_common(p, destructive=verb.destructive, networking=verb.networking)
     else:
         _add_standalone_common(p, verb)
 
 
-def run_from_conda(args: argparse.Namespace):
-    from ..conda_compat import conda_context
-    from ..config import resolve_pkgs_dirs
-    from ..output import Run
-
-    ctx = conda_context()
-    pkgs_dirs, origin = resolve_pkgs_dirs(getattr(args, "cache_dirs", None), use_conda=True)
-    return Run(
-        json=bool(ctx.json),
-        quiet=bool(ctx.quiet),
-        verbose=int(ctx.verbosity or 0),
-        dry_run=bool(ctx.dry_run),
-        yes=bool(ctx.always_yes),
-        offline=bool(ctx.offline),
-        console=str(getattr(ctx, "console", "classic")),
-        conda=True,
-        pkgs_dirs=pkgs_dirs,
-        pkgs_origin=origin,
-        fetch_threads=int(getattr(ctx, "fetch_threads", 5) or 5),
-        args=args,
-    )
-
-
 def run_standalone(args: argparse.Namespace):
-    from ..config import resolve_pkgs_dirs
-    from ..output import Run
+    from ..layouts.caches import resolve_pkgs_dirs
+    from ..ui.output import Run
 
     console = getattr(args, "console", None) or os.environ.get("CONDA_CONSOLE") or "classic"
     as_json = bool(getattr(args, "json", False)) or console == "json"
@@ -307,6 +273,8 @@ def dispatch(args: argparse.Namespace, run) -> int:
 
 def conda_action(args: argparse.Namespace) -> int:
     """Entry point for ``conda cache`` (conda has parsed args and set up its context)."""
+    from ..conda_layer.subcommand import run_from_conda
+
     return dispatch(args, run_from_conda(args))
 
 
@@ -323,6 +291,9 @@ def build_standalone_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``conda-cache`` and ``python -m conda_cache_plus``: the same verbs, no conda needed."""
+    from ..conda_layer.compat import install_host_if_importable
+
+    install_host_if_importable()
     parser = build_standalone_parser()
     args = parser.parse_args(argv)
     return dispatch(args, run_standalone(args))

@@ -1,29 +1,29 @@
-"""``conda cache clean``: remove cache entries by policy (semantics in ``clean.py``)."""
+"""``conda cache clean``: remove cache entries by policy (semantics in ``usage/policies.py``)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 
-from ..caches import PackageCaches
-from ..clean import (
+from ..exceptions import UsageError, UserAbort
+from ..layouts.caches import PackageCaches
+from ..model.match import matchers
+from ..model.sizes import human_bytes, parse_size
+from ..ui.text import table, wrap
+from ..usage.graph import no_gc, scan_usage
+from ..usage.policies import (
     DEFAULT_GRACE,
     PART_ENTRY,
     PART_EXTRACTED,
     PART_TARBALLS,
     Policy,
-    execute_plan,
     measure_plan,
     merge,
     parse_duration,
     plan_packages,
     plan_temp,
 )
-from ..exceptions import UsageError, UserAbort
-from ..match import matchers
-from ..output import table, wrap
-from ..sizes import human_bytes, parse_size
-from ..usage import no_gc, scan_usage
+from ..usage.removal import execute_plan
 from .main_usage import add_env_option, environments
 
 JSON_VERSION = 1
@@ -162,10 +162,9 @@ def policy_from_args(args) -> Policy:
 # --- shared by clean and remove ------------------------------------------------------------------
 @contextlib.contextmanager
 def write_locks(run, timeout: float):
-    """The write lock of every writable cache, the one its kind needs (layouts.py: ours + mamba's
-    for conda's layout, rattler's global lock for rattler's), waiting with a note."""
-    from ..layouts import detect
-    from ..pkgs_dir import writability
+    """The write lock of every writable cache, the one its kind needs (layouts/kinds.py: ours +
+    mamba's for conda's layout, rattler's global lock for rattler's), waiting with a note."""
+    from ..layouts.kinds import detect, writability
 
     with contextlib.ExitStack() as stack:
         for pkgs_dir in run.pkgs_dirs:
@@ -275,7 +274,7 @@ def run_removal(run, args, make_plan, *, verb: str, extra: dict | None = None) -
 def _run_removal(run, args, make_plan, *, verb: str, extra: dict | None = None) -> int:
 
     def build():
-        from ..envs import visibility_notes
+        from ..envs.discovery import visibility_notes
 
         envs = environments(run, args)
         caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
@@ -285,7 +284,7 @@ def _run_removal(run, args, make_plan, *, verb: str, extra: dict | None = None) 
             # what decides "in use" may not see every environment: say so where it matters
             plan.notes += visibility_notes(use_conda=run.conda)
             if any(not c.kind.keeps_urls for c in caches.caches):
-                from ..pixi import VISIBILITY_NOTE
+                from ..layouts.pixi import VISIBILITY_NOTE
 
                 plan.notes.append(VISIBILITY_NOTE)
         for state in report.envs:

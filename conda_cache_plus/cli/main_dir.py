@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..output import table
+from ..ui.text import table
 
 JSON_VERSION = 1
 
@@ -50,8 +50,7 @@ def pkgs_dirs_rows(run) -> list[CacheDir]:
     """conda's package caches (pkgs_dirs), as every other verb sees them."""
     import os
 
-    from ..layouts import RATTLER, detect
-    from ..pkgs_dir import writability
+    from ..layouts.kinds import RATTLER, detect, writability
 
     rows = []
     for path in run.pkgs_dirs:
@@ -74,8 +73,8 @@ def rattler_rows(run) -> list[CacheDir]:
     exist, and the ones an environment variable names."""
     import os
 
-    from ..pixi import cache_dirs
-    from ..pkgs_dir import writability
+    from ..layouts.kinds import writability
+    from ..layouts.pixi import cache_dirs
 
     looked_at = {os.path.realpath(p) for p in run.pkgs_dirs}
     rows = []

@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 
-from .. import export as engine
-from ..caches import PackageCaches
-from ..envs import Environment, is_environment
+from ..envs.discovery import Environment, is_environment
 from ..exceptions import EXIT_PROBLEMS_FOUND, UsageError
-from ..layout import CacheLayout
-from ..locks import FileLock
-from ..match import matchers
+from ..fetch import export as engine
+from ..gateways.locks import FileLock
+from ..layouts.caches import PackageCaches
+from ..model.cache_paths import CacheLayout
+from ..model.match import matchers
 from . import add_specs
 from .main_usage import add_env_option
 
@@ -48,7 +48,7 @@ def select_records(caches: PackageCaches, specs, env_prefixes: list[str]):
                 chosen[id(rec)] = rec
     missing: list[engine.Finding] = []
     if env_prefixes:
-        from ..usage import scan_usage
+        from ..usage.graph import scan_usage
 
         envs = [Environment(p, ["--env"]) for p in env_prefixes]
         report = scan_usage(records, envs, use_index=False)

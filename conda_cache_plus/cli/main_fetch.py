@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import os
 
-from .. import fetch as engine
-from ..caches import PackageCaches
-from ..download import read_url_bytes
 from ..exceptions import FetchFailedError, InvalidSpecError, UsageError
-from ..layout import package_extension
-from ..output import wrap
-from ..sizes import human_bytes
+from ..fetch import pipeline as engine_pipeline
+from ..fetch import plan as engine_plan
+from ..fetch import refs as engine_refs
+from ..gateways import download as engine_download
+from ..gateways.download import read_url_bytes
+from ..layouts.caches import PackageCaches
+from ..model.filenames import package_extension
+from ..model.sizes import human_bytes
+from ..ui import fetch_report as engine_fetch_report
+from ..ui.text import wrap
 
 JSON_VERSION = 1
 
@@ -55,18 +59,20 @@ def configure_parser(parser) -> None:
     )
 
 
-def gather_refs(sources: list[str], repodata_source: str | None, run) -> list[engine.PackageRef]:
-    refs: list[engine.PackageRef] = []
+def gather_refs(
+    sources: list[str], repodata_source: str | None, run
+) -> list[engine_refs.PackageRef]:
+    refs: list[engine_refs.PackageRef] = []
     patterns: list[str] = []
     for source in sources:
         bare = source.split("#", 1)[0]
         if package_extension(bare) and ("://" in bare or os.path.isfile(os.path.expanduser(bare))):
-            refs.append(engine.ref_from_url(source))
+            refs.append(engine_refs.ref_from_url(source))
         elif "://" in source:
             text = read_url_bytes(source, run).decode("utf-8", "replace")
-            refs += engine.parse_explicit(text)
+            refs += engine_refs.parse_explicit(text)
         elif os.path.isfile(os.path.expanduser(source)):
-            refs += engine.parse_explicit(os.path.expanduser(source))
+            refs += engine_refs.parse_explicit(os.path.expanduser(source))
         elif repodata_source:
             patterns.append(source)
         elif package_extension(bare):
@@ -78,24 +84,29 @@ def gather_refs(sources: list[str], repodata_source: str | None, run) -> list[en
     if repodata_source:
         if not patterns:
             raise UsageError("--repodata needs package names (or globs) to fetch")
-        data, base = engine.load_repodata(repodata_source, run)
-        refs += engine.refs_from_repodata(data, base, patterns)
+        data, base = engine_refs.load_repodata(repodata_source, run)
+        refs += engine_refs.refs_from_repodata(data, base, patterns)
     return refs
 
 
 def _summary_text(summary, elapsed: float, verbose: int = 0) -> str:
     """At most 80 columns: the counts that are not zero (all of them with -v); --json has every
     number."""
-    c = {o: summary.count(o) for o in engine.OUTCOMES}
-    done = len(summary.items) - c[engine.FAILED] - summary.count("cancelled")
-    downloaded = f"{c[engine.DOWNLOADED]} downloaded ({human_bytes(summary.bytes_downloaded)}"
+    c = {o: summary.count(o) for o in engine_pipeline.OUTCOMES}
+    done = len(summary.items) - c[engine_pipeline.FAILED] - summary.count("cancelled")
+    downloaded = (
+        f"{c[engine_pipeline.DOWNLOADED]} downloaded ({human_bytes(summary.bytes_downloaded)}"
+    )
     if summary.bytes_resumed:
         downloaded += f", {human_bytes(summary.bytes_resumed)} resumed"
     parts = [
-        (c[engine.DOWNLOADED], downloaded + ")"),
-        (c[engine.COPIED], f"{c[engine.COPIED]} copied from read-only caches"),
-        (c[engine.EXTRACTED], f"{c[engine.EXTRACTED]} extracted from cached archives"),
-        (c[engine.REUSED], f"{c[engine.REUSED]} already cached"),
+        (c[engine_pipeline.DOWNLOADED], downloaded + ")"),
+        (c[engine_pipeline.COPIED], f"{c[engine_pipeline.COPIED]} copied from read-only caches"),
+        (
+            c[engine_pipeline.EXTRACTED],
+            f"{c[engine_pipeline.EXTRACTED]} extracted from cached archives",
+        ),
+        (c[engine_pipeline.REUSED], f"{c[engine_pipeline.REUSED]} already cached"),
     ]
     shown = [text for n, text in parts if n or verbose]
     if verbose:
@@ -103,7 +114,7 @@ def _summary_text(summary, elapsed: float, verbose: int = 0) -> str:
     head = f"{done} of {len(summary.items)} package(s) ready in {elapsed:.1f}s"
     lines = [wrap(head + (": " + ", ".join(shown) if shown else "") + ".", "  ")]
     for item in summary.items:
-        if item.outcome == engine.FAILED:
+        if item.outcome == engine_pipeline.FAILED:
             lines.append(wrap(f"  FAILED {item.fn}: {item.error}", "    "))
     cancelled = summary.count("cancelled")
     if cancelled:
@@ -122,7 +133,7 @@ def execute(args, run) -> int:
     refused = [r for r in refs if r.refused]
     caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
     force = {r.fn for r in refs} if args.refetch else frozenset()
-    fetch_plan = engine.plan(refs, caches, force=force)
+    fetch_plan = engine_plan.plan(refs, caches, force=force)
     data = {
         "version": JSON_VERSION,
         "verb": "fetch",
@@ -135,13 +146,13 @@ def execute(args, run) -> int:
         "failures": [],
     }
     if run.dry_run:
-        text = engine.describe_plan(fetch_plan)
+        text = engine_fetch_report.describe_plan(fetch_plan)
         text += "".join(f"\n  refuse            {r.fn}  {r.refused}" for r in refused)
         run.out.result(data, text + "\nDry run: nothing was changed.")
         return 0
     if any(i.action != "none" for i in fetch_plan.items):
         run.out.message("Downloading and Extracting Packages:")
-    summary = engine.execute(
+    summary = engine_pipeline.execute(
         fetch_plan,
         run,
         download_workers=args.download_workers,
@@ -149,11 +160,11 @@ def execute(args, run) -> int:
     )
     for ref in refused:  # checked before anything was written; listed like any failure
         summary.items.append(
-            engine.ItemResult(
+            engine_pipeline.ItemResult(
                 ref.fn,
-                engine.strip_fragment(ref.url),
-                engine.DOWNLOAD,
-                outcome=engine.FAILED,
+                engine_download.strip_fragment(ref.url),
+                engine_plan.DOWNLOAD,
+                outcome=engine_pipeline.FAILED,
                 error=f"refused: {ref.refused}; nothing was written",
                 error_type="UnsafeNameError",
             )

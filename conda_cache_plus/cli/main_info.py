@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from ..caches import PackageCaches
-from ..inventory import cache_summary
-from ..sizes import InodeSet, human_bytes
+from ..layouts.caches import PackageCaches
+from ..layouts.inventory import cache_summary
+from ..model.sizes import InodeSet, human_bytes
 
 JSON_VERSION = 1
 
@@ -60,7 +60,7 @@ def build(run, *, sizes: bool = True) -> dict:
 def rattler_caches(pkgs_dirs) -> list[dict]:
     """pixi's and rattler's package caches (pixi.py), each with where it came from and whether
     it is among the caches looked at."""
-    from ..pixi import cache_dirs
+    from ..layouts.pixi import cache_dirs
 
     looked_at = {os.path.realpath(p) for p in pkgs_dirs}
     out = []

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..caches import PackageCaches
-from ..inventory import select, sort_records
-from ..match import matchers
-from ..output import table
-from ..sizes import human_bytes
+from ..layouts.caches import PackageCaches
+from ..layouts.inventory import select, sort_records
+from ..model.match import matchers
+from ..model.sizes import human_bytes
+from ..ui.text import table
 from . import add_specs
 
 JSON_VERSION = 1
@@ -63,9 +63,9 @@ def to_json(run, specs, records, problems, usage_rows) -> dict:
 
 
 def _usage_rows(run, found, records) -> list[dict]:
-    from ..envs import known_environments
-    from ..footprint import measure
-    from ..usage import scan_usage
+    from ..envs.discovery import known_environments
+    from ..usage.footprint import measure
+    from ..usage.graph import scan_usage
 
     report = scan_usage(found, known_environments(use_conda=run.conda))
     rows = []

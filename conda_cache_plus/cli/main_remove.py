@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..clean import Policy, plan_packages
 from ..exceptions import UsageError
-from ..match import matchers
+from ..model.match import matchers
+from ..usage.policies import Policy, plan_packages
 from .main_clean import add_lock_option, run_removal
 from .main_usage import add_env_option
 
@@ -53,6 +53,6 @@ def execute(args, run) -> int:
 
 
 def _in_use(reason: str) -> bool:
-    from ..clean import LINKED_OUTSIDE
+    from ..usage.policies import LINKED_OUTSIDE
 
     return reason == "in use" or reason.startswith(("may be in use", LINKED_OUTSIDE))

@@ -10,14 +10,14 @@ from __future__ import annotations
 import datetime
 import os
 
-from ..caches import PackageCaches
-from ..envs import known_environments
-from ..footprint import measure
-from ..inventory import select, sort_records
-from ..match import matchers
-from ..output import table, wrap
-from ..sizes import human_bytes
-from ..usage import no_gc, scan_usage
+from ..envs.discovery import known_environments
+from ..layouts.caches import PackageCaches
+from ..layouts.inventory import select, sort_records
+from ..model.match import matchers
+from ..model.sizes import human_bytes
+from ..ui.text import table, wrap
+from ..usage.footprint import measure
+from ..usage.graph import no_gc, scan_usage
 
 JSON_VERSION = 1
 

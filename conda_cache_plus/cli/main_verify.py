@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from ..caches import PackageCaches
 from ..exceptions import EXIT_OK, EXIT_PROBLEMS_FOUND
-from ..match import matchers
-from ..sizes import human_bytes
-from ..verify import FAST, FULL, HOSTILE_ENTRY, verify_caches
+from ..integrity.findings import FAST, FULL, HOSTILE_ENTRY
+from ..integrity.verify import verify_caches
+from ..layouts.caches import PackageCaches
+from ..model.match import matchers
+from ..model.sizes import human_bytes
+from ..ui.reports import not_found_lines
 from . import add_level_option, add_specs
 
 JSON_VERSION = 1
@@ -50,15 +52,6 @@ def build(run, specs: list[str], level: str, *, rehash: bool = False, jobs=None,
 
 def explicit_dirs(run) -> bool:
     return run.pkgs_origin == "--pkgs-dir"
-
-
-def not_found_lines(not_found: list[dict]) -> list[str]:
-    """``! what: reason; nothing was checked there`` for each thing asked about but absent."""
-    return [
-        f"! {'no package cache at ' if n['kind'] == 'pkgs_dir' else 'spec '}{n['what']!s}: "
-        f"{n['reason']}; nothing was checked for it"
-        for n in not_found
-    ]
 
 
 def report_json(report, pkgs_dirs, specs, explicit: bool = False) -> dict:

@@ -1,0 +1,113 @@
+"""Text for people: the width to fit, elided cells, aligned tables, wrapped paragraphs, colour."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# The console of the running verb: colour is for people at a terminal, never for plain or json.
+_CONSOLE = "classic"
+
+# Default tables and summaries fit in this many columns (a terminal's default width); --json
+# carries whatever a cell had to give up.
+WIDTH = 80
+
+
+def set_console(console: str) -> None:
+    global _CONSOLE
+    _CONSOLE = console
+
+
+def use_color() -> bool:
+    return (
+        _CONSOLE not in ("plain", "json")
+        and sys.stdout.isatty()
+        and not os.environ.get("NO_COLOR")
+        and os.environ.get("TERM") != "dumb"
+    )
+
+
+def width() -> int:
+    """The columns to fit: the terminal's when stdout is one (``COLUMNS`` wins), else 80."""
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) >= 20:
+        return int(env)
+    try:
+        if sys.stdout.isatty():
+            return max(20, os.get_terminal_size(sys.stdout.fileno()).columns)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return WIDTH
+
+
+def shorten(text: str, n: int) -> str:
+    """``text`` in at most ``n`` characters, the middle elided (the ends tell entries apart)."""
+    if len(text) <= n:
+        return text
+    if n <= 1:
+        return text[:n]
+    head = (n - 1) // 2
+    return text[:head] + "\u2026" + text[len(text) - (n - 1 - head) :]
+
+
+def table(
+    headers: list[str],
+    rows: list[list[str]],
+    right: set[int] | None = None,
+    *,
+    shrink: tuple[int, ...] = (),
+    indent: int = 0,
+    max_width: int | None = None,
+) -> str:
+    """Aligned columns; ``right`` holds the indexes of right-aligned (numeric) columns.
+
+    When the table is wider than :func:`width` (minus ``indent``), the columns in ``shrink`` give
+    up characters (widest first, down to their heading), their cells elided in the middle.
+    """
+    right = right or set()
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    limit = (max_width or width()) - indent
+    excess = sum(widths) + 2 * (len(widths) - 1) - limit
+    while excess > 0 and shrink:
+        floor = {i: max(len(headers[i]), 8) for i in shrink if i < len(widths)}
+        candidates = [i for i in floor if widths[i] > floor[i]]
+        if not candidates:
+            break
+        widest = max(candidates, key=lambda i: widths[i])
+        widths[widest] -= 1
+        excess -= 1
+
+    def fmt(row: list[str]) -> str:
+        cells = [
+            shorten(cell, widths[i]).rjust(widths[i])
+            if i in right
+            else shorten(cell, widths[i]).ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        return "  ".join(cells).rstrip()
+
+    head = fmt(headers)
+    if use_color():
+        head = f"\033[1m{head}\033[0m"
+    return "\n".join([head, *(fmt(r) for r in rows)])
+
+
+def wrap(text: str, indent: str = "", max_width: int | None = None) -> str:
+    """A summary sentence broken at ", " / "; " / spaces to fit; continuation lines indented."""
+    import textwrap
+
+    return (
+        "\n".join(
+            textwrap.wrap(
+                text,
+                width=max_width or width(),
+                subsequent_indent=indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+        or text
+    )

@@ -1,0 +1,41 @@
+"""Remembered state files: round trip, and anything unexpected reads as empty."""
+
+from __future__ import annotations
+
+import marshal
+import os
+
+from conda_cache_plus.gateways import statefile
+
+
+def test_round_trip_and_forget(tmp_path):
+    path = str(tmp_path / "d" / "s.idx")
+    assert statefile.write(path, 3, str(tmp_path), {"a": (1, "x")})
+    assert statefile.read(path, 3, str(tmp_path)) == {"a": (1, "x")}
+    assert [n for n in os.listdir(tmp_path / "d") if n.startswith(".state-")] == []
+    statefile.forget(path)
+    statefile.forget(path)  # twice is fine
+    assert statefile.read(path, 3, str(tmp_path)) == {}
+
+
+def test_other_owner_format_or_garbage_reads_empty(tmp_path):
+    path = str(tmp_path / "s.idx")
+    statefile.write(path, 3, str(tmp_path), {"a": 1})
+    assert statefile.read(path, 4, str(tmp_path)) == {}
+    assert statefile.read(path, 3, str(tmp_path / "other")) == {}
+    for junk in (b"", b"\x00\x01garbage", marshal.dumps([1, 2]), marshal.dumps((3, "x", []))):
+        with open(path, "wb") as fh:
+            fh.write(junk)
+        assert statefile.read(path, 3, str(tmp_path)) == {}
+
+
+def test_unwritable_place_is_not_an_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    assert statefile.write(str(tmp_path / "file" / "s.idx"), 1, str(tmp_path), {}) is False
+
+
+def test_user_state_path_is_per_owner(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    a = statefile.user_state_path("scan", 4, "/a")
+    b = statefile.user_state_path("scan", 4, "/b")
+    assert a != b and a.startswith(str(tmp_path / "conda-cache-plus" / "scan-v4"))
