@@ -29,16 +29,21 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from samework import require_positive, require_same  # noqa: E402
 
 from conda_cache_plus.envs.discovery import Environment  # noqa: E402
 from conda_cache_plus.layouts.caches import PackageCaches  # noqa: E402
 from conda_cache_plus.usage.graph import scan_usage  # noqa: E402
+from conda_cache_plus.usage.policies import parse_duration  # noqa: E402
 
 CHANNEL = "https://conda.anaconda.org/conda-forge/noarch"
 
@@ -134,6 +139,12 @@ def package_files(name: str, nfiles: int) -> list[str]:
     return files[:nfiles]
 
 
+def expected_unused(entries: int, envs: int, per_env: int, step: int) -> set[str]:
+    """The entries no environment links: what every contender must find (the data's truth)."""
+    used = {(e * step + k) % entries for e in range(envs) for k in range(per_env)}
+    return {f"pkg{i:05d}-1.{i % 7}-h{i:06x}_0" for i in range(entries) if i not in used}
+
+
 def run_once(cmd: list[str], env: dict, wipe: str | None) -> tuple[float, float, str]:
     """(wall, cpu, stdout) of one fresh process; ``wipe``: a directory to empty first."""
     if wipe:
@@ -158,7 +169,7 @@ def in_process(pkgs: str, prefixes: list[str], xdg: str, first: bool):
         PackageCaches([pkgs]).records(), [Environment(p, ["--env"]) for p in prefixes]
     )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return wall, cpu, sum(1 for u in report.entries.values() if not u.in_use)
+    return wall, cpu, {u.record.entry for u in report.entries.values() if not u.in_use}
 
 
 def conda_importable() -> bool:
@@ -178,15 +189,42 @@ def main() -> None:
     ap.add_argument("--step", type=int, default=80)
     ap.add_argument("--files", type=int, default=2, help="files per package (default 2)")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument(
+        "--grace",
+        default="1s",
+        help="our clean's --grace (default 1s: the grace check runs, and the data, built before "
+        "the clock starts, is older than that, so every unused entry is eligible as for conda)",
+    )
+    ap.add_argument("--rows", nargs="+", help="only rows whose label contains one of these words")
     args = ap.parse_args()
     if args.files != 2 and args.root == ap.get_default("root"):
         args.root += f"-{args.files}files"
+    if (args.entries, args.envs, args.per_env) != (5000, 50, 300) and args.root.startswith(
+        ap.get_default("root")
+    ):
+        args.root += f"-{args.entries}x{args.envs}x{args.per_env}"
 
     t0 = time.perf_counter()
     pkgs, prefixes = build(args.root, args.entries, args.envs, args.per_env, args.step, args.files)
     print(f"data: {args.entries} entries of {args.files} files, {args.envs} envs x "
           f"{args.per_env} packages "
           f"(built/reused in {time.perf_counter() - t0:.1f}s)")  # fmt: skip
+    truth = expected_unused(args.entries, args.envs, args.per_env, args.step)
+    require_positive("unused entries in the data", len(truth))
+    # Our clean leaves alone what changed within --grace (ctime of the entry's files: a hard link
+    # made for an environment counts). Wait until the newest data is older than that, so the
+    # grace check runs and lets through every unused entry, as conda's clean does.
+    grace = parse_duration(args.grace)
+    newest = max(
+        os.lstat(os.path.join(pkgs, dist, rel)).st_ctime
+        for dist in (sorted(truth)[0], sorted(truth)[-1])
+        for rel in ("info/repodata_record.json", "lib")
+    )
+    newest = max(newest, os.lstat(prefixes[-1]).st_ctime, os.lstat(pkgs).st_ctime)
+    wait = newest + grace + 0.5 - time.time()
+    if wait > 0:
+        print(f"waiting {wait:.1f}s for the data to be older than --grace {args.grace}")
+        time.sleep(wait)
 
     home = os.path.join(args.root, "home")
     os.makedirs(os.path.join(home, ".conda"), exist_ok=True)
@@ -203,21 +241,24 @@ def main() -> None:
         XDG_CACHE_HOME=xdg,
         CONDA_ROOT=os.path.join(args.root, "no-root"),
     )
+    env.pop("CONDA_CACHE_PLUS_GRACE", None)
     standalone = dict(env, CONDA_CACHE_PLUS_NO_CONDA="1")
     py = sys.executable
-    ours_clean = [py, "-m", "conda_cache_plus", "clean", "--unused", "--dry-run", "--json"]
+    g = ["--grace", args.grace]
+    ours_clean = [py, "-m", "conda_cache_plus", "clean", "--unused", "--dry-run", "--json", *g]
     ours_usage = [py, "-m", "conda_cache_plus", "usage", "--json"]
-    plugin_clean = [py, "-m", "conda", "cache", "clean", "--unused", "--dry-run", "--json"]
+    plugin_clean = [py, "-m", "conda", "cache", "clean", "--unused", "--dry-run", "--json", *g]
+    plugin_usage = [py, "-m", "conda", "cache", "usage", "--json"]
     conda_clean = [py, "-m", "conda", "clean", "-p", "--dry-run", "--json"]
     have_conda = conda_importable()
 
-    def unused_of(kind: str, out: str) -> int:
+    def unused_of(kind: str, out: str) -> set[str]:
         data = json.loads(out)
         if kind == "usage":
-            return data["totals"]["unused"]
+            return {e["entry"] for e in data["entries"] if not e["used_by"]}
         if kind == "conda":
-            return len(data["packages"]["pkgs_dirs"].get(pkgs, []))
-        return len(data["items"])
+            return set(data["packages"]["pkgs_dirs"].get(pkgs, []))
+        return {i["name"] for i in data["items"]}
 
     # (label, how) -- how: ("inproc", first) or (cmd, env, first, kind)
     rows: list[tuple[str, tuple]] = [
@@ -230,40 +271,59 @@ def main() -> None:
     ]
     if have_conda:
         rows += [
+            ("conda cache usage --json, first", (plugin_usage, env, True, "usage")),
+            ("conda cache usage --json, repeated", (plugin_usage, env, False, "usage")),
             ("conda cache clean --unused -d --json, first", (plugin_clean, env, True, "ours")),
             ("conda cache clean --unused -d --json, repeated", (plugin_clean, env, False, "ours")),
             ("conda clean -p --dry-run --json", (conda_clean, env, False, "conda")),
         ]
-    best: dict[str, list[float]] = {label: [float("inf"), float("inf"), 0] for label, _ in rows}
-    outputs: dict[str, str] = {}
-    for _ in range(args.repeat):
-        for label, how in rows:
+    if args.rows:
+        keep = ("conda clean -p", *args.rows)
+        rows = [r for r in rows if any(w in r[0] for w in keep)]
+    walls: dict[str, list[float]] = {label: [] for label, _ in rows}
+    cpus: dict[str, list[float]] = {label: [] for label, _ in rows}
+    found: dict[str, set[str]] = {}
+    loads = []
+    for rnd in range(args.repeat):
+        loads.append(os.getloadavg()[0])
+        k = rnd % len(rows)  # rotate the order so no row always follows the same other one
+        for label, how in rows[k:] + rows[:k]:
             if how[0] == "inproc":
-                wall, cpu, n = in_process(pkgs, prefixes, xdg, how[1])
+                wall, cpu, unused = in_process(pkgs, prefixes, xdg, how[1])
             else:
                 cmd, e, first, kind = how
                 wall, cpu, out = run_once(cmd, e, ours_state if first else None)
-                n = unused_of(kind, out)
-                outputs[label] = out
-            b = best[label]
-            b[0], b[1], b[2] = min(b[0], wall), min(b[1], cpu), n
-
+                unused = unused_of(kind, out)
+            # every run of every row must find exactly the data's unused entries
+            require_same(f"unused entries found ({label}, round {rnd + 1})", {label: unused}, truth)
+            found[label] = unused
+            walls[label].append(wall)
+            cpus[label].append(cpu)
+    loads.append(os.getloadavg()[0])
+    print(f"same unused set for every row and round: True ({len(truth)} entries)")
+    print(
+        f"load average during the run: {min(loads):.1f}-{max(loads):.1f} "
+        f"({os.cpu_count()} cores); {args.repeat} interleaved rounds, grace {args.grace}"
+    )
     conda_label = "conda clean -p --dry-run --json"
-    if have_conda:
-        ours = json.loads(outputs["conda-cache clean --unused -d --json, first"])
-        theirs = json.loads(outputs[conda_label])["packages"]["pkgs_dirs"].get(pkgs, [])
-        same = {i["name"] for i in ours["items"]} == set(theirs)
-        print(f"same unused set as conda (all envs hard-linked): {same}")
-    print(f"load average at the end: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
-    cw, cc = best[conda_label][:2] if have_conda else (None, None)
-    print(f"\n| what | wall, best of {args.repeat} (s) | CPU (s) | unused found "
+    ref = conda_label if have_conda else None
+
+    def ratio(label: str, series: dict) -> str:
+        if not ref:
+            return "n/a"
+        # median of the per-round ratios: each round's rows saw the same load
+        pairs = zip(series[ref], series[label], strict=True)
+        return f"{statistics.median(a / b for a, b in pairs):.2f}x"
+
+    print(f"\n| what | wall, median of {args.repeat} (s) | min | CPU (s) | unused found "
           "| vs conda clean -p (wall) | (CPU) |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for label, _ in rows:
-        wall, cpu, n = best[label]
-        rw = f"{cw / wall:.2f}x" if cw else "n/a"
-        rc = f"{cc / cpu:.2f}x" if cc else "n/a"
-        print(f"| {label} | {wall:.3f} | {cpu:.3f} | {n} | {rw} | {rc} |")
+        w, c = walls[label], cpus[label]
+        print(
+            f"| {label} | {statistics.median(w):.3f} | {min(w):.3f} | {statistics.median(c):.3f} "
+            f"| {len(found[label])} | {ratio(label, walls)} | {ratio(label, cpus)} |"
+        )
     if not have_conda:
         print("\nconda is not importable here: the conda rows are n/a.")
 
