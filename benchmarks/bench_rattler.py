@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from samework import load, require_same, tree_signature  # noqa: E402
 
 from conda_cache_plus.envs.discovery import Environment  # noqa: E402
 from conda_cache_plus.integrity.findings import FAST, FULL  # noqa: E402
@@ -113,24 +117,59 @@ def main() -> None:
     os.environ["RATTLER_CACHE_DIR"] = os.path.join(work, "rattler-root")
     channel = build(work, args.packages, args.files)
     cache = os.path.join(work, "cache")
+    nfiles = args.packages * args.files
     fill = rattler("fill", channel, cache, os.path.join(work, "env0"))
     print(f"py-rattler filled the cache: {fill['n']} packages in {fill['seconds']:.2f}s")
 
+    n_entries = args.packages + 1
     rows = []
-    idx = [rattler("index", channel, cache)["seconds"] for _ in range(args.repeat + 1)][1:]
-    rows.append(("py-rattler PackageCache.index()", statistics.median(idx)))
-    ours = median(lambda: scan(cache, use_index=False), args.repeat)
-    rows.append(("ours: scan (list/info)", ours))
+    # index vs our scans, interleaved round by round; every run must have read every entry
+    times: dict[str, list[float]] = {"index": [], "first": [], "again": []}
+    scan(cache)  # remember, for the repeated scan (what a previous scan read)
+
+    def ours_scan(use_index: bool) -> float:
+        t = time.perf_counter()
+        n = len(scan(cache, use_index=use_index).records)
+        took = time.perf_counter() - t
+        require_same("entries read by our scan", {"ours": n}, n_entries)
+        return took
+
+    loads = []
+    for rnd in range(args.repeat + 1):
+        loads.append(os.getloadavg()[0])
+        got = rattler("index", channel, cache)
+        require_same("entries in py-rattler's index", {"py-rattler": got["n"]}, n_entries)
+        first, again = ours_scan(False), ours_scan(True)
+        if rnd:  # the first round warms up
+            times["index"].append(got["seconds"])
+            times["first"].append(first)
+            times["again"].append(again)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rows.append(("py-rattler PackageCache.index()", med["index"], ""))
+    for key, label in (("first", "nothing remembered"), ("again", "remembered")):
+        r = statistics.median(a / b for a, b in zip(times[key], times["index"], strict=True))
+        rows.append((f"ours: scan (list/info), {label}", med[key], f"{r:.2f}x py-rattler"))
 
     def install(mode, k=[0]):  # noqa: B006 - a counter for fresh prefixes
         k[0] += 1
-        return rattler(mode, channel, cache, os.path.join(work, f"env-{mode}-{k[0]}"))["seconds"]
+        prefix = os.path.join(work, f"env-{mode}-{k[0]}")
+        took = rattler(mode, channel, cache, prefix)["seconds"]
+        # both modes must install the same packages, the same files
+        require_same(f"prefix installed with validation {mode}", {mode: tree_signature(prefix)},
+                     tree_signature(os.path.join(work, "env0")))  # fmt: skip
+        shutil.rmtree(prefix)
+        return took
 
-    skip = statistics.median([install("skip") for _ in range(args.repeat)])
-    full = statistics.median([install("full") for _ in range(args.repeat)])
-    rows.append(("py-rattler install, validation skip", skip))
-    rows.append(("py-rattler install, validation full", full))
-    rows.append(("  = rattler's full validation (difference)", max(full - skip, 0.0)))
+    skips, fulls = [], []
+    for _ in range(args.repeat):  # interleaved
+        loads.append(os.getloadavg()[0])
+        skips.append(install("skip"))
+        fulls.append(install("full"))
+    skip, full = statistics.median(skips), statistics.median(fulls)
+    validation = max(full - skip, 0.0)
+    rows.append(("py-rattler install, validation skip", skip, ""))
+    rows.append(("py-rattler install, validation full", full, ""))
+    rows.append(("  = rattler's full validation (difference)", validation, ""))
     caches = PackageCaches([cache])
     for level in (FAST, FULL):
 
@@ -139,20 +178,36 @@ def main() -> None:
                 PackageCaches([cache]), level=level, use_store=False, write_store=False
             )
             assert all(e.status == "ok" for e in report.entries), level
+            t = report.totals()
+            # every entry checked, and at the full level every file hashed
+            require_same(f"entries verified ({level})", {level: t["entries"]}, n_entries)
+            if level == FULL:
+                require_same("files hashed (full)", {level: t["hashed"] >= nfiles}, True)
 
-        rows.append((f"ours: verify --{level} (nothing remembered)", median(run, args.repeat)))
+        t = median(run, args.repeat)
+        ratio = ""
+        if level == FULL:
+            ratio = (
+                f"{t / validation:.2f}x rattler's validation"
+                if validation > 0.05 * full
+                else "n/a: rattler's validation is below the noise of its install"
+            )
+        rows.append((f"ours: verify --{level} (nothing remembered)", t, ratio))
     env = [Environment(os.path.join(work, "env0"), ["--env"])]
-    rows.append(
-        (
-            "ours: usage scan, 1 env",
-            median(lambda: scan_usage(caches.records(), env, use_index=False), args.repeat),
-        )
+
+    def usage():
+        report = scan_usage(caches.records(), env, use_index=False)
+        used = sum(1 for u in report.entries.values() if u.in_use)
+        require_same("entries env0 uses", {"usage": used}, n_entries)
+
+    rows.append(("ours: usage scan, 1 env", median(usage, args.repeat), ""))
+    print(
+        f"\n{n_entries} entries, {nfiles} payload files; median of {args.repeat}; load average "
+        f"{min(loads):.1f}-{max(loads):.1f} (now {load()})\n"
     )
-    nfiles = args.packages * args.files
-    print(f"\n{args.packages + 1} entries, {nfiles} payload files; median of {args.repeat}\n")
-    print("| what | time |\n|---|---:|")
-    for what, secs in rows:
-        print(f"| {what} | {secs * 1000:.0f} ms |")
+    print("| what | time | ratio |\n|---|---:|---:|")
+    for what, secs, ratio in rows:
+        print(f"| {what} | {secs * 1000:.0f} ms | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+sys.path.insert(0, HERE)
+
+from samework import load, require_same  # noqa: E402
+
 from conda_cache_plus.layouts.kinds import scan  # noqa: E402
 
 
@@ -95,16 +99,27 @@ def build_cache(root: str, n: int) -> str:
     return pkgs
 
 
-def timeit(fn, repeat: int) -> float:
-    """Median wall time of ``repeat`` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def interleaved(contenders: dict, repeat: int, expected: int) -> dict[str, list[float]]:
+    """Wall times of ``repeat`` rounds, each running every contender once (the order rotated),
+    after one warm-up run each; every run must have read ``expected`` entries (a contender that
+    read fewer did less work: no ratio)."""
+    for label, fn in contenders.items():
+        require_same(f"entries read by {label}", {label: fn()}, expected)
+    times: dict[str, list[float]] = {label: [] for label in contenders}
+    items = list(contenders.items())
+    for rnd in range(repeat):
+        k = rnd % len(items)
+        for label, fn in items[k:] + items[:k]:
+            gc.collect()
+            t0 = time.perf_counter()
+            n = fn()
+            times[label].append(time.perf_counter() - t0)
+            require_same(f"entries read by {label}", {label: n}, expected)
+    return times
+
+
+def ours(pkgs: str, use_index: bool) -> int:
+    return len(scan(pkgs, use_index=use_index).records)
 
 
 def conda_loader():
@@ -157,35 +172,55 @@ def main() -> None:
     os.environ.setdefault("XDG_CACHE_HOME", os.path.join(args.root, "user-cache"))
     conda_load = conda_loader()
     rows = []
+    loads: list[tuple[float, float]] = []
     for n in args.sizes:
         pkgs = build_cache(args.root, n)
-        assert len(scan(pkgs, use_index=False).records) == n
-        first = timeit(lambda p=pkgs: scan(p, use_index=False), args.repeat)
-        scan(pkgs)  # remember
-        again = timeit(lambda p=pkgs: scan(p), args.repeat)
-        fj = timeit(lambda p=pkgs: floor_json(p), args.repeat)
-        fs = timeit(lambda p=pkgs: floor_stat(p), args.repeat)
-        conda_t = None
+        scan(pkgs)  # remember, for the repeated scan
+        contenders = {
+            "first": lambda p=pkgs: ours(p, False),
+            "again": lambda p=pkgs: ours(p, True),
+            "json": lambda p=pkgs: floor_json(p),
+            "stat": lambda p=pkgs: floor_stat(p),
+        }
         if conda_load is not None:
-            assert conda_load(pkgs) == n
-            conda_t = timeit(lambda p=pkgs: conda_load(p), max(1, args.repeat // 2))
-        rows.append((n, conda_t, first, again, fj, fs))
+            contenders["conda"] = lambda p=pkgs: conda_load(p)
+        load_before = os.getloadavg()[0]
+        times = interleaved(contenders, args.repeat, n)
+        loads.append((load_before, os.getloadavg()[0]))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        per_round = {
+            (a, b): statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
+            for a in times
+            for b in times
+        }
+        first, again, fj, fs = med["first"], med["again"], med["json"], med["stat"]
+        conda_t = med.get("conda")
+        rows.append((n, conda_t, first, again, fj, fs, per_round))
+        print(f"  {n} entries measured; load {load()}", flush=True)
 
     def ms(x):
         return "n/a" if x is None else f"{x * 1000:.0f} ms"
 
-    def ratio(a, b):
-        return "n/a" if a is None or b is None else f"{a / b:.1f}x"
+    def ratio(per_round, a, b):
+        return f"{per_round[(a, b)]:.2f}x" if (a, b) in per_round else "n/a"
+
+    lo = min(x for pair in loads for x in pair)
+    hi = max(x for pair in loads for x in pair)
+    print(
+        f"\n{args.repeat} interleaved rounds per size; load average {lo:.1f}-{hi:.1f} on "
+        f"{os.cpu_count()} CPUs; ratios are medians of the per-round ratios\n"
+    )
 
     print(
         "| entries | conda load | ours, first scan | ours, repeated | json floor | stat floor "
-        "| first vs conda | repeated vs conda |"
+        "| first vs conda | repeated vs conda | first / json floor | repeated / stat floor |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n, conda_t, first, again, fj, fs in rows:
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, conda_t, first, again, fj, fs, pr in rows:
         print(
             f"| {n} | {ms(conda_t)} | {ms(first)} | {ms(again)} | {ms(fj)} | {ms(fs)} "
-            f"| {ratio(conda_t, first)} | {ratio(conda_t, again)} |"
+            f"| {ratio(pr, 'conda', 'first')} | {ratio(pr, 'conda', 'again')} "
+            f"| {ratio(pr, 'first', 'json')} | {ratio(pr, 'again', 'stat')} |"
         )
     if conda_load is None:
         print("\nconda is not importable here: the conda column is n/a.")

@@ -30,6 +30,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+from samework import require_same  # noqa: E402
+
 from conda_cache_plus.gateways.extract import install_entry  # noqa: E402
 from conda_cache_plus.integrity.findings import FAST, FULL  # noqa: E402
 from conda_cache_plus.integrity.verify import verify_caches  # noqa: E402
@@ -37,6 +39,7 @@ from conda_cache_plus.layouts.caches import PackageCaches  # noqa: E402
 from conda_cache_plus.model.cache_paths import CacheLayout  # noqa: E402
 
 WORKERS = os.cpu_count() or 1
+SIZES: dict[str, int] = {}
 
 
 def build_cache(work: str) -> tuple[str, list[str]]:
@@ -96,42 +99,52 @@ def best(fn, repeat=5, cold=False):
     return statistics.median(times)
 
 
-def openssl(files, procs):
+def openssl(files, procs) -> tuple[int, int]:
+    """(files, bytes) hashed: one ``SHA2-256(path)= ...`` line per file."""
     chunks = [files[i::procs] for i in range(procs)]
     running = [
         subprocess.Popen(
             ["xargs", "-0", "openssl", "dgst", "-sha256"],
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
         )
         for _ in chunks
     ]
+    n = 0
     for proc, chunk in zip(running, chunks, strict=True):
-        proc.communicate("\0".join(chunk).encode())
+        out, _ = proc.communicate("\0".join(chunk).encode())
+        n += out.count(b"\n")
+    return n, sum(SIZES[f] for f in files) if n == len(files) else -1
 
 
-def python_loop(files):
+def python_loop(files) -> tuple[int, int]:
+    n = size = 0
     for path in files:
         os.stat(path)
         h = hashlib.sha256()
         with open(path, "rb") as fh:
             while chunk := fh.read(1 << 20):
                 h.update(chunk)
+                size += len(chunk)
         h.hexdigest()
+        n += 1
+    return n, size
 
 
-def python_loop_procs(files, procs):
+def python_loop_procs(files, procs) -> tuple[int, int]:
     import multiprocessing
 
     with multiprocessing.get_context("fork").Pool(procs) as pool:
-        pool.map(python_loop, [files[i::procs] for i in range(procs)])
+        parts = pool.map(python_loop, [files[i::procs] for i in range(procs)])
+    return sum(p[0] for p in parts), sum(p[1] for p in parts)
 
 
-def stat_floor(files):
+def stat_floor(files) -> int:
     """What a re-run cannot go below: one lstat per file, in a bare Python loop."""
     lstat = os.lstat
     for path in files:
         lstat(path)
+    return len(files)
 
 
 def verify(pkgs, level, store, use_index=False):
@@ -144,7 +157,8 @@ def main() -> None:
     work = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "out", "verify")
     os.environ.setdefault("XDG_CACHE_HOME", os.path.join(work, "user-cache"))
     pkgs, files = build_cache(work)
-    nbytes = sum(os.path.getsize(f) for f in files)
+    SIZES.update((f, os.path.getsize(f)) for f in files)
+    nbytes = sum(SIZES.values())
     n_entries = sum(1 for n in os.listdir(pkgs) if n.endswith(".conda"))
     mb = nbytes / 1e6
     print(
@@ -171,10 +185,31 @@ def main() -> None:
     # Order within a round matters for the remembered state: the full run leaves every file
     # hashed, the re-verify and the fast re-run find it so, the fast run with nothing remembered
     # comes last (it leaves files merely looked at, which the next round's full run redoes).
-    rounds = {k: [] for k in ("ssl", "full", "re", "fast_again", "fast", "floor")}
+    # What each row must have done, every run: the hashing rows hash every file (openssl, the
+    # loops, the full verify: same files, same bytes); the re-runs hash nothing and check every
+    # entry; the floor lstats every file.
+    hashed_all = (len(files), nbytes)
+
+    def work_of(key, rep):
+        if key in ("ssl", "loop2"):
+            return rep
+        if key == "floor":
+            return rep, 0
+        t = rep.totals()
+        if key == "full":
+            return t["bytes_hashed"] >= nbytes, t["entries"]
+        return t["bytes_hashed"], t["entries"]
+
+    expected = {"ssl": hashed_all, "loop2": hashed_all, "full": (True, n_entries),
+                "re": (0, n_entries), "fast_again": (0, n_entries), "fast": (0, n_entries),
+                "floor": (len(files), 0)}  # fmt: skip
+    rounds = {k: [] for k in ("ssl", "loop2", "full", "re", "fast_again", "fast", "floor")}
+    loads = []
     for _ in range(7):
+        loads.append(os.getloadavg()[0])
         for key, fn in (
             ("ssl", lambda: openssl(files, WORKERS)),
+            ("loop2", lambda: python_loop_procs(files, WORKERS)),
             ("full", lambda: verify(pkgs, FULL, False)),
             ("re", lambda: verify(pkgs, FULL, True, use_index=True)),
             ("fast_again", lambda: verify(pkgs, FAST, True, use_index=True)),
@@ -185,10 +220,9 @@ def main() -> None:
             t0 = time.perf_counter()
             rep = fn()
             rounds[key].append(time.perf_counter() - t0)
-            if key == "re":
-                assert rep.totals()["bytes_hashed"] == 0, rep.totals()
+            require_same(f"work of {key}", {key: work_of(key, rep)}, expected[key])
+    print(f"(load average during the rounds: {min(loads):.1f}-{max(loads):.1f})")
     t_loop = best(lambda: python_loop(files), repeat=3)
-    t_loop2 = best(lambda: python_loop_procs(files, WORKERS), repeat=3)
     med = {k: statistics.median(v) for k, v in rounds.items()}
 
     def ratio(a, b):
@@ -202,8 +236,9 @@ def main() -> None:
 
     row2(f"`openssl dgst -sha256`, {WORKERS} processes (warm)", "ssl", None, "")
     row("plain Python loop, 1 process (warm)", t_loop)
-    row(f"plain Python loop, {WORKERS} processes (warm)", t_loop2)
+    row2(f"plain Python loop, {WORKERS} processes (warm)", "loop2", None, "")
     row2(f"`verify --full --rehash`, {WORKERS} workers (warm)", "full", "ssl", "openssl")
+    row2("`verify --full --rehash` vs the two-process loop", "full", "loop2", "loop")
     row2("`verify --rehash` (fast level), nothing remembered", "fast", "full", "vs full", 0)
     row2("`verify` (fast level) again", "fast_again", "full", "vs full", 0)
     row2("`verify --full` again, unchanged", "re", "full", "vs full", 0)
