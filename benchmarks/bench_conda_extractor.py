@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import settle
 from corpus import build_corpus
+from samework import require_same, tree_signature
 
 from conda_cache_plus.gateways.extract import extract_archive
 
@@ -61,6 +62,9 @@ def make_channel(manifest: dict, work: str) -> tuple[str, list[str]]:
     return "file://" + channel, sorted(r["name"] for r in records.values())
 
 
+SIGNATURES: dict[str, tuple] = {}
+
+
 def run(work: str, url: str, names: list[str], setting: str, drop_caches: bool) -> float:
     pkgs = os.path.join(work, "pkgs")
     prefix = os.path.join(work, "env")
@@ -84,6 +88,11 @@ def run(work: str, url: str, names: list[str], setting: str, drop_caches: bool) 
     elapsed = time.perf_counter() - start
     if proc.returncode:
         raise SystemExit(f"conda failed ({setting}):\n{proc.stdout}\n{proc.stderr}")
+    # with either extractor conda must have installed the same prefix (files, bytes, links)
+    got = tree_signature(prefix, frozenset({"conda-meta"}))
+    SIGNATURES.setdefault("first", got)
+    require_same(f"prefix installed (extractor plugin {setting})", {setting: got},
+                 SIGNATURES["first"])  # fmt: skip
     return elapsed
 
 

@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import settle
 from corpus import build_corpus
+from samework import DifferentWork, require_same, tree_signature
 
 ZLIB_TESTDATA = "/work/shared/testdata/conda_format_repo/linux-64/zlib-1.2.11-h7b6447c_3.conda"
 
@@ -163,6 +164,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
 
 _DROP_CACHES = False
+_EXPECTED = None  # tree_signature of the reference extraction of the current archives
 
 
 def _run(pool, func, archives: list[str], out: str) -> float:
@@ -175,6 +177,10 @@ def _run(pool, func, archives: list[str], out: str) -> float:
     if func is not decompress_only:
         os.sync()  # on disk, count the writeback too (every extractor pays it)
     elapsed = time.perf_counter() - start
+    if func is not decompress_only and _EXPECTED is not None:
+        # every extractor, every run: the same files, bytes, links and directories
+        require_same(f"tree extracted by {func.__name__}", {func.__name__: tree_signature(out)},
+                     _EXPECTED)  # fmt: skip
     shutil.rmtree(out)
     return elapsed
 
@@ -209,7 +215,7 @@ def main(argv=None) -> int:
     parser.add_argument("--drop-caches", action="store_true", help="drop the page cache (root)")
     parser.add_argument("--contenders", nargs="+", help="a subset of ours cps cph rattler")
     args = parser.parse_args(argv)
-    global _DROP_CACHES
+    global _DROP_CACHES, _EXPECTED
     _DROP_CACHES = args.drop_caches
 
     manifest = build_corpus(args.corpus)
@@ -240,6 +246,7 @@ def main(argv=None) -> int:
             os.makedirs(ref)
             for i, a in enumerate(archives):
                 ours(a, os.path.join(ref, f"{i:03d}"))
+            _EXPECTED = tree_signature(ref)
             for workers in args.workers:
                 times: dict[str, list[float]] = {}
 
@@ -262,6 +269,8 @@ def main(argv=None) -> int:
                                 continue
                             try:
                                 keep(name, _run(pool, func, archives, base + "/o"))
+                            except DifferentWork:
+                                raise
                             except Exception as exc:  # a peer failing is a result, not a crash
                                 print(f"  {name} failed: {exc!r}"[:300])
                                 shutil.rmtree(base + "/o", ignore_errors=True)

@@ -45,6 +45,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import settle  # noqa: E402
+from samework import require_same, tree_signature  # noqa: E402
 
 CONTENDERS = ("ours", "ours/conda", "conda", "rattler")
 
@@ -169,6 +170,22 @@ def _entries(dest: str) -> int:
     )
 
 
+# written by conda and by us, not by py-rattler's download_and_extract: not the package's files
+NOT_PAYLOAD = frozenset({"info/repodata_record.json"})
+
+
+def _payload(dest: str) -> tuple[int, int, int, int]:
+    """(files, bytes, symlinks, dirs) of every extracted entry: what every contender must have
+    written, whatever else it keeps beside (archives, urls.txt, locks)."""
+    total = [0, 0, 0, 0]
+    for name in os.listdir(dest):
+        entry = os.path.join(dest, name)
+        if os.path.isfile(os.path.join(entry, "info", "index.json")):
+            for i, v in enumerate(tree_signature(entry, NOT_PAYLOAD)):
+                total[i] += v
+    return tuple(total)
+
+
 def run_once(name: str, explicit: str, dest: str, expected: int, opts: argparse.Namespace) -> dict:
     shutil.rmtree(dest, ignore_errors=True)
     os.makedirs(dest)
@@ -195,6 +212,7 @@ def run_once(name: str, explicit: str, dest: str, expected: int, opts: argparse.
     if not lines or not lines[-1].startswith("{") or _entries(dest) != expected:
         raise SystemExit(f"{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     took = json.loads(lines[-1])["seconds"]
+    payload = _payload(dest)
     shutil.rmtree(dest, ignore_errors=True)
     return {
         "work": took,
@@ -202,6 +220,7 @@ def run_once(name: str, explicit: str, dest: str, expected: int, opts: argparse.
         "load": load,
         "reads": after[0] - before[0],
         "writes": after[1] - before[1],
+        "payload": payload,
     }
 
 
@@ -250,6 +269,9 @@ def main(argv=None) -> int:
                 for name in names[k:] + names[:k]:
                     r = run_once(name, explicit, dest, len(pkgs), args)
                     results.setdefault((target, name), []).append(r)
+                    # every contender, every run: the same files, bytes, links and dirs
+                    first = results[(target, names[k])][0]["payload"]
+                    require_same(f"{target} payload extracted", {name: r["payload"]}, first)
                     print(
                         f"  {target} round {rnd + 1} {name}: {r['work']:.2f} s"
                         f" (disk reads {r['reads']}, load {r['load']:.1f})",

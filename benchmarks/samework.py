@@ -60,10 +60,14 @@ def require_positive(what: str, value: int) -> None:
 
 def tree_signature(root: str, skip: frozenset[str] = frozenset()) -> tuple[int, int, int, int]:
     """(regular files, their bytes, symlinks, directories) under ``root``, not following links;
-    relative paths in ``skip`` (e.g. a metadata file only one contender writes) are left out."""
+    relative paths in ``skip`` (e.g. a metadata file only one contender writes, or a directory)
+    are left out."""
     files = size = links = dirs = 0
     for top, subdirs, names in os.walk(root):
         rel_top = os.path.relpath(top, root)
+        if skip:
+            prefix = "" if rel_top == "." else rel_top + os.sep
+            subdirs[:] = [d for d in subdirs if prefix + d not in skip]
         for name in names:
             rel = name if rel_top == "." else os.path.join(rel_top, name)
             if rel in skip or name in skip:
