@@ -85,7 +85,7 @@ _O_FILE = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _decode_json = json.JSONDecoder().decode
 
 
-@dataclass
+@dataclass(slots=True)
 class EnvPackage:
     """One ``conda-meta/<dist>.json`` of an environment, reduced to what matching needs."""
 
@@ -542,10 +542,14 @@ def _link_evidence(
                 found.append((EVIDENCE_SYMLINK, rec))
         elif st.st_nlink >= 2:
             before = memo[2] if memo is not None else {}
-            more = [r for r in index.by_dist.get(pkg.dist, ()) if r not in candidates]
+            same_dist = index.by_dist.get(pkg.dist, ())
+            if len(same_dist) == 1 and len(candidates) == 1 and same_dist[0] is candidates[0]:
+                todo = candidates  # the usual case: one cached copy, the one the record names
+            else:
+                todo = [*candidates, *(r for r in same_dist if r not in candidates)]
             key = (st.st_dev, st.st_ino)
             dir_of = index.dir_of
-            for rec in (*candidates, *more):
+            for rec in todo:
                 entry_dir = dir_of[id(rec)]
                 same = before.get(entry_dir)
                 if same is None:
@@ -627,7 +631,7 @@ def _scan_usage(records: list[PackageCacheRecord], envs, use_index: bool) -> Usa
                 if not hits:
                     missing.append(pkg)
                     continue
-                matched[pkg.meta_path] = sorted(hits)
+                matched[pkg.meta_path] = sorted(hits) if len(hits) > 1 else list(hits)
                 for path, kinds in hits.items():
                     usage = entries[path]
                     usage.users.setdefault(prefix, set()).update(kinds)
