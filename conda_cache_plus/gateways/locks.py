@@ -107,6 +107,23 @@ def _key(path: str) -> str:
     return os.path.realpath(path)
 
 
+def _lookup(path: str) -> _Held | None:
+    """The registry's entry for ``path`` (the caller holds ``_registry_lock``). ``realpath``
+    costs an ``lstat`` per path component, and ``clean`` asks about every entry it plans to
+    remove: skip it when no lock of this process has ``path``'s file name, which its real path
+    keeps unless that last component is itself a symlink (then look it up in full)."""
+    if not _registry:
+        return None
+    base = os.path.basename(path)
+    if (
+        base not in ("", ".", "..")
+        and not any(k.endswith(os.sep + base) for k in _registry)
+        and not os.path.islink(path)
+    ):
+        return None
+    return _registry.get(_key(path))
+
+
 def _os_try(held: _Held, exclusive: bool) -> bool:
     """One non-blocking attempt at the OS lock in the given mode."""
     fd = held.fd
@@ -308,7 +325,7 @@ def remove_lock_file(path: str) -> bool:
 
 def _registered_fd(path: str) -> int | None:
     with _registry_lock:
-        held = _registry.get(_key(path))
+        held = _lookup(path)
         return held.fd if held is not None else None
 
 
@@ -344,7 +361,7 @@ def lock_held(path: str) -> bool:
     """Whether anyone holds one of our locks on ``path`` (an entry or cache lock): a thread of
     this process (the registry knows) or another process, on this host or another (F_GETLK)."""
     with _registry_lock:
-        held = _registry.get(_key(path))
+        held = _lookup(path)
         if held is not None and (held.writer or held.readers):
             return True
     return _probe_record_lock(path, 0, 0)
