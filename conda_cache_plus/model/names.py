@@ -22,6 +22,13 @@ MAX_COMPONENT_BYTES = 255
 _SUFFIX_ROOM = max(len(PARTIAL_EXT), len(".lock"))
 
 
+def _has_control(name: str) -> bool:
+    """Whether ``name`` has a control character (C0 or DEL); scans ask it of every entry."""
+    if name.isascii() and name.isprintable():  # the usual name, answered in C: none of them
+        return False
+    return any(ord(c) < 32 or ord(c) == 127 for c in name)
+
+
 def component_problem(name: object) -> str | None:
     """Why ``name`` cannot be one path component in the cache, or None when it can."""
     if not isinstance(name, str):
@@ -30,7 +37,7 @@ def component_problem(name: object) -> str | None:
         return "is empty, '.' or '..'"
     if "/" in name or "\\" in name:
         return "contains a path separator"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if _has_control(name):
         return "contains NUL or control characters"
     try:
         size = len(name.encode("utf-8"))
@@ -95,7 +102,7 @@ def hostile_entry_problem(name: str) -> str | None:
     step outside the entry: an archive whose dist is '.', '..' or empty. Merely unusual names
     (long, hidden, odd characters other than control characters) are left to the normal rules.
     """
-    if any(ord(c) < 32 or ord(c) == 127 for c in name) or "\\" in name:
+    if _has_control(name) or "\\" in name:
         return "contains control characters or a backslash"
     ext = package_extension(name)
     if ext and strip_package_extension(name)[0] in ("", ".", ".."):
