@@ -257,7 +257,8 @@ def main() -> None:
     # fast level over 20,000 synthetic entries, beside the scan and conda's load
     import bench_scan
 
-    big = bench_scan.build_cache(os.path.join(HERE, "out", "scan"), 20000)
+    scan_root = os.environ.get("BENCH_SCAN_ROOT") or os.path.join(HERE, "out", "scan")
+    big = bench_scan.build_cache(scan_root, 20000)
     from conda_cache_plus.layouts.kinds import scan
 
     t_scan = best(lambda: scan(big, use_index=False), repeat=3)

@@ -74,7 +74,10 @@ def main() -> int:
             log.write(f"start {time.strftime('%H:%M:%S')} load {os.getloadavg()}\n")
             log.flush()
             start = time.perf_counter()
-            proc = subprocess.run(full, stdout=log, stderr=subprocess.STDOUT, cwd=args.work)
+            env = dict(os.environ, BENCH_SCAN_ROOT=os.path.join(args.work, "scan"))
+            proc = subprocess.run(
+                full, stdout=log, stderr=subprocess.STDOUT, cwd=args.work, env=env
+            )
             log.write(
                 f"\nend {time.strftime('%H:%M:%S')} load {os.getloadavg()} "
                 f"({time.perf_counter() - start:.0f} s, exit {proc.returncode})\n"
