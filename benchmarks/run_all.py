@@ -31,7 +31,7 @@ def plan(work: str, quick: bool, drop: bool) -> list[tuple[str, list[str]]]:
                   "--sizes", *(["1000"] if quick else ["5000", "20000"]), "--repeat", r(5, 2)]),
         ("usage-2files", ["bench_usage.py", "--root", os.path.join(work, "usage"),
                           "--repeat", r(5, 1)]),
-        ("usage-25files", ["bench_usage.py", "--root", os.path.join(work, "usage-25"),
+        ("usage-25files", ["bench_usage.py", "--root", os.path.join(work, "usage-25files"),
                            "--files", "25", "--repeat", r(3, 1)]),
         ("memory", ["bench_memory.py", "--root", os.path.join(work, "scan"),
                     "--sizes", *(["1000"] if quick else ["10000", "100000"]),
