@@ -85,6 +85,21 @@ def channel_name(channel: str | None, url: str | None = None) -> str:
         value = url.rsplit("/", 1)[0]
     if not value:
         return "<unknown>"
+    if type(value) is not str:
+        return _channel_name(value)
+    # a cache names a handful of channels, its listing asks once per record: parse each once
+    name = _channel_names.get(value)
+    if name is None:
+        if len(_channel_names) > 4096:
+            _channel_names.clear()
+        name = _channel_names[value] = _channel_name(value)
+    return name
+
+
+_channel_names: dict[str, str] = {}
+
+
+def _channel_name(value: str) -> str:
     if "://" not in value:
         return value.rstrip("/")
     scheme, rest = value.split("://", 1)
