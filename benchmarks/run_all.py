@@ -37,7 +37,7 @@ def plan(work: str, quick: bool, drop: bool) -> list[tuple[str, list[str]]]:
                     "--sizes", *(["1000"] if quick else ["10000", "100000"]),
                     "--repeat", r(2, 1)]),
         ("rattler", ["bench_rattler.py", os.path.join(work, "rattler"),
-                     "--packages", r(400, 40), "--files", r(30, 5), "--repeat", r(5, 2)]),
+                     "--packages", r(400, 40), "--files", r(30, 5), "--repeat", r(9, 2)]),
         ("verify", ["bench_verify.py", os.path.join(work, "verify")]),
         ("extract", ["bench_extract.py", corpus, "--formats", ".conda", "--workers", "1", "2",
                      "--repeat", r(3, 1), "--tmpfs", "/dev/shm/cpx-bench-all",
