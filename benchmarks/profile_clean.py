@@ -34,10 +34,10 @@ t_start = float(sys.argv[1]); verb = sys.argv[2]
 t0 = time.perf_counter()
 c0 = time.process_time()
 from conda_cache_plus.cli import build_standalone_parser, run_standalone
-from conda_cache_plus.caches import PackageCaches
-from conda_cache_plus.usage import scan_usage, no_gc
+from conda_cache_plus.layouts.caches import PackageCaches
+from conda_cache_plus.usage.graph import scan_usage, no_gc
 from conda_cache_plus.cli.main_usage import environments
-from conda_cache_plus.clean import measure_plan, plan_packages, merge
+from conda_cache_plus.usage.policies import measure_plan, plan_packages
 from conda_cache_plus.cli.main_clean import policy_from_args
 t1 = time.perf_counter()
 c1 = time.process_time()
