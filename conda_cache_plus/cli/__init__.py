@@ -10,22 +10,30 @@ Option names avoid prefixes of conda's pre-parser options (``--no-plugins``, ``-
 
 from __future__ import annotations
 
-import argparse
-import functools
-import importlib
 import os
 import sys
-from typing import NamedTuple
 
 from .. import __version__
 from ..exceptions import CachePlusError, exit_code_for
 
+TYPE_CHECKING = False  # typing itself costs a --version a third of its time
+if TYPE_CHECKING:
+    import argparse
 
-class Verb(NamedTuple):
-    module: str
-    summary: str
-    destructive: bool = False
-    networking: bool = False
+# What a verb imports is what it uses: argparse, the verb's module and its engines are imported
+# only once a verb is picked, and ``--version`` imports none of them (benchmarks/bench_startup).
+
+
+class Verb:
+    __slots__ = ("destructive", "module", "networking", "summary")
+
+    def __init__(
+        self, module: str, summary: str, destructive: bool = False, networking: bool = False
+    ):
+        self.module = module
+        self.summary = summary
+        self.destructive = destructive
+        self.networking = networking
 
 
 # Verb → handler module. Each module has configure_parser(parser) and execute(args, run) -> int.
@@ -88,6 +96,8 @@ def add_level_option(parser: argparse.ArgumentParser, help: str) -> None:
 
 
 def _verb_module(verb: str):
+    import importlib
+
     return importlib.import_module(f"{__name__}.{VERBS[verb].module}")
 
 
@@ -135,7 +145,7 @@ def _add_standalone_common(parser: argparse.ArgumentParser, verb: Verb) -> None:
         group.add_argument("--offline", action="store_true", help="Do not use the network.")
 
 
-class _LazySubParsersAction(argparse._SubParsersAction):
+def _lazy_subparsers_action() -> type:
     """Sub-parsers whose options are added only when their verb is picked.
 
     conda builds every plugin's parser on every command (``conda install`` included), so
@@ -143,23 +153,36 @@ class _LazySubParsersAction(argparse._SubParsersAction):
     Here ``conda cache --help`` needs only the verb table; a verb's options (and its module)
     are loaded when argparse selects that verb, before it parses the verb's arguments.
     """
+    global _LazySubParsersAction
+    if _LazySubParsersAction is None:
+        import argparse
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.pending: dict[str, object] = {}
+        class LazySubParsersAction(argparse._SubParsersAction):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.pending: dict[str, object] = {}
 
-    def __call__(self, parser, namespace, values, option_string=None):
-        configure = self.pending.pop(values[0], None) if values else None
-        if configure is not None:
-            configure()
-        return super().__call__(parser, namespace, values, option_string)
+            def __call__(self, parser, namespace, values, option_string=None):
+                configure = self.pending.pop(values[0], None) if values else None
+                if configure is not None:
+                    configure()
+                return super().__call__(parser, namespace, values, option_string)
+
+        _LazySubParsersAction = LazySubParsersAction
+    return _LazySubParsersAction
+
+
+_LazySubParsersAction: type | None = None
 
 
 def configure_parser(parser: argparse.ArgumentParser, *, conda: bool) -> None:
     """Add the verbs to ``parser`` (conda's ``cache`` subparser, or our top-level parser)."""
+    import argparse
+    import functools
+
     parser.description = DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.register("action", "parsers", _LazySubParsersAction)
+    parser.register("action", "parsers", _lazy_subparsers_action())
     sub = parser.add_subparsers(dest="cache_verb", metavar="VERB", title="verbs")
     sub.required = False
     for name, verb in VERBS.items():
@@ -283,6 +306,8 @@ def conda_configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def build_standalone_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(prog="conda-cache", add_help=True)
     parser.add_argument("-V", "--version", action="version", version=f"conda-cache {__version__}")
     configure_parser(parser, conda=False)
@@ -291,6 +316,10 @@ def build_standalone_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``conda-cache`` and ``python -m conda_cache_plus``: the same verbs, no conda needed."""
+    if (sys.argv[1:] if argv is None else argv) in (["--version"], ["-V"]):
+        # what argparse's version action prints, without building a parser for it
+        sys.stdout.write(f"conda-cache {__version__}\n")
+        return 0
     from ..conda_layer.compat import install_host_if_importable
 
     install_host_if_importable()

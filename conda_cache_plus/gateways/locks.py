@@ -22,13 +22,13 @@ are created group-writable, so no member's lock file ever shuts the others out.
 
 from __future__ import annotations
 
+import _thread
 import errno
 import fcntl
 import os
 import stat
 import struct
 import sys
-import threading
 import time
 from contextlib import contextmanager
 
@@ -91,6 +91,8 @@ class _Held:
     def __init__(self, path: str, kind: str):
         self.path = path
         self.kind = kind
+        import threading  # only where a lock is taken: a `list` imports this module, takes none
+
         self.cond = threading.Condition(threading.Lock())
         self.readers = 0
         self.writer = False
@@ -100,7 +102,7 @@ class _Held:
 
 
 _registry: dict[str, _Held] = {}
-_registry_lock = threading.Lock()
+_registry_lock = _thread.allocate_lock()  # what threading.Lock() returns
 
 
 def _key(path: str) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
-import tempfile
 
 from ..model.config import user_cache_dir
 from .safefs import shared_bits
@@ -49,6 +48,8 @@ def read(path: str, fmt: int, owner: str) -> dict:
 
 def write(path: str, fmt: int, owner: str, data: dict) -> bool:
     """Write atomically; returns whether it worked."""
+    import tempfile  # only a run that has something new to remember writes
+
     directory = os.path.dirname(path)
     try:
         os.makedirs(directory, exist_ok=True)

@@ -20,16 +20,15 @@ sits one level down, so conda never mistakes a temporary tree for an entry.
 
 from __future__ import annotations
 
-import hashlib
+import _thread
 import os
 import shutil
-import socket
-import tempfile
-import threading
 import time
 
 from ..exceptions import CachePlusError
-from .locks import FileLock
+
+# A scan only asks is_tmp_name() and, for leftovers, probe(): the lock machinery, tempfile,
+# socket and hashlib are imported where a tree is made or probed (a `list` needs none of them).
 
 PREFIX = ".cpx-tmp-"
 LOCK_NAME = "lock"
@@ -45,7 +44,7 @@ FOREIGN = "foreign"  # another user's tree we cannot look into
 # it would succeed, and closing the probe would drop the holder's lock).
 _live: set[str] = set()
 _swept: set[str] = set()
-_mutex = threading.Lock()
+_mutex = _thread.allocate_lock()  # threading.Lock, without importing threading
 
 
 def is_tmp_name(name: str) -> bool:
@@ -54,17 +53,33 @@ def is_tmp_name(name: str) -> bool:
 
 # "<pid>@<host hash>" in a tree's name says who made it: a tree without its lock file whose
 # creator is a process of this host that no longer exists was killed before it took its lock
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_host_tag: str | None = None
+
+
+def _host() -> str:
+    global _host_tag
+    if _host_tag is None:
+        import hashlib
+        import socket
+
+        _host_tag = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    return _host_tag
+
+
+def __getattr__(name: str):
+    if name == "_HOST":  # computed when first asked
+        return _host()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _owner_tag() -> str:
-    return f"{os.getpid()}@{_HOST}"
+    return f"{os.getpid()}@{_host()}"
 
 
 def _creator_gone(path: str) -> bool:
     parts = os.path.basename(path).rsplit("-", 2)
     pid, _, host = parts[1].partition("@") if len(parts) == 3 else ("", "", "")
-    if host != _HOST or not pid.isdigit():
+    if host != _host() or not pid.isdigit():
         return False
     try:
         os.kill(int(pid), 0)
@@ -80,6 +95,10 @@ class TempTree:
     it, so its mode follows the umask). Use as a context manager, or call :meth:`remove`."""
 
     def __init__(self, dest: str):
+        import tempfile
+
+        from .locks import FileLock
+
         parent, entry = os.path.split(os.path.abspath(dest))
         # keep the name well under NAME_MAX whatever the entry's length
         self.path = tempfile.mkdtemp(prefix=f"{PREFIX}{entry[:100]}-{_owner_tag()}-", dir=parent)
@@ -118,6 +137,8 @@ class TempTree:
 
 def probe(path: str, now: float | None = None) -> str:
     """:data:`LIVE`, :data:`DEAD`, :data:`YOUNG` or :data:`FOREIGN` for the tree at ``path``."""
+    from .locks import FileLock
+
     with _mutex:
         if path in _live:
             return LIVE
@@ -148,6 +169,8 @@ def probe(path: str, now: float | None = None) -> str:
 
 def remove_dead(path: str) -> bool:
     """Remove the tree at ``path`` if its owner is gone; True if it was removed."""
+    from .locks import FileLock
+
     with _mutex:
         if path in _live:
             return False

@@ -18,8 +18,8 @@ ours. So:
 
 from __future__ import annotations
 
+import _thread
 import os
-import threading
 import time
 
 UNKNOWN = float("-inf")
@@ -49,7 +49,7 @@ NETWORK_FS = frozenset(
 )
 
 _offsets: dict[int, float] = {}  # st_dev -> file system clock minus ours
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()  # threading.Lock(), without importing threading
 
 
 def _mounts() -> list[tuple[str, str]]:

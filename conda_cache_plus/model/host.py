@@ -8,8 +8,12 @@ cache``, doctor) or is importable for the standalone CLI, the conda layer instal
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+TYPE_CHECKING = False  # typing costs every command its import (bench_startup): checkers only
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Protocol
+else:
+    Protocol = object
 
 
 class CondaHost(Protocol):

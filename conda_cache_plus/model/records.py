@@ -10,9 +10,12 @@ from __future__ import annotations
 import marshal
 import os
 import sys
-from typing import Any
 
 from .filenames import CONDA_EXT, TARBZ2_EXT, split_dist
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Where a record's metadata came from, best first. Only "repodata_record" is complete: the others
 # lack fields that come from the channel (sha256, url, channel, ...), as conda's do.

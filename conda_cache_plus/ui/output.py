@@ -14,11 +14,14 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..exceptions import UsageError
 from ..model.host import require_conda_host
 from .text import set_console
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass
