@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import requires_conda
 
 # the engines a parser must not load: fetching, downloading, verifying, repairing, usage and
@@ -63,3 +64,63 @@ def test_conda_parser_for_any_command_is_lazy():
         "p.parse_args(['info', '--json'])"
     )
     assert not [m for m in loaded if m.startswith(ENGINES)], loaded
+
+
+# What a verb that only reads the cache must not import: the HTTP stack, threads, pools, archive
+# readers, the typing module (benchmarks/bench_startup.py measures what this saves).
+NOT_FOR_READING = (
+    "ssl",
+    "socket",
+    "http.client",
+    "urllib.request",
+    "concurrent.futures",
+    "multiprocessing",
+    "threading",
+    "typing",
+    "tarfile",
+    "zstandard",
+)
+
+RUN_VERB = """
+import contextlib, io, json, os, sys
+os.environ["CONDA_CACHE_PLUS_NO_CONDA"] = "1"
+os.environ["CONDA_PKGS_DIRS"] = {pkgs!r}
+os.environ["XDG_CACHE_HOME"] = {xdg!r}
+from conda_cache_plus.cli import main
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    code = main({argv!r})
+print(json.dumps([code, out.getvalue(), sorted(sys.modules)]))
+"""
+
+
+def run_verb(tmp_path, argv: list[str]) -> tuple[int, str, list[str]]:
+    pkgs = tmp_path / "pkgs"
+    pkgs.mkdir(exist_ok=True)
+    code = RUN_VERB.format(pkgs=str(pkgs), xdg=str(tmp_path / "xdg"), argv=argv)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return tuple(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def test_version_builds_no_parser(tmp_path):
+    code, out, loaded = run_verb(tmp_path, ["--version"])
+    assert code == 0
+    assert out.startswith("conda-cache ")
+    ours = [m for m in loaded if m.startswith("conda_cache_plus")]
+    assert sorted(ours) == [
+        "conda_cache_plus",
+        "conda_cache_plus.cli",
+        "conda_cache_plus.exceptions",
+    ]
+    assert "argparse" not in loaded
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["info"], ["list"], ["usage"], ["clean", "--unused", "--dry-run"]],
+    ids=lambda a: " ".join(a),
+)
+def test_reading_verbs_import_no_network_threads_or_temp_files(tmp_path, argv):
+    code, _out, loaded = run_verb(tmp_path, argv)
+    assert code == 0
+    assert not [m for m in NOT_FOR_READING if m in loaded], loaded
