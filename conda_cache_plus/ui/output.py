@@ -62,7 +62,10 @@ def _json_default(obj):
 
 
 def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=False, default=_json_default, ensure_ascii=False)
+    """The text every verb's ``--json`` prints (``json.dumps(indent=2)``, ui/jsonstream)."""
+    from .jsonstream import dumps as stream_dumps
+
+    return stream_dumps(data, _json_default)
 
 
 class Output:
@@ -77,10 +80,16 @@ class Output:
         if self.run.json or self.run.console == "json":
             self.emitted = True
             if self.run.conda:
-                require_conda_host().render_json(json.loads(dumps(data)))
+                # conda's reporter indents it: plain data is all it needs, made by the C encoder
+                plain = json.dumps(data, default=_json_default, ensure_ascii=False)
+                require_conda_host().render_json(json.loads(plain))
                 sys.stdout.write("\n")
             else:
-                sys.stdout.write(dumps(data) + "\n")
+                from .jsonstream import write
+
+                # written as it is made: at 10^5 entries the text alone is hundreds of MB
+                write(data, sys.stdout.write, _json_default)
+                sys.stdout.write("\n")
             sys.stdout.flush()
             return
         if text is None or (self.run.quiet and not text):

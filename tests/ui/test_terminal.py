@@ -200,8 +200,10 @@ def test_fetch_in_a_real_terminal_at_80_columns(tmp_path, http_server, conda):
         seen: list[list[str]] = []
         try:
             pane.wait_for(
-                lambda s: any(" / " in line and "%" in line and "[" in line for line in s)
-                and any(line.startswith("Total: ") and " of 20" in line for line in s),
+                lambda s: (
+                    any(" / " in line and "%" in line and "[" in line for line in s)
+                    and any(line.startswith("Total: ") and " of 20" in line for line in s)
+                ),
                 seen=seen,
             )
         finally:
