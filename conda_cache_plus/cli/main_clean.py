@@ -7,10 +7,11 @@ import os
 
 from ..exceptions import UsageError, UserAbort
 from ..layouts.caches import PackageCaches
+from ..model.gcpause import no_gc
 from ..model.match import matchers
 from ..model.sizes import human_bytes, parse_size
 from ..ui.text import table, wrap
-from ..usage.graph import no_gc, scan_usage
+from ..usage.graph import scan_usage
 from ..usage.policies import (
     DEFAULT_GRACE,
     PART_ENTRY,

@@ -140,6 +140,9 @@ def render(data: dict, verbose: int = 0) -> str:
 
 
 def execute(args, run) -> int:
-    data = build(run, sizes=not args.counts_only)
-    run.out.result(data, render(data, run.verbose))
+    from ..model.gcpause import no_gc
+
+    with no_gc():  # sizes walk every file: 10^5 entries make millions of objects, no cycles
+        data = build(run, sizes=not args.counts_only)
+        run.out.result(data, render(data, run.verbose))
     return 0

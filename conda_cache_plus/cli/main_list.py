@@ -50,9 +50,22 @@ def build(run, specs: list[str], sort: str, usage: bool = False):
 
 
 def to_json(run, specs, records, problems, usage_rows) -> dict:
-    packages = [r.to_json() for r in records]
-    for row, extra in zip(packages, usage_rows or (), strict=False):
-        row.update(extra)
+    from ..ui.jsonstream import Rows
+
+    if usage_rows:
+
+        def make(pair):
+            row = pair[0].to_json()
+            row.update(pair[1])
+            return row
+
+        # zip as before: records without a usage row keep their plain row
+        pairs = list(zip(records, usage_rows, strict=False))
+        pairs += [(r, {}) for r in records[len(pairs) :]]
+        packages = Rows(pairs, make)
+    else:
+        # one row at a time while written: 10^5 rows would otherwise all be held at once
+        packages = Rows(records, lambda r: r.to_json())
     return {
         "version": JSON_VERSION,
         "pkgs_dirs": list(run.pkgs_dirs),
@@ -151,6 +164,13 @@ def render(records, problems: list[str], specs: list[str], usage_rows=None, verb
 
 
 def execute(args, run) -> int:
+    from ..model.gcpause import no_gc
+
+    with no_gc():
+        return _execute(args, run)
+
+
+def _execute(args, run) -> int:
     records, problems, usage_rows = build(run, args.specs, args.sort, usage=args.usage)
     if run.json or run.console == "json":
         # Only here: 20,000 records cost half a second to turn into JSON rows.

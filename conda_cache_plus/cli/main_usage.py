@@ -13,11 +13,12 @@ import os
 from ..envs.discovery import known_environments
 from ..layouts.caches import PackageCaches
 from ..layouts.inventory import select, sort_records
+from ..model.gcpause import no_gc
 from ..model.match import matchers
 from ..model.sizes import human_bytes
 from ..ui.text import table, wrap
 from ..usage.footprint import measure
-from ..usage.graph import no_gc, scan_usage
+from ..usage.graph import scan_usage
 
 JSON_VERSION = 1
 

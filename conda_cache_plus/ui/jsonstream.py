@@ -47,6 +47,27 @@ def _key(k: Any) -> str:
     raise TypeError(f"keys must be str, int, float, bool or None, not {k.__class__.__name__}")
 
 
+class Rows:
+    """A list in a ``--json`` document whose items are made one at a time as they are written
+    (a ``list --json`` row per cache entry), so the document never holds them all. Anything
+    else that encodes it (``json.dumps(default=...)``) gets the list from :meth:`to_json`."""
+
+    __slots__ = ("items", "make")
+
+    def __init__(self, items, make: Callable[[Any], Any]):
+        self.items = items
+        self.make = make
+
+    def __iter__(self):
+        return map(self.make, self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def to_json(self) -> list:
+        return list(self)
+
+
 def write(data: Any, out: Callable[[str], object], default: Callable[[Any], Any]) -> None:
     """Write ``data`` as ``json.dumps(data, indent=2, ensure_ascii=False, default=default)``
     would, through ``out`` (e.g. ``sys.stdout.write``), in chunks."""
@@ -77,8 +98,8 @@ def write(data: Any, out: Callable[[str], object], default: Callable[[Any], Any]
             append(_int_repr(o))
         elif t is float:
             append(_float(o))
-        elif t is list or t is tuple:
-            if not o:
+        elif t is list or t is tuple or t is Rows:
+            if not len(o):
                 append("[]")
                 return
             mark = id(o)

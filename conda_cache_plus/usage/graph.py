@@ -51,8 +51,6 @@ with ``relatime``/``noatime``, and a scan would itself touch them.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import os
 import stat
@@ -64,6 +62,7 @@ from ..envs.discovery import Environment
 from ..gateways import statefile
 from ..model import fsclock
 from ..model.filenames import split_dist, strip_package_extension
+from ..model.gcpause import no_gc
 from ..model.records import PackageCacheRecord, channel_name
 
 # One linked file tells how a package was linked (hard link, symlink, copy): conda links a whole
@@ -565,25 +564,6 @@ def _link_evidence(
         if now - st.st_ctime > statefile.RACY_SECONDS:
             memos[rel] = (fp, target, checked)
     return found, memos
-
-
-@contextlib.contextmanager
-def no_gc():
-    """Without the cyclic GC: a scan allocates many small objects and frees none, so each
-    collection would re-walk the growing heap for nothing (verbs hold it over their whole run,
-    since building their output allocates as much again on top of the scan's heap)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            # Everything allocated meanwhile sits in the youngest generation: the first
-            # collections after enable() would walk all of it, twice. Move it straight to the
-            # oldest generation instead (freeze + unfreeze does that without a walk).
-            gc.freeze()
-            gc.unfreeze()
-            gc.enable()
 
 
 def scan_usage(

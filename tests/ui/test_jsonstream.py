@@ -63,3 +63,20 @@ def test_nan_and_circular_like_json():
     loop.append(loop)
     with pytest.raises(ValueError):
         jsonstream.dumps(loop, _json_default)
+
+
+def test_rows_are_made_while_written_and_encode_as_a_list():
+    made = []
+
+    def make(i):
+        made.append(i)
+        return {"n": i}
+
+    data = {"rows": jsonstream.Rows(range(3), make), "empty": jsonstream.Rows([], make)}
+    as_list = {"rows": [{"n": 0}, {"n": 1}, {"n": 2}], "empty": []}
+    chunks: list[str] = []
+    jsonstream.write(data, chunks.append, _json_default)
+    assert "".join(chunks) == _reference(as_list)
+    assert made == [0, 1, 2]
+    # what the conda path does: the C encoder, through the default hook
+    assert json.loads(json.dumps(data, default=_json_default)) == as_list
