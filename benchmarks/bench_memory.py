@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import bench_scan  # noqa: E402
-from samework import load, require_same  # noqa: E402
+from samework import conda_importable, load, require_same  # noqa: E402
 
 CONDA_LOAD = r"""
 import sys
@@ -54,14 +54,6 @@ def run_measured(cmd: list[str], env: dict) -> tuple[float, float, str]:
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{cmd} failed ({proc.returncode}):\n{stderr[-2000:]}")
     return wall, usage.ru_maxrss / 1024, stdout
-
-
-def conda_importable() -> bool:
-    try:
-        import conda.core.package_cache_data  # noqa: F401
-    except Exception:
-        return False
-    return True
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from samework import load, require_same  # noqa: E402
+from samework import conda_importable, load, require_same  # noqa: E402
 
 HEAVY = (
     "ssl",
@@ -64,14 +64,6 @@ heavy = [h for h in HEAVY if h in mods]
 ours = sum(m.startswith("conda_cache_plus") for m in mods)
 print(json.dumps({"modules": len(mods), "ours": ours, "heavy": heavy}))
 """
-
-
-def conda_importable() -> bool:
-    try:
-        import conda  # noqa: F401
-    except Exception:
-        return False
-    return True
 
 
 def run(cmd: list[str], env: dict) -> tuple[float, str]:

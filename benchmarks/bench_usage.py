@@ -38,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from samework import require_positive, require_same  # noqa: E402
+from samework import conda_importable, require_positive, require_same  # noqa: E402
 
 from conda_cache_plus.envs.discovery import Environment  # noqa: E402
 from conda_cache_plus.layouts.caches import PackageCaches  # noqa: E402
@@ -170,14 +170,6 @@ def in_process(pkgs: str, prefixes: list[str], xdg: str, first: bool):
     )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return wall, cpu, {u.record.entry for u in report.entries.values() if not u.in_use}
-
-
-def conda_importable() -> bool:
-    try:
-        import conda.base.context  # noqa: F401
-    except Exception:
-        return False
-    return True
 
 
 def main() -> None:

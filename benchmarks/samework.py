@@ -90,3 +90,12 @@ def load() -> str:
     """The 1, 5 and 15-minute load averages, for the line printed next to every figure."""
     one, five, fifteen = os.getloadavg()
     return f"{one:.1f}/{five:.1f}/{fifteen:.1f} on {os.cpu_count()} CPUs"
+
+
+def conda_importable() -> bool:
+    """Whether conda's columns can be measured here (else they are reported as n/a)."""
+    try:
+        import conda.core.package_cache_data  # noqa: F401
+    except Exception:
+        return False
+    return True

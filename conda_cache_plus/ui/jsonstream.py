@@ -83,6 +83,13 @@ def write(data: Any, out: Callable[[str], object], default: Callable[[Any], Any]
             parts.clear()
         size = 0
 
+    def enter(o: Any) -> int:
+        mark = id(o)
+        if mark in markers:  # as json.dumps(check_circular=True)
+            raise ValueError("Circular reference detected")
+        markers.add(mark)
+        return mark
+
     def enc(o: Any, level: int) -> None:
         nonlocal size
         t = type(o)
@@ -102,10 +109,7 @@ def write(data: Any, out: Callable[[str], object], default: Callable[[Any], Any]
             if not len(o):
                 append("[]")
                 return
-            mark = id(o)
-            if mark in markers:
-                raise ValueError("Circular reference detected")
-            markers.add(mark)
+            mark = enter(o)
             nl = "\n" + "  " * (level + 1)
             append("[" + nl)
             first = True
@@ -124,10 +128,7 @@ def write(data: Any, out: Callable[[str], object], default: Callable[[Any], Any]
             if not o:
                 append("{}")
                 return
-            mark = id(o)
-            if mark in markers:
-                raise ValueError("Circular reference detected")
-            markers.add(mark)
+            mark = enter(o)
             nl = "\n" + "  " * (level + 1)
             append("{" + nl)
             first = True
@@ -151,10 +152,7 @@ def write(data: Any, out: Callable[[str], object], default: Callable[[Any], Any]
         elif isinstance(o, dict):
             enc(dict(o), level)
         else:
-            mark = id(o)
-            if mark in markers:
-                raise ValueError("Circular reference detected")
-            markers.add(mark)
+            mark = enter(o)
             enc(default(o), level)
             markers.discard(mark)
 
