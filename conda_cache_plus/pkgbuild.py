@@ -145,11 +145,14 @@ def build_package(
     with_paths_json: bool = True,
     with_files_list: bool = True,
     zip_order: tuple[str, ...] = ("metadata", "info", "pkg"),
+    paths_edit=None,
 ) -> BuiltPackage:
     """Write one package into ``out_dir`` and return what a channel says about it.
 
     ``extra_members`` is a list of ``(TarInfo, bytes | None)`` appended to the payload as is,
-    which is how the tests make hostile archives.
+    which is how the tests make hostile archives; ``paths_edit`` rewrites the ``paths.json``
+    entries (a list of dicts) before they are written, which is how they make packages whose
+    archive disagrees with their own metadata.
     """
     if files is None:
         files = {
@@ -176,6 +179,8 @@ def build_package(
         }.get(subdir, (subdir.split("-")[0], subdir.split("-")[-1]))
     index.update(index_extra or {})
     paths = _paths_json(files)
+    if paths_edit is not None:
+        paths = paths_edit(paths)
     info: dict = {"info/index.json": json.dumps(index, indent=2, sort_keys=True).encode()}
     if with_files_list:
         info["info/files"] = (

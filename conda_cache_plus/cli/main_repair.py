@@ -15,6 +15,7 @@ JSON_VERSION = 1
 
 
 def configure_parser(parser) -> None:
+    from .main_clean import add_lock_option
     from .main_usage import add_env_option
 
     add_specs(parser)
@@ -27,6 +28,7 @@ def configure_parser(parser) -> None:
         "Also read this environment's records for the URLs of damaged entries of a rattler/pixi "
         "cache, which keeps none (repeatable).",
     )
+    add_lock_option(parser)
 
 
 class _LazyEnvs:
@@ -42,9 +44,13 @@ class _LazyEnvs:
 
 
 def execute(args, run) -> int:
+    from ..integrity.judgement import judge
+
     caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
     report = verify_caches(caches, matchers(args.specs), args.verify_level)
-    plan = plan_repair(report, offline=run.offline, envs=_LazyEnvs(run, args))
+    envs = _LazyEnvs(run, args)
+    judge(report, command=run.command, offline=run.offline, envs=envs)
+    plan = plan_repair(report, offline=run.offline, envs=envs)
     not_found = report.not_found(explicit_dirs(run))
     data = {
         "version": JSON_VERSION,
@@ -67,7 +73,7 @@ def execute(args, run) -> int:
     run.out.message(describe_plan(plan, report, run.verbose))
     if not run.out.confirm("Repair these packages?"):
         raise UserAbort()
-    stats = execute_plan(plan, run)
+    stats = execute_plan(plan, run, lock_timeout=args.lock_timeout)
     data["actions"] = [a.to_json() for a in plan.actions]
     data["stats"] = stats
     text = "\n".join([describe_result(plan, stats), *not_found_lines(not_found)])

@@ -102,13 +102,16 @@ def build_entries(run, args, envs) -> dict:
     records = caches.records()
     report = scan_usage(records, envs)
     chosen = sort_records(select(records, matchers(args.specs)), "name")
-    if args.unused_only:
-        chosen = [r for r in chosen if not report.usage_of(r).in_use]
+    if args.unused_only:  # what clean --unused would select: not in use, not maybe
+        chosen = [
+            r for r in chosen if not report.usage_of(r).in_use and not report.usage_of(r).maybe
+        ]
     entries = [entry_json(r, report.usage_of(r), args.sizes) for r in chosen]
     totals = {
         "entries": len(entries),
         "in_use": sum(1 for e in entries if e["used_by"]),
-        "unused": sum(1 for e in entries if not e["used_by"]),
+        "maybe": sum(1 for e in entries if not e["used_by"] and e["maybe_used_by"]),
+        "unused": sum(1 for e in entries if not e["used_by"] and not e["maybe_used_by"]),
     }
     if args.sizes:
         for key in ("disk", "shared", "reclaimable"):
@@ -179,7 +182,8 @@ def render_entries(data: dict, verbose: int = 0) -> str:
                     )
         lines.append("")
     t = data["totals"]
-    summary = f"{t['entries']} entries: {t['in_use']} in use, {t['unused']} unused"
+    maybe = f", {t['maybe']} maybe in use" if t.get("maybe") else ""
+    summary = f"{t['entries']} entries: {t['in_use']} in use{maybe}, {t['unused']} unused"
     if sized:
         summary += (
             f"; {human_bytes(t['disk'])} on disk, {human_bytes(t['shared'])} shared with "

@@ -38,6 +38,8 @@ def configure_parser(parser) -> None:
 
 
 def build(run, specs: list[str], level: str, *, rehash: bool = False, jobs=None, progress=None):
+    from ..integrity.judgement import judge
+
     caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
     report = verify_caches(
         caches,
@@ -47,14 +49,20 @@ def build(run, specs: list[str], level: str, *, rehash: bool = False, jobs=None,
         workers=jobs,
         progress=progress,
     )
-    return report_json(report, run.pkgs_dirs, specs, explicit_dirs(run)), report
+    judge(report, command=run.command, offline=run.offline)
+    data = report_json(report, run.pkgs_dirs, specs, explicit_dirs(run), run.command)
+    return data, report
 
 
 def explicit_dirs(run) -> bool:
     return run.pkgs_origin == "--pkgs-dir"
 
 
-def report_json(report, pkgs_dirs, specs, explicit: bool = False) -> dict:
+def report_json(
+    report, pkgs_dirs, specs, explicit: bool = False, command: str = "conda-cache"
+) -> dict:
+    from ..integrity.judgement import entry_json, leftover_remedy
+
     summary = report.totals()
     summary["seconds"] = round(report.seconds, 4)
     not_found = report.not_found(explicit)
@@ -68,8 +76,11 @@ def report_json(report, pkgs_dirs, specs, explicit: bool = False) -> dict:
         "specs": list(specs),
         "summary": summary,
         "caches": report.caches,
-        "entries": [e.to_json() for e in report.entries],
-        "leftovers": [p.to_json() for p in report.leftovers],
+        "entries": [{**e.to_json(), **entry_json(e)} for e in report.entries],
+        "leftovers": [
+            {**p.to_json(), "remedy": leftover_remedy(p, report.caches, command)}
+            for p in report.leftovers
+        ],
     }
 
 
@@ -94,14 +105,24 @@ def render(
     for e in report.bad:
         lines.append("")
         where = "" if e.writable else "  [read-only cache]"
-        lines.append(f"{e.status:<16} {e.label}  {e.path}{where}")
+        status = "defective" if getattr(e, "verdict", "") == "defective" else e.status
+        lines.append(f"{status:<16} {e.label}  {e.path}{where}")
         shown = e.problems if verbose else e.problems[:SHOWN_PER_ENTRY]
         lines += [f"    {p.describe()}" for p in shown]
         if len(shown) < len(e.problems):
             lines.append(f"    ... and {len(e.problems) - len(shown)} more (-v shows all)")
+        remedy = getattr(e, "remedy", None)
+        if remedy and remedy.get("command"):
+            lines.append(f"    {remedy['action']}: {remedy['command']}")
+        elif remedy:
+            lines.append(f"    no fix: {remedy['reason']}")
     if report.leftovers:
+        from ..integrity.judgement import leftover_remedy
+
         lines.append("")
-        lines.append(f"Leftovers ({len(report.leftovers)}; `{command} clean --temp` removes them):")
+        cmds = {leftover_remedy(p, report.caches, command)["command"] for p in report.leftovers}
+        fix = " / ".join(f"`{c}`" for c in sorted(c for c in cmds if c))
+        lines.append(f"Leftovers ({len(report.leftovers)}; {fix} removes them):")
         shown = report.leftovers if verbose else report.leftovers[:SHOWN_PER_ENTRY]
         lines += [f"    {p.describe()}" for p in shown]
         if len(shown) < len(report.leftovers):
@@ -111,10 +132,7 @@ def render(
         if c["path"] not in absent:
             lines += [f"! {c['path']}: {p}" for p in c["problems"]]
     lines += not_found_lines(not_found or [])
-    if report.bad:
-        lines.append("")
-        lines.append(f"Run `{command} repair` to re-extract or re-fetch the entries above.")
-    elif report.level == FAST and t["entries"]:
+    if not report.bad and report.level == FAST and t["entries"]:
         lines.append("(fast level: add --full to compare file contents with their sha256)")
     return "\n".join(lines)
 

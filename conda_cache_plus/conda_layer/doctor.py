@@ -49,10 +49,13 @@ def _pkgs_dirs() -> list[str]:
 def find(pkgs_dirs: list[str] | None = None):
     """The fast-level report over every configured cache (the finder action and fixer share)."""
     from ..integrity.findings import FAST
+    from ..integrity.judgement import judge
     from ..integrity.verify import verify_caches
     from ..layouts.caches import PackageCaches
 
-    return verify_caches(PackageCaches(pkgs_dirs or _pkgs_dirs()), None, FAST)
+    # judged like verify: what a --full run found is still known here
+    report = verify_caches(PackageCaches(pkgs_dirs or _pkgs_dirs()), None, FAST)
+    return judge(report, command="conda cache")
 
 
 def _used_by_prefix(prefix: str) -> set[str]:
@@ -135,9 +138,15 @@ def render(report, prefix: str, verbose: bool) -> str:
     for f in shown:
         users = used.get(f.path)
         note = f"  (used by {', '.join(users)})" if users else ""
-        lines.append(f"  {f.status}: {f.label} in {f.pkgs_dir}{note}")
+        status = "defective" if getattr(f, "verdict", "") == "defective" else f.status
+        lines.append(f"  {status}: {f.label} in {f.pkgs_dir}{note}")
         if verbose:
             lines += [f"      {p.describe()}" for p in f.problems]
+            remedy = getattr(f, "remedy", None) or {}
+            if remedy.get("command"):
+                lines.append(f"      {remedy['action']}: {remedy['command']}")
+            elif remedy:
+                lines.append(f"      no fix: {remedy['reason']}")
     if not verbose:
         lines.append("  (-v lists every damaged package and file)")
     lines.append("  Fix with `conda doctor --fix package-cache` or `conda cache repair`.")

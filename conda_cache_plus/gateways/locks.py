@@ -385,6 +385,20 @@ def flock_held(path: str) -> bool:
     return False
 
 
+def entry_busy(base: str) -> str | None:
+    """Why another tool is writing the cache entry at ``base`` (its path without extension)
+    right now, if one is: conda's byte lock on a ``.partial`` download, mamba's record lock or an
+    ``flock`` (rattler's) on a ``.lock`` beside it. clean, remove and repair all ask this."""
+    for ext in (".conda", ".tar.bz2"):
+        partial = base + ext + ".partial"
+        if os.path.lexists(partial) and conda_byte_locked(partial):
+            return f"being downloaded (conda's lock on {os.path.basename(partial)} is held)"
+    for lock in (base + ".lock", *(base + ext + ".lock" for ext in (".conda", ".tar.bz2"))):
+        if os.path.lexists(lock) and (mamba_locked(lock) or flock_held(lock)):
+            return f"being written (another tool holds {os.path.basename(lock)})"
+    return None
+
+
 def _probe_record_lock(path: str, length: int, start: int) -> bool:
     # F_GETLK reports a conflicting lock held by *another* process without taking one. It runs
     # on the registry's descriptor when this process has the file open: opening and closing a

@@ -179,7 +179,7 @@ def plan_entry(f: EntryFindings, *, offline: bool = False, urls=None) -> RepairA
                 return action
             if verdict is False:
                 continue  # a bad archive: never extract it
-        if not rec and f.has_dir:
+        if not rec and (f.has_dir or any(p.kind == "entry_is_link" for p in f.problems)):
             # No readable record: nothing to check the archive against. conda rebuilds the
             # record from such an archive too; re-extracting restores the metadata it lost.
             action.action, action.archive = REEXTRACT, archive
@@ -212,6 +212,12 @@ def plan_repair(report, *, offline: bool = False, envs=None) -> RepairPlan:
     plan = RepairPlan()
     for f in report.entries:
         if f.status == OK:
+            continue
+        if getattr(f, "verdict", None) == "defective":
+            # the package as published: re-extracting gives the same bytes (no repair loop)
+            action = new_action(f)
+            action.reason = "the package itself is defective (a fresh extraction has the same)"
+            plan.actions.append(action)
             continue
         kind = detect(f.pkgs_dir)
         if not kind.keeps_urls and env_urls is None:
@@ -345,7 +351,26 @@ def remove_entry(pkgs_dir: str, entry: str, fn: str | None = None) -> dict:
     return stats
 
 
-def execute_plan(plan: RepairPlan, run, *, allow_remove: bool = True) -> dict:
+def _wait_until_free(a: RepairAction, timeout: float) -> str | None:
+    """Wait (up to ``timeout`` seconds) while another tool writes the entry (a rattler/pixi
+    ``.lock``, mamba's lock, conda's download lock): what remove and clean honour, repair honours
+    too. Returns why the entry is still busy, or None."""
+    import time
+
+    from ..gateways.locks import entry_busy
+
+    base = CacheLayout(a.pkgs_dir).extracted(a.entry)
+    deadline = time.monotonic() + max(timeout, 0.0)
+    while True:
+        busy = entry_busy(base)
+        if busy is None or time.monotonic() >= deadline:
+            return busy
+        time.sleep(0.1)
+
+
+def execute_plan(
+    plan: RepairPlan, run, *, allow_remove: bool = True, lock_timeout: float = 60.0
+) -> dict:
     """Carry out every action; each is re-verified afterwards. Returns statistics."""
     stats = {"re-extracted": 0, "re-downloaded": 0, "removed": 0, "failed": 0, "skipped": 0}
     stats["bytes_removed"] = 0
@@ -357,6 +382,12 @@ def execute_plan(plan: RepairPlan, run, *, allow_remove: bool = True) -> dict:
         if a.action == REMOVE and not allow_remove:
             a.outcome = "skipped"
             a.detail = "removal needs an explicit yes (--yes)"
+            stats["skipped"] += 1
+            continue
+        busy = _wait_until_free(a, lock_timeout)
+        if busy:
+            a.outcome = "skipped"
+            a.detail = f"{busy}; still after --lock-timeout {lock_timeout:g} s"
             stats["skipped"] += 1
             continue
         try:

@@ -640,13 +640,23 @@ def _scan_usage(records: list[PackageCacheRecord], envs, use_index: bool) -> Usa
 def _unnamed_links(report: UsageReport) -> None:
     """Mark entries no known environment uses but whose sampled file is hard-linked from
     outside the entry (the sampling rule of the module docstring, applied to the entry's own
-    ``info/paths.json``). Only for cache kinds whose ``unnamed_links_in_use`` is set; a reflinked
-    or copied environment leaves no such trace."""
-    from ..layouts.kinds import detect
+    ``info/paths.json``). Every cache kind: clean and remove keep such an entry, so usage must
+    say so too (one answer, issue 23): in use in a rattler cache (no registry of environments
+    there, the links are the evidence), maybe in use in conda's (an environment conda did not
+    register). Links from the same package in another cache are no environment. A reflinked or
+    copied environment leaves no such trace."""
+    from ..layouts.kinds import detect as kind_of
 
+    same_dist: dict[str, list[str]] = {}
+    for usage in report.entries.values():
+        if usage.record.is_extracted:
+            same_dist.setdefault(usage.record.basename, []).append(
+                usage.record.extracted_package_dir
+            )
     for usage in report.entries.values():
         rec = usage.record
-        if usage.users or not rec.is_extracted or not detect(rec.pkgs_dir).unnamed_links_in_use:
+        # an environment we could not read fully is already "maybe" (and says why)
+        if usage.users or usage.maybe or not rec.is_extracted:
             continue
         root = rec.extracted_package_dir
         try:
@@ -661,8 +671,35 @@ def _unnamed_links(report: UsageReport) -> None:
                 st = os.lstat(os.path.join(root, rel))
             except OSError:
                 continue
-            if stat.S_ISREG(st.st_mode) and st.st_nlink > _links_within(root, st):
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink < 2:
+                continue
+            # the same package in another cache (cp -al, a mirror) is no environment
+            siblings = [d for d in same_dist.get(rec.basename, ()) if d != root]
+            if st.st_nlink <= _links_within(root, st) + _links_at(siblings, rel, st):
+                continue
+            if kind_of(rec.pkgs_dir).unnamed_links_in_use:
+                # rattler's caches: no registry of environments, the links are the evidence
                 usage.users.setdefault(UNNAMED_ENVIRONMENT, set()).add(EVIDENCE_NLINK)
+            else:
+                # an environment conda did not register: "maybe in use", which clean and
+                # remove keep unless forced, and usage shows
+                usage.maybe[UNNAMED_ENVIRONMENT] = (
+                    f"linked from outside the known environments: {rel} has hard links no "
+                    "known environment accounts for"
+                )
+            break
+
+
+def _links_at(dirs: list[str], rel: str, st: os.stat_result) -> int:
+    """How many of ``dirs`` hold the same inode at ``rel``."""
+    count = 0
+    for d in dirs:
+        try:
+            other = os.lstat(os.path.join(d, rel))
+        except OSError:
+            continue
+        count += (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
+    return count
 
 
 def _links_within(root: str, st: os.stat_result) -> int:

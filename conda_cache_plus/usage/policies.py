@@ -325,17 +325,9 @@ def _newest_change(rec: PackageCacheRecord, last_linked: float | None) -> float:
 
 def _held_by_another_tool(rec: PackageCacheRecord) -> str | None:
     """Why a lock beside the entry says another tool is writing it, if one does."""
-    from ..gateways.locks import conda_byte_locked, flock_held, mamba_locked
+    from ..gateways.locks import entry_busy
 
-    base = rec.archive_path("")
-    for ext in (".conda", ".tar.bz2"):
-        partial = base + ext + ".partial"
-        if os.path.lexists(partial) and conda_byte_locked(partial):
-            return f"being downloaded (conda's lock on {os.path.basename(partial)} is held)"
-    for lock in (base + ".lock", *(base + ext + ".lock" for ext in (".conda", ".tar.bz2"))):
-        if os.path.lexists(lock) and (mamba_locked(lock) or flock_held(lock)):
-            return f"being written (another tool holds {os.path.basename(lock)})"
-    return None
+    return entry_busy(rec.archive_path(""))
 
 
 def plan_packages(

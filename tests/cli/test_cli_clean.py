@@ -264,6 +264,7 @@ def test_usage_cli_both_ways(world):
     assert data["totals"] == {
         "entries": 6,
         "in_use": 3,
+        "maybe": 0,
         "unused": 3,
         "disk": sum(e["sizes"]["disk"] for e in data["entries"]),
         "shared": sum(e["sizes"]["shared"] for e in data["entries"]),

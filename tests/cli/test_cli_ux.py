@@ -44,7 +44,7 @@ def test_standalone_hints_name_the_standalone_command(cache):
     (cache / "beta-2.1-h1.conda.partial").write_bytes(b"x" * 10)
     proc = run_cli("verify", "--pkgs-dir", str(cache), env=NO_CONDA)
     assert proc.returncode == 1
-    assert "`conda-cache repair`" in proc.stdout and "conda cache" not in proc.stdout
+    assert ": conda-cache repair --pkgs-dir" in proc.stdout and "conda cache" not in proc.stdout
     assert "None" not in proc.stdout and "10 B so far" in proc.stdout
 
 
