@@ -79,3 +79,47 @@ def conda_package_extractors():
         yield plugins.types.CondaPackageExtractor(
             name=EXTRACTOR_NAME, extensions=list(EXTENSIONS), extract=extract
         )
+
+
+# Cache locks around installs (issue 27): taken after the solve, before conda's first look at
+# the cache; released when the link is done. conda_post_solves exists since 24.11, the
+# transaction actions since 26.1 (where they do not exist, the post-command or the process exit
+# releases the locks).
+@plugins.hookimpl
+def conda_post_solves():
+    if not hasattr(plugins.types, "CondaPostSolve"):
+        return
+    from .txlocks import post_solve
+
+    yield plugins.types.CondaPostSolve(name="conda-cache-plus-locks", action=post_solve)
+
+
+@plugins.hookimpl
+def conda_pre_transaction_actions():
+    if not hasattr(plugins.types, "CondaPreTransactionAction"):
+        return
+    from .txlocks import transaction_action_classes
+
+    downgrade, _release = transaction_action_classes()
+    yield plugins.types.CondaPreTransactionAction(name="conda-cache-plus-locks", action=downgrade)
+
+
+@plugins.hookimpl
+def conda_post_transaction_actions():
+    if not hasattr(plugins.types, "CondaPostTransactionAction"):
+        return
+    from .txlocks import transaction_action_classes
+
+    _downgrade, release = transaction_action_classes()
+    yield plugins.types.CondaPostTransactionAction(name="conda-cache-plus-locks", action=release)
+
+
+@plugins.hookimpl
+def conda_post_commands():
+    if not hasattr(plugins.types, "CondaPostCommand"):
+        return
+    from .txlocks import COMMANDS, post_command
+
+    yield plugins.types.CondaPostCommand(
+        name="conda-cache-plus-locks", action=post_command, run_for=set(COMMANDS)
+    )

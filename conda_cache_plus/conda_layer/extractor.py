@@ -12,6 +12,7 @@ docs/benchmarks.md), and it makes conda's extraction atomic and hostile-safe. Th
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import functools
 import os
@@ -167,6 +168,36 @@ def _error_class() -> type:
     return CachePlusExtractError
 
 
+def _kept(src: str) -> str:
+    # conda may have moved the archive aside meanwhile (CacheUrlAction): say so only if true
+    if os.path.isfile(src):
+        return f"The archive was kept at {src}. "
+    return f"The archive is no longer at {src}. "
+
+
+@contextlib.contextmanager
+def _rattler_lock(pkgs_dir: str):
+    """rattler's whole-cache lock (``flock`` on ``.cache.lock``), held around an extraction
+    when rattler (pixi) uses this cache too, so the two never write one entry at once."""
+    path = os.path.join(pkgs_dir, ".cache.lock")
+    if not os.path.isfile(path):
+        yield
+        return
+    from .exceptions import CachePlusError
+    from .locks import FLOCK, FileLock
+    from .txlocks import lock_timeout
+
+    try:
+        lock = FileLock(path, kind=FLOCK, timeout=lock_timeout()).acquire()
+    except (CachePlusError, OSError):
+        lock = None  # as conda would: go on
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 def extract(source_full_path, destination_directory) -> None:
     """conda's ``PackageExtract``: ``(archive, destination dir) -> None``."""
     from ..exceptions import ArchiveError, HostileArchiveError
@@ -184,22 +215,38 @@ def extract(source_full_path, destination_directory) -> None:
             f"conda-cache-plus refused to extract {package} into {dest}: the directory name "
             f"{why}. Nothing was written; the archive was kept at {src}."
         )
+    from .txlocks import entry_hold, refuse_busy_in_scan, refuse_present_in_scan
+
+    hold = entry_hold(dest)
+    if hold is not None:
+        # this install's transaction holds the entry (txlocks): no second lock, and the
+        # record goes in before the entry appears
+        how = {"locked": True, "before_move": hold.write_record}
+    else:
+        how = {
+            "busy": functools.partial(refuse_busy_in_scan, package),
+            "present": functools.partial(refuse_present_in_scan, package),
+        }
     interrupts = _register_interrupts()
     start = interrupts.enter()
     try:
-        extract_atomic(
-            src, dest, cancel=lambda: interrupts.count != start or _exiting(), limit=_limit()
-        )
+        with _rattler_lock(os.path.dirname(dest)):
+            extract_atomic(
+                src,
+                dest,
+                cancel=lambda: interrupts.count != start or _exiting(),
+                limit=_limit(),
+                **how,
+            )
     except HostileArchiveError as exc:
         raise _conda_error(
             f"conda-cache-plus refused to extract {package}: member {exc.member!r}: "
-            f"{exc.why}. "
-            f"The archive was kept at {src}. {TURN_OFF_HINT}"
+            f"{exc.why}. {_kept(src)}{TURN_OFF_HINT}"
         ) from None
     except ArchiveError as exc:
         raise _conda_error(
             f"conda-cache-plus could not extract {package}: {exc.reason}. "
-            f"The archive was kept at {src}. {TURN_OFF_HINT}"
+            f"{_kept(src)}{TURN_OFF_HINT}"
         ) from None
     except Cancelled:
         if threading.current_thread() is threading.main_thread():
@@ -213,7 +260,7 @@ def extract(source_full_path, destination_directory) -> None:
             reason = f"{exc.strerror or exc} ({where})"
         raise _conda_error(
             f"conda-cache-plus could not extract {package} into {dest}: {reason}. "
-            f"Nothing was left there; the archive was kept at {src}."
+            f"Nothing was left there. {_kept(src)}".rstrip()
         ) from None
     finally:
         interrupts.leave()

@@ -644,7 +644,7 @@ def _move_into_place(tmp: TempTree, new: str, final: str) -> None:
     raise ArchiveError(new, f"could not move the extraction into {final}")
 
 
-def _lock_entry(parent: str, entry: str, cancel=None) -> FileLock | None:
+def _lock_entry(parent: str, entry: str, cancel=None, busy=None) -> FileLock | None:
     """The per-entry lock ``install_entry`` (so ``fetch``) takes, when ``parent`` is a package
     cache; None elsewhere, or when the lock directory cannot be written (another user's
     private directory in a shared cache): the extraction is atomic without it."""
@@ -656,8 +656,10 @@ def _lock_entry(parent: str, entry: str, cancel=None) -> FileLock | None:
         if cancel is not None and cancel():
             raise Cancelled()
         try:
-            return FileLock(path, timeout=0.5).acquire()
+            return FileLock(path, timeout=0 if busy else 0.5).acquire()
         except LockTimeoutError:
+            if busy is not None:
+                busy()
             if time.monotonic() > deadline:
                 raise
         except (OSError, LockUnavailableError, UnsafePathError):
@@ -673,32 +675,58 @@ def _only_trash(path: str) -> bool:
 
 
 def extract_atomic(
-    archive: str, dest_dir: str, *, cancel=None, limit: InflateLimit | None = None
+    archive: str,
+    dest_dir: str,
+    *,
+    cancel=None,
+    limit: InflateLimit | None = None,
+    locked: bool = False,
+    busy=None,
+    present=None,
+    before_move=None,
 ) -> ExtractStats:
     """Extract into a temporary tree beside ``dest_dir``, then rename it onto ``dest_dir``,
     replacing whatever is there. For callers that pick the target themselves (conda's
-    extractor plugin); no repodata_record.json. In a package cache, holds the entry's lock.
+    extractor plugin); no repodata_record.json unless ``before_move`` (called with the
+    complete temporary tree) writes one. In a package cache, holds the entry's lock, unless
+    the caller already does (``locked``); ``busy`` (a callable) is called instead of waiting
+    when another process holds it, and raises.
 
     An existing, non-empty ``dest_dir`` (a third-party caller's; conda removes it first) is
     extracted into the way conda-package-handling does: the package's files replace those of
-    the same name and everything else stays (README "Differences from conda's extractor")."""
+    the same name and everything else stays (README "Differences from conda's extractor").
+    In a package cache that is decided under the entry's lock (another install may have just
+    renamed its complete entry there), after ``present(dest)`` had its say (it may raise)."""
     dest = os.path.abspath(os.fspath(dest_dir))
-    if os.path.isdir(dest) and (os.path.islink(dest) or not _only_trash(dest)):
+    parent, entry = os.path.split(dest)
+    in_cache = os.path.isfile(os.path.join(parent, "urls.txt"))
+    if not in_cache and _occupied(dest):
         return extract_archive(
             archive, os.path.realpath(dest), merge=True, cancel=cancel, limit=limit
         )
-    parent, entry = os.path.split(dest)
     os.makedirs(parent, exist_ok=True)  # as cph does
-    lock = _lock_entry(parent, entry, cancel)
+    lock = None if locked else _lock_entry(parent, entry, cancel, busy)
     try:
+        if _occupied(dest):
+            if present is not None:
+                present(dest)
+            return extract_archive(
+                archive, os.path.realpath(dest), merge=True, cancel=cancel, limit=limit
+            )
         tmptree.sweep_once(parent)
         with TempTree(dest) as tmp:
             stats = extract_archive(archive, tmp.tree, cancel=cancel, limit=limit)
+            if before_move is not None:
+                before_move(tmp.tree)
             _move_into_place(tmp, tmp.tree, dest)
     finally:
         if lock is not None:
             lock.release()
     return stats
+
+
+def _occupied(dest: str) -> bool:
+    return os.path.isdir(dest) and (os.path.islink(dest) or not _only_trash(dest))
 
 
 def install_entry(layout: CacheLayout, entry: str, archive: str, record: dict | None = None) -> str:

@@ -277,6 +277,21 @@ class FileLock:
             held.cond.notify_all()
         self._leave(_key(self.path), held)
 
+    def downgrade(self) -> None:
+        """Exclusive to shared in place: no other writer can get in between (a POSIX record
+        lock converts atomically), while readers of other processes may now join."""
+        held = self._held
+        if held is None or self.shared:
+            return
+        with held.cond:
+            if held.os_mode == "ex" and held.kind == RECORD:
+                fcntl.lockf(held.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                held.os_mode = "sh"
+            held.writer = False
+            held.readers += 1
+            self.shared = True
+            held.cond.notify_all()
+
     def __enter__(self) -> FileLock:
         return self.acquire()
 
