@@ -73,6 +73,7 @@ class Hold:
 
 _holds: dict[str, Hold] = {}
 _others: list = []  # mamba's pkgs.lock, taken shared
+_fetching: list = []  # the scan lock, exclusive while extracting in place
 _mutex = threading.RLock()
 _active = False  # this process's transactions take locks
 
@@ -96,8 +97,9 @@ def release_all() -> None:
     with _mutex:
         holds = list(_holds.values())
         _holds.clear()
-        others = list(_others)
+        others = list(_others) + list(_fetching)
         _others.clear()
+        _fetching.clear()
     for hold in holds:
         if hold.lock is not None:
             hold.lock.release()
@@ -109,6 +111,10 @@ def downgrade_all() -> None:
     """The extractions are done: let other installs reuse the entries (and read them)."""
     with _mutex:
         holds = list(_holds.values())
+        fetching = list(_fetching)
+        _fetching.clear()
+    for lock in fetching:
+        lock.release()
     for hold in holds:
         if hold.exclusive:
             try:
@@ -224,18 +230,26 @@ def _acquire(link_precs) -> None:
     pkgs_dir = cache.pkgs_dir
     if not os.path.isdir(pkgs_dir) or not hasattr(cache, "_make_single_record"):
         return
-    # conda scans the caches on first use; scan now, while this process holds no lock, so a
-    # scan that meets an entry another install is writing never waits while holding one
-    for pcd in PackageCacheData.writable_caches():
-        try:
-            for _rec in pcd.iter_records():
-                break
-        except Exception:
-            # the scan met an entry another install is changing (conda's own extractor writes
-            # in place); each entry of this transaction is looked at again under its lock
-            pass
     layout = CacheLayout(pkgs_dir)
     timeout = lock_timeout()
+    scan_lock_path = os.path.join(layout.private, "scan.lock")
+    # conda scans the caches on first use, and its scan deletes and re-extracts an entry it
+    # finds half there: scan now, while this process holds no entry lock (a scan that meets an
+    # entry another install is writing never waits while holding one), and while no install
+    # that extracts in place (conda's own extractor) is in its fetch phase
+    scan_lock = _lock(scan_lock_path, "the cache", True, timeout)
+    try:
+        for pcd in PackageCacheData.writable_caches():
+            try:
+                for _rec in pcd.iter_records():
+                    break
+            except Exception:
+                # an entry another install is changing; each entry of this transaction is
+                # looked at again under its lock
+                pass
+    finally:
+        if scan_lock is not None:
+            scan_lock.release()
     wanted: dict[str, tuple] = {}
     for prec in link_precs:
         url = prec.get("url", None) or ""
@@ -248,12 +262,40 @@ def _acquire(link_precs) -> None:
         if lock is not None:
             with _mutex:
                 _others.append(lock)
+    writes = False
     for entry in sorted(wanted):
         prec, basename = wanted[entry]
         entry_dir = os.path.join(pkgs_dir, entry)
         hold = Hold(_take(cache, layout, entry, prec, basename, timeout), prec, entry_dir)
+        writes = writes or hold.exclusive
         with _mutex:
             _holds[_key(entry_dir)] = hold
+    if writes and not _atomic_extractor():
+        # conda's own extractor writes into the entry in place, where another install's cache
+        # scan would take it for a broken one: no scan while this install fetches (last in the
+        # order; scans hold it only while scanning, never waiting for anything else)
+        lock = _lock(
+            scan_lock_path, "the cache (another install extracts in place)", False, timeout
+        )
+        if lock is not None:
+            with _mutex:
+                _fetching.append(lock)
+
+
+def _atomic_extractor() -> bool:
+    """Whether this conda extracts with our extractor (atomic: tmp tree, then rename)."""
+    try:
+        from conda.base.context import context
+
+        from .conda_extractor import EXTRACTOR_NAME
+
+        manager = context.plugin_manager
+        return all(
+            manager.get_package_extractor(f"x{ext}").name == EXTRACTOR_NAME
+            for ext in (".conda", ".tar.bz2")
+        )
+    except Exception:  # conda < 26.1: no extractor plugins, cph extracts in place
+        return False
 
 
 def _lock(path: str, what: str, shared: bool, timeout: float):

@@ -149,9 +149,12 @@ def _wait_for_line(proc, text: str) -> None:
     pytest.fail(f"the install never said {text!r}")
 
 
-def test_parallel_creates_on_one_empty_cache_all_succeed(world):
+@pytest.mark.parametrize("extractor", ["ours", "conda's"])
+def test_parallel_creates_on_one_empty_cache_all_succeed(world, extractor):
     """Several real conda processes at once, overlapping package sets (both formats): every
-    install succeeds, every environment has every file its records list, every entry is whole."""
+    install succeeds, every environment has every file its records list, every entry is whole.
+    With conda's own extractor (it writes in place) too: no scan runs while one fetches."""
+    extra = {} if extractor == "ours" else {"CONDA_PLUGINS_CACHE_PLUS_EXTRACTOR": "false"}
     asks = [
         ["par3", "par5"],
         ["par1", "par7"],
@@ -159,7 +162,7 @@ def test_parallel_creates_on_one_empty_cache_all_succeed(world):
         ["par3", "par7"],
         ["par0", "par5", "par6"],
     ]
-    procs = [(f"e{i}", ask, world.create(f"e{i}", ask)) for i, ask in enumerate(asks)]
+    procs = [(f"e{i}", ask, world.create(f"e{i}", ask, **extra)) for i, ask in enumerate(asks)]
     failures = []
     for name, ask, proc in procs:
         rc, text = world.finish(proc)

@@ -187,6 +187,7 @@ def test_kill_9_at_random_moments_never_leaves_a_bad_entry(tmp_path, http_server
     for p in served:
         assert entry_problems(pkgs, p.dist) == []
 
+
 def _interrupt_once_downloading(proc, partial: str) -> tuple:
     """Ctrl-C ``proc`` once ``partial`` has bytes; its output, after it exited with 130."""
     deadline = time.monotonic() + 60
@@ -197,7 +198,6 @@ def _interrupt_once_downloading(proc, partial: str) -> tuple:
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     return out, err
-
 
 
 def test_three_processes_one_cache_do_the_work_once(tmp_path, http_server):

@@ -88,6 +88,37 @@ def test_shared_locks_coexist_and_exclude_writers(tmp_path):
         assert proc.returncode != 0 and "LockTimeoutError" in proc.stderr
 
 
+TRY = (
+    "import sys; from conda_cache_plus.locks import FileLock;"
+    "FileLock(sys.argv[1], shared=sys.argv[2] == 'shared', timeout=0).acquire()"
+)
+
+
+def _other_process_gets(path: str, mode: str) -> bool:
+    proc = subprocess.run([sys.executable, "-c", TRY, path, mode], capture_output=True, text=True)
+    assert proc.returncode == 0 or "LockTimeoutError" in proc.stderr, proc.stderr
+    return proc.returncode == 0
+
+
+def test_downgrade_lets_readers_in_and_keeps_writers_out(tmp_path):
+    """An install that has extracted an entry turns its write lock into a read lock in place:
+    other installs may now read (link from) the entry, none may rewrite it meanwhile."""
+    path = str(tmp_path / "entry.lock")
+    lock = locks.FileLock(path).acquire()
+    try:
+        assert not _other_process_gets(path, "shared")
+        lock.downgrade()
+        assert lock.shared
+        assert _other_process_gets(path, "shared")
+        assert not _other_process_gets(path, "exclusive")
+        # threads of this process see it as shared too
+        with locks.FileLock(path, shared=True, timeout=0):
+            pass
+    finally:
+        lock.release()
+    assert _other_process_gets(path, "exclusive")
+
+
 def test_cache_write_lock_respects_mamba(tmp_path):
     layout = CacheLayout(str(tmp_path))
     (tmp_path / "pkgs.lock").write_text("")
