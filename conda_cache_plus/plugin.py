@@ -89,7 +89,7 @@ def conda_package_extractors():
 def conda_post_solves():
     if not hasattr(plugins.types, "CondaPostSolve"):
         return
-    from .txlocks import post_solve
+    from .conda_layer.transaction_locks import post_solve
 
     yield plugins.types.CondaPostSolve(name="conda-cache-plus-locks", action=post_solve)
 
@@ -98,7 +98,7 @@ def conda_post_solves():
 def conda_pre_transaction_actions():
     if not hasattr(plugins.types, "CondaPreTransactionAction"):
         return
-    from .txlocks import transaction_action_classes
+    from .conda_layer.transaction_locks import transaction_action_classes
 
     downgrade, _release = transaction_action_classes()
     yield plugins.types.CondaPreTransactionAction(name="conda-cache-plus-locks", action=downgrade)
@@ -108,7 +108,7 @@ def conda_pre_transaction_actions():
 def conda_post_transaction_actions():
     if not hasattr(plugins.types, "CondaPostTransactionAction"):
         return
-    from .txlocks import transaction_action_classes
+    from .conda_layer.transaction_locks import transaction_action_classes
 
     _downgrade, release = transaction_action_classes()
     yield plugins.types.CondaPostTransactionAction(name="conda-cache-plus-locks", action=release)
@@ -118,7 +118,7 @@ def conda_post_transaction_actions():
 def conda_post_commands():
     if not hasattr(plugins.types, "CondaPostCommand"):
         return
-    from .txlocks import COMMANDS, post_command
+    from .conda_layer.transaction_locks import COMMANDS, post_command
 
     yield plugins.types.CondaPostCommand(
         name="conda-cache-plus-locks", action=post_command, run_for=set(COMMANDS)

@@ -183,9 +183,9 @@ def _rattler_lock(pkgs_dir: str):
     if not os.path.isfile(path):
         yield
         return
-    from .exceptions import CachePlusError
-    from .locks import FLOCK, FileLock
-    from .txlocks import lock_timeout
+    from ..exceptions import CachePlusError
+    from ..gateways.locks import FLOCK, FileLock
+    from .transaction_locks import lock_timeout
 
     try:
         lock = FileLock(path, kind=FLOCK, timeout=lock_timeout()).acquire()
@@ -215,11 +215,11 @@ def extract(source_full_path, destination_directory) -> None:
             f"conda-cache-plus refused to extract {package} into {dest}: the directory name "
             f"{why}. Nothing was written; the archive was kept at {src}."
         )
-    from .txlocks import entry_hold, refuse_busy_in_scan, refuse_present_in_scan
+    from .transaction_locks import entry_hold, refuse_busy_in_scan, refuse_present_in_scan
 
     hold = entry_hold(dest)
     if hold is not None:
-        # this install's transaction holds the entry (txlocks): no second lock, and the
+        # this install's transaction holds the entry (transaction_locks): no second lock, and the
         # record goes in before the entry appears
         how = {"locked": True, "before_move": hold.write_record}
     else:

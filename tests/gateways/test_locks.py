@@ -89,7 +89,7 @@ def test_shared_locks_coexist_and_exclude_writers(tmp_path):
 
 
 TRY = (
-    "import sys; from conda_cache_plus.locks import FileLock;"
+    "import sys; from conda_cache_plus.gateways.locks import FileLock;"
     "FileLock(sys.argv[1], shared=sys.argv[2] == 'shared', timeout=0).acquire()"
 )
 

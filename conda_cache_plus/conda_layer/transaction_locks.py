@@ -221,7 +221,7 @@ def _acquire(link_precs) -> None:
     from conda.common.path import strip_pkg_extension
     from conda.core.package_cache_data import PackageCacheData
 
-    from .layout import CacheLayout
+    from ..model.cache_paths import CacheLayout
 
     try:
         cache = PackageCacheData.first_writable()
@@ -287,7 +287,7 @@ def _atomic_extractor() -> bool:
     try:
         from conda.base.context import context
 
-        from .conda_extractor import EXTRACTOR_NAME
+        from .extractor import EXTRACTOR_NAME
 
         manager = context.plugin_manager
         return all(
@@ -299,8 +299,8 @@ def _atomic_extractor() -> bool:
 
 
 def _lock(path: str, what: str, shared: bool, timeout: float):
-    from .exceptions import LockTimeoutError, LockUnavailableError, UnsafePathError
-    from .locks import FileLock
+    from ..exceptions import LockTimeoutError, LockUnavailableError, UnsafePathError
+    from ..gateways.locks import FileLock
 
     def waiting(_msg: str) -> None:
         _say(f"waiting for {what} (another install is writing it) ...")

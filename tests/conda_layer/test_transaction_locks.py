@@ -1,10 +1,10 @@
 """Parallel conda installs on one package cache (issue 27), with real conda processes.
 
-The plugin's transaction locks (``txlocks``): an install that writes an entry holds its lock
-exclusively, one that links from it holds it shared; a second install waits for the first and
-then reuses what it completed; a holder killed with SIGKILL releases at once; a wait is bounded.
-Nothing here depends on timing: every step waits for an observable state (a line of output, an
-exit), with generous deadlines for a busy machine.
+The plugin's transaction locks (``conda_layer.transaction_locks``): an install that writes an
+entry holds its lock exclusively, one that links from it holds it shared; a second install
+waits for the first and then reuses what it completed; a holder killed with SIGKILL releases
+at once; a wait is bounded. Nothing here depends on timing: every step waits for an
+observable state (a line of output, an exit), with generous deadlines for a busy machine.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from fetch_helpers import entry_problems
 from httpserver import HTTPTestServer
 
 from conda_cache_plus import pkgbuild
-from conda_cache_plus.extract import build_repodata_record, extract_archive
-from conda_cache_plus.layout import CacheLayout
-from conda_cache_plus.locks import FileLock
+from conda_cache_plus.gateways.extract import build_repodata_record, extract_archive
+from conda_cache_plus.gateways.locks import FileLock
+from conda_cache_plus.model.cache_paths import CacheLayout
 
-pytestmark = requires_conda_at_least((26, 1), "the extractor and transaction hooks")
+pytestmark = requires_conda_at_least((24, 11), "the conda_post_solves hook")
 
 DEADLINE = 600.0  # seconds, per conda process, on a loaded machine
 
@@ -218,7 +218,7 @@ def test_an_install_waits_for_the_writer_of_an_entry_then_reuses_it(world):
 
 HOLDER = """
 import sys, time
-from conda_cache_plus.locks import FileLock
+from conda_cache_plus.gateways.locks import FileLock
 FileLock(sys.argv[1], shared=sys.argv[2] == "shared").acquire()
 print("held", flush=True)
 time.sleep(3600)
