@@ -314,13 +314,20 @@ def one_round(work, url, mode, pkgs, rnd, nprocs, timeout, ref, seed) -> dict:
 
 
 def kill_round(work, url, mode, pkgs, rnd, timeout, seed) -> dict:
-    """One install killed with SIGKILL mid-way; then one of the same packages must finish."""
+    """One install killed with SIGKILL while three others run beside it, at a random moment
+    after it started fetching (it holds entry locks then); the three, and one more install of
+    the victim's packages started right after the kill, must all finish."""
     arena = Arena(os.path.join(work, f"k{rnd}-{mode}"), url, mode)
     rng = random.Random(seed * 7 + rnd)
     ask = rng.sample(sorted(pkgs), 6)
+    outs, others = [], []
+    for i in range(3):
+        out = open(os.path.join(arena.root, f"by{i}.txt"), "w+")  # noqa: SIM115 (closed below)
+        mine = rng.sample(sorted(pkgs), 4)
+        others.append((f"by{i}", mine, arena.create(os.path.join(arena.envs, f"by{i}"), mine, out)))
+        outs.append(out)
     with open(os.path.join(arena.root, "victim.txt"), "w+") as out:
         victim = arena.create(os.path.join(arena.envs, "victim"), ask, out)
-        # wait until it is fetching (an archive or partial appears), then a random moment more
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and victim.poll() is None:
             if os.path.isdir(arena.pkgs) and any(
@@ -328,8 +335,14 @@ def kill_round(work, url, mode, pkgs, rnd, timeout, seed) -> dict:
             ):
                 break
             time.sleep(0.01)
-        time.sleep(rng.uniform(0, 0.5))
+        time.sleep(rng.uniform(0, 1.0))
         killed = victim.poll() is None
+        locks_dir = os.path.join(arena.pkgs, ".conda-cache-plus", "locks")
+        held = 0
+        if os.path.isdir(locks_dir):
+            from conda_cache_plus.gateways.locks import lock_held
+
+            held = sum(lock_held(os.path.join(locks_dir, n)) for n in os.listdir(locks_dir))
         victim.send_signal(signal.SIGKILL)
         victim.wait()
     start = time.monotonic()
@@ -344,11 +357,28 @@ def kill_round(work, url, mode, pkgs, rnd, timeout, seed) -> dict:
         out.seek(0)
         text = out.read()
     problems = env_problems(prefix, closure(ask, pkgs)) if rc == 0 else [error_line(text)]
+    next_ok = rc == 0 and not problems
+    bystanders_failed = 0
+    for (name, mine, p), out in zip(others, outs, strict=True):
+        try:
+            brc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            brc = None
+        out.seek(0)
+        btext = out.read()
+        out.close()
+        bad = env_problems(os.path.join(arena.envs, name), closure(mine, pkgs))
+        if brc != 0 or bad:
+            bystanders_failed += 1
+            problems.append(f"{name}: " + (bad[0] if brc == 0 and bad else error_line(btext)))
     res = {
         "killed_mid_install": killed,
-        "next_ok": rc == 0 and not problems,
+        "locks_held_at_kill": held,
+        "next_ok": next_ok,
         "next_hung": rc is None,
         "next_seconds": round(time.monotonic() - start, 1),
+        "bystanders_failed": bystanders_failed,
         "problem": problems[0] if problems else None,
     }
     shutil.rmtree(arena.root, ignore_errors=True)
@@ -440,7 +470,9 @@ def main(argv=None) -> int:
                 m: {
                     "cases": len(ks),
                     "killed_mid_install": sum(k["killed_mid_install"] for k in ks),
+                    "locks_held_at_kill": sum(k["locks_held_at_kill"] > 0 for k in ks),
                     "next_ok": sum(k["next_ok"] for k in ks),
+                    "bystanders_failed": sum(k["bystanders_failed"] for k in ks),
                     "next_hung": sum(k["next_hung"] for k in ks),
                     "max_next_seconds": max((k["next_seconds"] for k in ks), default=0),
                 }

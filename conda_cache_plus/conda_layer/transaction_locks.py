@@ -75,7 +75,6 @@ _holds: dict[str, Hold] = {}
 _others: list = []  # mamba's pkgs.lock, taken shared
 _fetching: list = []  # the scan lock, exclusive while extracting in place
 _mutex = threading.RLock()
-_active = False  # this process's transactions take locks
 
 
 def _key(path: str) -> str:
@@ -87,10 +86,6 @@ def entry_hold(entry_dir) -> Hold | None:
     when the transaction gave up waiting for it (then nothing here waits for it again)."""
     with _mutex:
         return _holds.get(_key(entry_dir))
-
-
-def active() -> bool:
-    return _active
 
 
 def release_all() -> None:
@@ -190,6 +185,11 @@ class _DropBusy(logging.Filter):
 
 
 @functools.cache
+def _release_at_exit() -> None:
+    atexit.register(release_all)
+
+
+@functools.cache
 def _quiet_scan_warnings() -> None:
     logging.getLogger(_SCAN_LOGGER).addFilter(_DropBusy())
 
@@ -199,7 +199,6 @@ def _quiet_scan_warnings() -> None:
 
 def post_solve(repodata_fn, unlink_precs, link_precs) -> None:
     """``conda_post_solves``: lock every entry the transaction will link from."""
-    global _active
     release_all()  # a new solve is a new transaction
     try:
         from conda.base.context import context
@@ -208,9 +207,8 @@ def post_solve(repodata_fn, unlink_precs, link_precs) -> None:
             return
     except Exception:
         return
-    _active = True
     _quiet_scan_warnings()
-    atexit.register(release_all)
+    _release_at_exit()
     try:
         _acquire(link_precs)
     except Exception as exc:  # a lock problem must never fail an install conda can do
@@ -284,14 +282,14 @@ def _acquire(link_precs) -> None:
 
 def _atomic_extractor() -> bool:
     """Whether this conda extracts with our extractor (atomic: tmp tree, then rename)."""
+    # by the module of its function: the extractor module imports this one, not the reverse
+    ours = f"{__package__}.extractor"
     try:
         from conda.base.context import context
 
-        from .extractor import EXTRACTOR_NAME
-
         manager = context.plugin_manager
         return all(
-            manager.get_package_extractor(f"x{ext}").name == EXTRACTOR_NAME
+            getattr(manager.get_package_extractor(f"x{ext}").extract, "__module__", "") == ours
             for ext in (".conda", ".tar.bz2")
         )
     except Exception:  # conda < 26.1: no extractor plugins, cph extracts in place
