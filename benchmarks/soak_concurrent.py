@@ -283,15 +283,11 @@ def one_round(work, url, mode, pkgs, rnd, nprocs, timeout, ref, seed) -> dict:
         jobs.append((prefix, closure(ask, pkgs), out, arena.create(prefix, ask, out)))
     res = {"installs": nprocs, "failed": 0, "exit0_incomplete": 0, "hung": 0, "errors": []}
     for prefix, expected, out, proc in jobs:
-        try:
-            rc = proc.wait(timeout=max(1.0, timeout - (time.monotonic() - start)))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait()
-            res["hung"] += 1
-        out.seek(0)
-        text = out.read()
+        rc, text = finish(proc, out, max(1.0, timeout - (time.monotonic() - start)))
         out.close()
+        if rc is None:
+            res["hung"] += 1
+            rc = "killed after the timeout"
         problems = env_problems(prefix, expected)
         if (rc != 0 or problems) and KEEP_LOGS:
             os.makedirs(KEEP_LOGS, exist_ok=True)
@@ -311,6 +307,18 @@ def one_round(work, url, mode, pkgs, rnd, nprocs, timeout, ref, seed) -> dict:
     res["leftovers"] = leftovers
     shutil.rmtree(arena.root, ignore_errors=True)
     return res
+
+
+def finish(proc, out, timeout: float) -> tuple[int | None, str]:
+    """The exit code (None: killed after ``timeout``, a hang) and the output of ``proc``."""
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        rc = None
+    out.seek(0)
+    return rc, out.read()
 
 
 def kill_round(work, url, mode, pkgs, rnd, timeout, seed) -> dict:
@@ -348,25 +356,12 @@ def kill_round(work, url, mode, pkgs, rnd, timeout, seed) -> dict:
     start = time.monotonic()
     prefix = os.path.join(arena.envs, "next")
     with open(os.path.join(arena.root, "next.txt"), "w+") as out:
-        proc = arena.create(prefix, ask, out)
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
-        out.seek(0)
-        text = out.read()
+        rc, text = finish(arena.create(prefix, ask, out), out, timeout)
     problems = env_problems(prefix, closure(ask, pkgs)) if rc == 0 else [error_line(text)]
     next_ok = rc == 0 and not problems
     bystanders_failed = 0
     for (name, mine, p), out in zip(others, outs, strict=True):
-        try:
-            brc = p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            brc = None
-        out.seek(0)
-        btext = out.read()
+        brc, btext = finish(p, out, timeout)
         out.close()
         bad = env_problems(os.path.join(arena.envs, name), closure(mine, pkgs))
         if brc != 0 or bad:
