@@ -17,6 +17,7 @@ the ``.tar.bz2`` when a ``.conda`` exists.
 from __future__ import annotations
 
 import os
+import stat
 import time
 
 from ..exceptions import UnsafePathError
@@ -92,7 +93,21 @@ def _url_parts(url: str | None) -> dict:
     return out
 
 
+def _is_file(name: str | None, base_fd: int | None, path: str) -> bool:
+    """``os.path.isfile(path)``, relative to the open pkgs dir when there is one."""
+    try:
+        if base_fd is not None and name is not None:
+            st = os.stat(name + "/info/index.json", dir_fd=base_fd)
+        else:
+            st = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(st.st_mode)
+
+
 class _Scanner:
+    remember = True  # whether new_index will be saved (scan_pkgs_dir sets it)
+
     def __init__(self, pkgs_dir: str, index: dict, urls: UrlsData):
         self.pkgs_dir = pkgs_dir
         self.old_index = index
@@ -364,29 +379,39 @@ class _Scanner:
         problems: list[str] = []
         info = path + "/info/"
         rr_path = info + "repodata_record.json"
-        try:
-            # Relative to the open pkgs dir: the kernel resolves 3 components instead of the whole
-            # absolute path, which is most of the cost of the one stat a remembered entry needs.
-            if base_fd is not None:
-                st = os.stat(name + "/info/repodata_record.json", dir_fd=base_fd)
-            else:
-                st = os.stat(rr_path)
-        except (FileNotFoundError, NotADirectoryError):
-            st = None
-        except OSError as exc:
-            st = None
-            problems.append(f"cannot read repodata_record.json: {exc.strerror or exc}")
+        if cached is None:
+            # nothing remembered: read it straight away (its fstat is the fingerprint)
+            data, st, err = read_json(rr_path)
+            if st is None and err:
+                problems.append(err)
+        else:
+            data = err = None
+            try:
+                # Relative to the open pkgs dir: the kernel resolves 3 components instead of the
+                # whole absolute path, most of the cost of the one stat a remembered entry needs.
+                if base_fd is not None:
+                    st = os.stat(name + "/info/repodata_record.json", dir_fd=base_fd)
+                else:
+                    st = os.stat(rr_path)
+            except (FileNotFoundError, NotADirectoryError):
+                st = None
+            except OSError as exc:
+                st = None
+                problems.append(f"cannot read repodata_record.json: {exc.strerror or exc}")
         if st is not None:
             fp = ("r", fingerprint(st))
             if cached is not None and cached[0] == fp:
                 self.new_index[rel] = cached
                 self._emit(path, rel, cached, archives)
                 return
-            data, st2, err = read_json(rr_path)
+            if cached is None:
+                st2 = st
+            else:
+                data, st2, err = read_json(rr_path)
             if err is None and data is not None:
                 clean, bad = sanitize(data)
                 if clean.get("name") and clean.get("version"):
-                    is_extracted = os.path.isfile(info + "index.json")
+                    is_extracted = _is_file(name, base_fd, info + "index.json")
                     if not is_extracted:
                         bad.append("info/index.json is missing")
                     fp = ("r", fingerprint(st2)) if st2 else fp
@@ -471,10 +496,11 @@ class _Scanner:
     def _remember_and_emit(
         self, path, rel, fp, data, source, problems, is_extracted, mtime, archives
     ) -> None:
-        core, blob = split_core(data)
         # A file changed within the same coarse clock tick as this read would keep its
         # fingerprint: remember only metadata that was already stable when read (racy-git rule).
-        if self._now() - fp[1][2] / 1e9 > RACY_SECONDS:
+        # Nothing is split for an index that will not be written (use_index=False).
+        if self.remember and self._now() - fp[1][2] / 1e9 > RACY_SECONDS:
+            core, blob = split_core(data)
             self.new_index[rel] = (fp, core, blob, source, tuple(problems), is_extracted, mtime)
         self._append(path, rel, data, None, None, source, problems, is_extracted, mtime, archives)
 
@@ -543,6 +569,7 @@ def scan_pkgs_dir(pkgs_dir: str, use_index: bool) -> ScanResult:
     index = scan_index.load(pkgs_dir) if use_index else {}
     urls = UrlsData(pkgs_dir)
     scanner = _Scanner(pkgs_dir, index, urls)
+    scanner.remember = use_index
     scanner.scan_level(pkgs_dir, "")
     result = scanner.result
     if urls.junk_lines:

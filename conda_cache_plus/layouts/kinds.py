@@ -84,7 +84,7 @@ class RattlerKind(CacheKind):
     keeps_urls = False
 
     def scan(self, pkgs_dir: str, use_index: bool):
-        return rattler_cache.scan(pkgs_dir)
+        return rattler_cache.scan(pkgs_dir, use_index)
 
     def writability(self, pkgs_dir: str) -> tuple[bool | None, str]:
         return rattler_cache.writability(pkgs_dir)

@@ -117,9 +117,11 @@ def looks_like_rattler(pkgs_dir: str) -> bool:
 
 
 # --- scan ---------------------------------------------------------------------------------------
-def scan(pkgs_dir: str):
-    """A :class:`~.pkgs_dir.ScanResult` of a rattler cache. Pure: reads only."""
-    from .scan_result import BrokenEntry, Leftover, ScanResult, read_json
+def scan(pkgs_dir: str, use_index: bool = True):
+    """A :class:`~.pkgs_dir.ScanResult` of a rattler cache. Pure: reads only (the remembered
+    index, ``use_index``, lives in the user's cache dir)."""
+    from ..gateways.statefile import RACY_SECONDS
+    from .scan_result import Leftover, ScanResult
 
     res = ScanResult(pkgs_dir, layout="rattler")
     try:
@@ -162,8 +164,90 @@ def scan(pkgs_dir: str):
             except OSError:
                 size = 0
             res.leftovers.append(Leftover(de.path, de.name, "sidecar", size, False))
-    for name in sorted(dirs):
-        path = dirs[name].path
+    old = _load_index(pkgs_dir) if use_index else {}
+    new: dict = {}
+    trust_before = _clock(pkgs_dir) - RACY_SECONDS
+    try:
+        base_fd = os.open(pkgs_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        base_fd = None
+    try:
+        for name in sorted(dirs):
+            _scan_entry(res, pkgs_dir, name, dirs[name].path, sidecars.get(name), base_fd, old,
+                        new, trust_before)  # fmt: skip
+    finally:
+        if base_fd is not None:
+            os.close(base_fd)
+    if use_index and new != old:
+        _save_index(pkgs_dir, new)
+    return res
+
+
+# What a previous scan read, per entry: the fingerprints of ``info/index.json`` and of the
+# sidecar, and what they gave (fields, problems). A later scan that finds both files unchanged
+# (one ``stat`` of index.json; the sidecar's is needed anyway for when the entry was fetched)
+# reads neither. Kept in the user's cache dir, as the conda scan's index (scan_index.py).
+_INDEX_KIND = "rattler-scan"
+_INDEX_FORMAT = 1
+
+
+def _load_index(pkgs_dir: str) -> dict:
+    from ..gateways import statefile
+
+    path = statefile.user_state_path(_INDEX_KIND, _INDEX_FORMAT, pkgs_dir)
+    return statefile.read(path, _INDEX_FORMAT, pkgs_dir)
+
+
+def _save_index(pkgs_dir: str, data: dict) -> None:
+    from ..gateways import statefile
+
+    path = statefile.user_state_path(_INDEX_KIND, _INDEX_FORMAT, pkgs_dir)
+    statefile.write(path, _INDEX_FORMAT, pkgs_dir, data)
+
+
+def _clock(pkgs_dir: str) -> float:
+    from ..model import fsclock
+
+    return fsclock.now(pkgs_dir)
+
+
+def _fp(st: os.stat_result | None) -> tuple | None:
+    return None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _settled(st: os.stat_result | None, trust_before: float) -> bool:
+    # written within RACY_SECONDS of now: a change in the same clock tick keeps its fingerprint
+    # (the conda scan's rule, conda_pkgs.py; the fingerprint has the ctime too)
+    return st is None or st.st_mtime < trust_before
+
+
+def _scan_entry(res, pkgs_dir, name, path, sidecar, base_fd, old, new, trust_before) -> None:
+    from .scan_result import BrokenEntry, read_json
+
+    side_st = None
+    if sidecar is not None:
+        try:
+            side_st = sidecar.stat(follow_symlinks=False)
+        except OSError:
+            side_st = None
+    try:
+        if base_fd is not None:
+            idx_st = os.stat(name + "/info/index.json", dir_fd=base_fd, follow_symlinks=False)
+        else:
+            idx_st = os.lstat(os.path.join(path, "info", "index.json"))
+    except OSError:
+        idx_st = None
+    cached = old.get(name)
+    if (
+        cached is not None
+        and idx_st is not None
+        and cached[0] == _fp(idx_st)
+        and cached[1] == _fp(side_st)
+        and (sidecar is None) == (cached[1] is None)
+    ):
+        new[name] = cached
+        clean, problems = dict(cached[2]), list(cached[3])
+    else:
         data, _st, err = read_json(os.path.join(path, "info", "index.json"))
         clean, bad = sanitize(data) if err is None and data is not None else ({}, [])
         if not (clean.get("name") and clean.get("version")):
@@ -171,10 +255,10 @@ def scan(pkgs_dir: str):
                 "info/index.json is missing" if data is None else "index.json lacks name/version"
             )
             res.broken.append(BrokenEntry(path, name, reason))
-            continue
+            return
         problems = list(bad)
-        side = read_sidecar(sidecar_of(path)) if name in sidecars else None
-        if name not in sidecars:
+        side = read_sidecar(sidecar_of(path)) if sidecar is not None else None
+        if sidecar is None:
             problems.append(f"no {name}{SIDECAR_EXT} (rattler will re-validate it)")
         elif side is None:
             problems.append(f"{name}{SIDECAR_EXT} is unreadable")
@@ -187,20 +271,23 @@ def scan(pkgs_dir: str):
         )
         if origin:
             clean["origin_hash"] = origin
-        res.records.append(
-            PackageCacheRecord(
-                clean,
-                pkgs_dir,
-                name,
-                {},
-                True,
-                True,
-                SOURCE_RATTLER,
-                problems,
-                _fetched_at(path, sidecars.get(name)),
-            )
+        if (
+            idx_st is not None
+            and _settled(idx_st, trust_before)
+            and _settled(side_st, trust_before)
+            and (sidecar is None or side_st is not None)
+        ):
+            new[name] = (_fp(idx_st), _fp(side_st), dict(clean), list(problems))
+    # when it was (re-)fetched (_fetched_at), from the sidecar's stat taken above
+    if sidecar is None:
+        fetched_at = _fetched_at(path, None)
+    else:
+        fetched_at = side_st.st_mtime if side_st is not None else None
+    res.records.append(
+        PackageCacheRecord(
+            clean, pkgs_dir, name, {}, True, True, SOURCE_RATTLER, problems, fetched_at
         )
-    return res
+    )
 
 
 def _fetched_at(path: str, sidecar: os.DirEntry | None) -> float | None:

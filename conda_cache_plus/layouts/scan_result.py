@@ -67,8 +67,15 @@ def read_json(path: str) -> tuple[object | None, os.stat_result | None, str | No
         return None, None, f"cannot read {os.path.basename(path)}: {exc.strerror or exc}"
     try:
         st = os.fstat(fd)
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            raw = fh.read()
+        # one read of the size fstat gave (no file object: a scan does this per entry); more
+        # only if the file grew meanwhile
+        want = st.st_size + 1
+        raw = os.read(fd, want)
+        if len(raw) == want:
+            chunks = [raw]
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            raw = b"".join(chunks)
     except OSError as exc:
         return None, None, f"cannot read {os.path.basename(path)}: {exc.strerror or exc}"
     finally:

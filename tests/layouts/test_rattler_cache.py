@@ -514,3 +514,31 @@ def test_rattler_entries_in_a_conda_cache_are_rattlers(tmp_path, build):
     assert c["counts"]["incomplete"] == 0
     proc = run_cli("verify", "--full", "--json", "--pkgs-dir", pkgs)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_a_repeated_scan_reads_only_what_changed(tmp_path, build, monkeypatch):
+    from test_pkgs_dir import age
+
+    pkgs = str(tmp_path / "pkgs")
+    for name in ("liba", "libb"):
+        rattler_entry(pkgs, build(name, "1.0", "0"), revision=2)
+    age(pkgs)
+    first = PackageCacheData(pkgs).load()
+    calls = []
+    import conda_cache_plus.layouts.scan_result as scan_result
+
+    real = scan_result.read_json
+    monkeypatch.setattr(scan_result, "read_json", lambda p: calls.append(p) or real(p))
+    second = PackageCacheData(pkgs).load()
+    assert calls == []  # neither index.json read again
+    assert [r.to_json() for r in second.records] == [r.to_json() for r in first.records]
+    # a re-fetch (rattler bumps the sidecar's revision): that entry is read again, and wins
+    rattler_cache.write_sidecar(os.path.join(pkgs, "libb-1.0-0.lock"), 3, None)
+    third = {r.name: r for r in PackageCacheData(pkgs).load().records}
+    assert [os.path.basename(os.path.dirname(os.path.dirname(c))) for c in calls] == ["libb-1.0-0"]
+    assert third["libb"].data["revision"] == 3 and third["liba"].data["revision"] == 2
+    # nothing remembered: every entry read, the same records
+    calls.clear()
+    again = rattler_cache.scan(pkgs, use_index=False)
+    assert len(calls) == 2
+    assert sorted(r.to_json()["name"] for r in again.records) == ["liba", "libb"]
