@@ -35,7 +35,7 @@ def plan(work: str, quick: bool, drop: bool) -> list[tuple[str, list[str]]]:
                            "--files", "25", "--repeat", r(3, 1)]),
         ("memory", ["bench_memory.py", "--root", os.path.join(work, "scan"),
                     "--sizes", *(["1000"] if quick else ["10000", "100000"]),
-                    "--repeat", r(2, 1)]),
+                    "--repeat", r(1, 1)]),
         ("rattler", ["bench_rattler.py", os.path.join(work, "rattler"),
                      "--packages", r(400, 40), "--files", r(30, 5), "--repeat", r(9, 2)]),
         ("verify", ["bench_verify.py", os.path.join(work, "verify")]),
