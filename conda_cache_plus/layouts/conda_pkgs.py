@@ -602,11 +602,18 @@ def _adopt_rattler_entries(result: ScanResult) -> None:
 
 
 def conda_writability(pkgs_dir: str) -> tuple[bool | None, str]:
-    """conda's rule, decided without writing anything: the magic file ``urls.txt`` must exist,
-    and both the directory and the magic file must be writable (:func:`writable_dir`)."""
+    """conda's rule, decided without writing anything: the directory and its magic file
+    ``urls.txt`` must be writable (:func:`writable_dir`). A writable directory whose ``urls.txt``
+    is gone is writable too: conda's ``first_writable`` makes the file again and uses the cache,
+    and so do our verbs that write (``ensure_cache_dir``). One rule for every verb (issue 23)."""
     layout = CacheLayout(pkgs_dir)
     if not os.path.isdir(pkgs_dir):
         return None, "does not exist"
     if not os.path.isfile(layout.urls_txt):
-        return None, "no urls.txt (not initialised as a package cache)"
+        if os.path.lexists(layout.urls_txt):
+            return False, "urls.txt is not a regular file"
+        writable, why = writable_dir(pkgs_dir)
+        if writable:
+            return True, "writable (no urls.txt: made again on the next write, as conda does)"
+        return writable, why
     return writable_dir(pkgs_dir, layout.urls_txt)

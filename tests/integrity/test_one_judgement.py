@@ -244,7 +244,7 @@ CASES = [
 
 
 # what does not work yet (issue 23), strict: a fix makes the test say so
-NOT_YET = {"writable cache without urls.txt": "conda's writability rule"}
+NOT_YET: dict[str, str] = {}
 
 
 def params(cases):

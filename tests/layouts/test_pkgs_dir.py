@@ -156,8 +156,10 @@ def test_missing_pkgs_dir(tmp_path):
 
 def test_writability(tmp_path, cache):
     assert writability(str(cache)) == (True, "writable")
+    # conda's rule: a writable directory without urls.txt is writable (conda makes the file)
     (tmp_path / "bare").mkdir()
-    assert writability(str(tmp_path / "bare"))[0] is None
+    assert writability(str(tmp_path / "bare"))[0] is True
+    assert writability(str(tmp_path / "absent"))[0] is None
 
 
 def test_nested_mamba_layout(tmp_path, build):

@@ -65,9 +65,6 @@ def _removed(plan: dict) -> set[str]:
     return {os.path.join(i["pkgs_dir"], i["name"]) for i in plan["items"] if i["kind"] == "package"}
 
 
-NOT_YET = pytest.mark.xfail(reason="issue 23: not done yet", strict=True)
-
-
 def test_usage_clean_and_remove_agree_on_in_use(world):
     environ, caches, expected, every, _hidden = world
     usage = cli(environ, "usage", *_dirs(caches))
@@ -82,7 +79,6 @@ def test_usage_clean_and_remove_agree_on_in_use(world):
     assert every - _removed(remove) == in_use, sorted(_removed(remove))
 
 
-@NOT_YET
 def test_a_writable_cache_without_urls_txt_is_writable(world):
     """conda's rule: a writable directory whose urls.txt is gone is a writable cache (conda
     recreates the file); remove and clean act on it, dir/info say writable."""
