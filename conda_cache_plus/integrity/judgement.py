@@ -318,9 +318,13 @@ def _spec(f: EntryFindings) -> str:
 
 def defect_reason(f: EntryFindings) -> str:
     what = ", ".join(sorted({p.path for p in f.own}))
+    conda = ""
+    if any(p.kind == MISSING_FILE for p in f.own):
+        # conda's LinkPathAction.verify: "appears to be corrupted ... cannot be found"
+        conda = "; conda refuses to link it (a path its paths.json lists cannot be made)"
     return (
         f"the package itself is defective: a fresh extraction of its archive has the same "
-        f"problem(s) ({what}); no repair can change that, report it to the package's publisher"
+        f"problem(s) ({what}){conda}; no repair can change that, report it to its publisher"
     )
 
 

@@ -222,10 +222,14 @@ def _check_tree(run: _EntryRun, efd: int, level: str, prev, jobs: list, index: i
             if not _check_link(run, lstat_at, rel, size, sha, full, own, old_links.get(rel)):
                 missing.append(rel)
         if missing:
+            # A symlink the archive stores with an empty target cannot be made (no extractor
+            # makes it), and conda refuses to link a package whose paths.json path is missing
+            # ("appears to be corrupted"): a finding, which the judgement calls the package's
+            # own defect, never "ok" (issue 23).
             empty = archive_empty_links(run.root)
             for rel in missing:
-                if rel not in empty:
-                    f.add(MISSING_FILE, rel, "symlink", None)
+                detail = "the archive stores it with an empty target" if rel in empty else ""
+                f.add(MISSING_FILE, rel, "symlink", None, detail)
 
 
 def _check_files(run, lstat_at, full, prev, jobs, index, bad_dirs) -> None:

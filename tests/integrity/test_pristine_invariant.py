@@ -1,4 +1,5 @@
-"""No false verdict: an entry identical to a fresh extraction of its archive verifies ok.
+"""No false verdict: an entry identical to a fresh extraction of its archive verifies ok, or is
+reported as the archive's own defect (never as damage a repair would loop on).
 
 Over every kind of package the suite builds (the demo channel, legacy packages without
 info/paths.json, packages with no file list at all, symlinks with an empty target as real 2018
@@ -93,6 +94,22 @@ def _entry(pkgs_dir: str, pkg, how: str) -> str:
     return pkg.dist
 
 
+def verdict(f, level: str) -> str:
+    """The judgement every verb reads: ok, damaged or defective (integrity/judgement.py)."""
+    from conda_cache_plus.integrity.findings import VerifyReport
+    from conda_cache_plus.integrity.judgement import judge
+
+    if f.status == OK:
+        return "ok"
+    f.writable = True
+    judge(VerifyReport(level=level, entries=[f]), remember=False)
+    return f.verdict
+
+
+# conda refuses to link these (a symlink with an empty target cannot be made): their own defect
+DEFECTIVE_AS_PUBLISHED = {"empty-link"}
+
+
 def _all_packages():
     import tempfile
 
@@ -109,9 +126,10 @@ def test_fresh_extraction_verifies_ok(tmp_path, packages, fn, how):
     (pkg,) = [p for p in packages if p.fn == fn]
     pkgs_dir = str(tmp_path / "pkgs")
     entry = _entry(pkgs_dir, pkg, how)
+    want = "defective" if pkg.name in DEFECTIVE_AS_PUBLISHED else "ok"
     for level in (FAST, FULL):
         f = verify_entry(pkgs_dir, entry, level, use_store=False)
-        assert f.status == OK, (level, [p.describe() for p in f.problems])
+        assert verdict(f, level) == want, (level, [p.describe() for p in f.problems])
     # and once more without the archive beside it (conda clean --tarballs)
     os.unlink(os.path.join(pkgs_dir, pkg.fn))
     for level in (FAST, FULL):
@@ -144,8 +162,8 @@ def test_a_deleted_link_is_still_found(tmp_path, packages):
 
 
 def test_whole_corpus_cache_is_clean_for_verify_doctor_and_repair(tmp_path, packages):
-    """All of them in one cache: verify (both levels) exits 0, the doctor check finds nothing,
-    repair has nothing to do."""
+    """All of them in one cache: verify (both levels) finds nothing but the packages defective as
+    published, the doctor check says the same, repair has nothing to do but say so."""
     from conftest import run_cli
 
     from conda_cache_plus.conda_layer import doctor
@@ -153,14 +171,19 @@ def test_whole_corpus_cache_is_clean_for_verify_doctor_and_repair(tmp_path, pack
     pkgs_dir = str(tmp_path / "pkgs")
     for pkg in packages:
         _entry(pkgs_dir, pkg, "ours")
+    defective = {p.dist for p in packages if p.name in DEFECTIVE_AS_PUBLISHED}
     for extra in ([], ["--full"]):
-        proc = run_cli("verify", "--pkgs-dir", pkgs_dir, *extra)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        proc = run_cli("verify", "--pkgs-dir", pkgs_dir, *extra, "--json")
+        data = json.loads(proc.stdout)
+        bad = {e["entry"]: e["verdict"] for e in data["entries"] if e["status"] != "ok"}
+        assert bad == dict.fromkeys(defective, "defective"), proc.stdout
     report = doctor.find([pkgs_dir])
-    assert not report.bad, [f.entry for f in report.bad]
-    assert doctor.render(report, str(tmp_path), False).startswith("✅")
-    proc = run_cli("repair", "--pkgs-dir", pkgs_dir, "--full", "-y")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert {f.entry for f in report.bad} == defective
+    assert {f.verdict for f in report.bad} == {"defective"}
+    proc = run_cli("repair", "--pkgs-dir", pkgs_dir, "--full", "-y", "--json")
+    plan = json.loads(proc.stdout)
+    assert plan["counts"] == {"re-extract": 0, "re-download": 0, "remove": 0, "skip": 1}, plan
+    assert "the package itself is defective" in plan["actions"][0]["reason"], plan
 
 
 def _unusual_entries(tmp_path_factory):
@@ -200,7 +223,7 @@ def test_unusual_corpus_extractions_verify_ok(tmp_path, unusual):
             continue  # refused on purpose (README "Differences from conda's extractor")
         for level in (FAST, FULL):
             f = verify_entry(pkgs_dir, dist, level, use_store=False)
-            if f.status != OK:
+            if verdict(f, level) == "damaged":
                 bad[(e["fn"], level)] = [p.describe() for p in f.problems]
         checked += 1
         shutil.rmtree(os.path.join(pkgs_dir, dist))

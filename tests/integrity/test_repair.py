@@ -202,7 +202,10 @@ def test_offline_without_good_archive_removes_entry(served):
 def test_read_only_cache_is_only_reported(served):
     pkgs, _ = served
     os.unlink(os.path.join(pkgs, "alpha-1.0-0", "share/alpha/README"))
-    os.unlink(os.path.join(pkgs, "urls.txt"))  # without the magic file it is not writable
+    # not writable even as root: a magic file that is no file (conda could not write it either;
+    # a writable directory whose urls.txt is merely gone is writable, as for conda)
+    os.unlink(os.path.join(pkgs, "urls.txt"))
+    os.mkdir(os.path.join(pkgs, "urls.txt"))
     plan, stats = repair(pkgs)
     assert [x.action for x in plan.actions] == [SKIP] and "read-only" in plan.actions[0].reason
     assert stats["skipped"] == 1

@@ -262,7 +262,10 @@ def test_store_lives_beside_writable_cache_else_user_cache(pkgs, tmp_path):
     run(pkgs, FULL)
     private = os.path.join(pkgs, ".conda-cache-plus")
     assert any(n == verify_store.STATE_NAME for _, _, fs in os.walk(private) for n in fs)
-    os.unlink(os.path.join(pkgs, "urls.txt"))  # no magic file: not a writable cache
+    # not writable even as root: a magic file that is no file (conda could not write it either;
+    # a writable directory whose urls.txt is merely gone is writable, as for conda)
+    os.unlink(os.path.join(pkgs, "urls.txt"))
+    os.mkdir(os.path.join(pkgs, "urls.txt"))
     shutil.rmtree(private)
     run(pkgs, FULL)
     assert not os.path.exists(private)
