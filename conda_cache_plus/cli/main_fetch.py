@@ -116,10 +116,30 @@ def _summary_text(summary, elapsed: float, verbose: int = 0) -> str:
     for item in summary.items:
         if item.outcome == engine_pipeline.FAILED:
             lines.append(wrap(f"  FAILED {item.fn}: {item.error}", "    "))
+        elif item.note and item.note.startswith(("defective", "damaged")):
+            lines.append(wrap(f"  ! {item.fn}: {item.note}", "    "))
     cancelled = summary.count("cancelled")
     if cancelled:
         lines.append(f"  {cancelled} package(s) not done (interrupted); run again to finish.")
     return "\n".join(lines)
+
+
+def _self_check(summary, command: str) -> None:
+    """What this run extracted, checked with verify's own judgement: a package defective as
+    published (conda will refuse it) is said at once, not left for a later verify (issue 23)."""
+    from ..integrity.judgement import DEFECTIVE, judge_entry
+
+    done = (engine_pipeline.DOWNLOADED, engine_pipeline.EXTRACTED, engine_pipeline.COPIED)
+    for item in summary.items:
+        if item.outcome not in done or not item.extracted_dir:
+            continue
+        f = judge_entry(
+            item.pkgs_dir, os.path.relpath(item.extracted_dir, item.pkgs_dir), command=command
+        )
+        if f.verdict == DEFECTIVE:
+            item.note = f"defective as published: {f.remedy['reason']}"
+        elif f.verdict != "ok":
+            item.note = f"damaged after extraction: {f.remedy.get('command') or f.remedy['reason']}"
 
 
 def execute(args, run) -> int:
@@ -169,6 +189,7 @@ def execute(args, run) -> int:
                 error_type="UnsafeNameError",
             )
         )
+    _self_check(summary, run.command)
     data["summary"] = summary.to_json()
     data["packages"] = [i.to_json() for i in summary.items]
     data["failures"] = [

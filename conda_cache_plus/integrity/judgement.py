@@ -355,5 +355,17 @@ def judge(report, *, command: str = "conda-cache", offline: bool = False, envs=N
     return report
 
 
+def judge_entry(pkgs_dir: str, entry: str, *, command: str = "conda-cache") -> EntryFindings:
+    """One entry, checked and judged as verify would (fast level, nothing remembered): fetch's
+    check of what it just extracted, so a package defective as published is named at once."""
+    from .findings import VerifyReport
+    from .verify import verify_entry
+
+    f = verify_entry(pkgs_dir, entry, FAST, store_dir=None, use_store=False)
+    f.writable = True  # fetch just wrote it
+    judge(VerifyReport(level=FAST, entries=[f]), command=command, remember=False)
+    return f
+
+
 def entry_json(f: EntryFindings) -> dict:
     return {"verdict": getattr(f, "verdict", V_OK), "remedy": getattr(f, "remedy", None)}

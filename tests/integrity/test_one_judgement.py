@@ -442,3 +442,17 @@ def test_repair_honours_an_entry_lock_as_remove_does(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rc, _data, text = verify_json("conda-cache", pkgs_dir, "fast")
     assert rc == 0, text
+
+
+@pytest.mark.parametrize("fmt", [".conda", ".tar.bz2"])
+def test_fetch_says_at_once_when_a_package_is_defective_as_published(tmp_path, http_server, fmt):
+    """fetch checks what it extracted with verify's judgement: the same verdict, at once."""
+    pkg = _zlib_like(str(tmp_path / "www" / "noarch"), fmt)
+    pkgs_dir = str(tmp_path / "pkgs")
+    url = f"{http_server.base_url}/noarch/{pkg.fn}#{pkg.sha256}"
+    proc = cli("conda-cache", "fetch", "--pkgs-dir", pkgs_dir, url, "--json")
+    data = json.loads(proc.stdout)
+    (item,) = data["packages"]
+    assert item["note"].startswith("defective as published"), item
+    text = cli("conda-cache", "verify", "--pkgs-dir", pkgs_dir)
+    assert "defective" in text.stdout and "no fix:" in text.stdout, text.stdout
