@@ -33,6 +33,7 @@ import threading
 
 TIMEOUT_ENV = "CONDA_CACHE_PLUS_LOCK_TIMEOUT"
 DEFAULT_TIMEOUT = 600.0  # seconds: another install may be downloading a large package
+SAY_AFTER = 1.0  # seconds of waiting before an install says what it waits for
 _SCAN_LOGGER = "conda.core.package_cache_data"
 
 
@@ -58,17 +59,61 @@ class Hold:
     def write_record(self, tree: str) -> None:
         """``info/repodata_record.json`` into the complete temporary tree, before it is renamed
         into place: another process's cache scan never sees the entry without its record (and
-        would then write one without sha256). conda writes the same record again afterwards."""
+        would then write one without sha256). conda then writes the same record again, by
+        truncating and rewriting the file; cache scans are kept out until it has (the record
+        carries a mark conda's does not), so none reads it half written."""
         try:
             from conda.models.records import PackageRecord
 
             with open(os.path.join(tree, "info", "index.json"), "rb") as fh:
                 index = json.loads(fh.read())
-            record = PackageRecord.from_objects(self.prec, index)
+            record = PackageRecord.from_objects(self.prec, index).dump()
+            record[PENDING_MARK] = True
             with open(os.path.join(tree, "info", "repodata_record.json"), "w") as fh:
-                json.dump(record.dump(), fh)
+                json.dump(record, fh)
         except Exception:  # conda writes it anyway; this only narrows a window
-            pass
+            return
+        _keep_scans_out_until_rewritten(self.entry_dir)
+
+
+PENDING_MARK = "_conda_cache_plus_pending"  # conda's own record never has it
+REWRITE_WAIT = 60.0  # seconds; conda rewrites the record right after the extraction
+
+
+def _keep_scans_out_until_rewritten(entry_dir: str) -> None:
+    from ..gateways.locks import FileLock
+
+    pkgs_dir = os.path.dirname(entry_dir)
+    try:
+        lock = FileLock(_scan_lock_path(pkgs_dir), timeout=lock_timeout()).acquire()
+    except Exception:
+        return
+    record = os.path.join(entry_dir, "info", "repodata_record.json")
+    threading.Thread(target=_release_when_rewritten, args=(lock, record), daemon=True).start()
+
+
+def _release_when_rewritten(lock, record: str) -> None:
+    import time
+
+    deadline = time.monotonic() + REWRITE_WAIT
+    try:
+        while time.monotonic() < deadline:
+            try:
+                with open(record, "rb") as fh:
+                    data = json.loads(fh.read())
+                if isinstance(data, dict) and PENDING_MARK not in data:
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.005)
+    finally:
+        lock.release()
+
+
+def _scan_lock_path(pkgs_dir: str) -> str:
+    from ..model.cache_paths import CacheLayout
+
+    return os.path.join(CacheLayout(pkgs_dir).private, "scan.lock")
 
 
 _holds: dict[str, Hold] = {}
@@ -230,7 +275,7 @@ def _acquire(link_precs) -> None:
         return
     layout = CacheLayout(pkgs_dir)
     timeout = lock_timeout()
-    scan_lock_path = os.path.join(layout.private, "scan.lock")
+    scan_lock_path = _scan_lock_path(pkgs_dir)
     # conda scans the caches on first use, and its scan deletes and re-extracts an entry it
     # finds half there: scan now, while this process holds no entry lock (a scan that meets an
     # entry another install is writing never waits while holding one), and while no install
@@ -300,8 +345,16 @@ def _lock(path: str, what: str, shared: bool, timeout: float):
     from ..exceptions import LockTimeoutError, LockUnavailableError, UnsafePathError
     from ..gateways.locks import FileLock
 
+    timer = None
+
     def waiting(_msg: str) -> None:
-        _say(f"waiting for {what} (another install is writing it) ...")
+        # said only when the wait is long enough to notice
+        nonlocal timer
+        timer = threading.Timer(
+            SAY_AFTER, _say, [f"waiting for {what} (another install is writing it) ..."]
+        )
+        timer.daemon = True
+        timer.start()
 
     try:
         return FileLock(path, shared=shared, timeout=timeout, on_wait=waiting).acquire()
@@ -312,6 +365,9 @@ def _lock(path: str, what: str, shared: bool, timeout: float):
         )
     except (LockUnavailableError, UnsafePathError, OSError):
         pass  # another user's private directory in a shared cache: conda's behaviour
+    finally:
+        if timer is not None:
+            timer.cancel()
     return None
 
 

@@ -286,3 +286,44 @@ def test_a_lone_install_says_nothing_about_locks(world):
     assert rc == 0, text
     assert "conda-cache-plus" not in text
     assert not world.env_problems("e", {"par0", "par1", "par2", "par3"})
+
+
+def test_the_record_written_first_keeps_scans_out_until_conda_rewrites_it(tmp_path, build):
+    """The extractor writes the entry's record before the entry appears; conda rewrites it right
+    after (truncate, then write). Until it has, cache scans are kept out (the scan lock is held),
+    so none reads it half written and writes a record without sha256 of its own."""
+    from conda.models.records import PackageRecord
+
+    from conda_cache_plus.conda_layer.transaction_locks import PENDING_MARK, Hold
+    from conda_cache_plus.gateways.locks import lock_held
+
+    pkgs = tmp_path / "pkgs"
+    pkgs.mkdir()
+    (pkgs / "urls.txt").write_text("")
+    layout = CacheLayout(str(pkgs))
+    pkg = build("scanned")
+    prec = PackageRecord(**pkg.repodata_entry(), fn=pkg.fn, channel="https://example/noarch")
+    tree = str(tmp_path / "tree")
+    extract_archive(pkg.path, tree)
+    entry = str(pkgs / pkg.dist)
+    Hold(None, prec, entry).write_record(tree)
+    with open(os.path.join(tree, "info", "repodata_record.json")) as fh:
+        assert json.load(fh)[PENDING_MARK] is True
+    scan_lock = os.path.join(layout.private, "scan.lock")
+    assert _held_elsewhere(scan_lock)
+    os.rename(tree, entry)
+    with open(os.path.join(entry, "info", "repodata_record.json"), "w") as fh:
+        json.dump(prec.dump(), fh)  # what conda's _finish_extract does
+    deadline = time.monotonic() + DEADLINE
+    while _held_elsewhere(scan_lock) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not lock_held(scan_lock)
+
+
+def _held_elsewhere(path: str) -> bool:
+    code = (
+        "import sys; from conda_cache_plus.gateways.locks import lock_held; "
+        "print(lock_held(sys.argv[1]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True)
+    return out.stdout.strip() == "True"
