@@ -3,8 +3,8 @@
 Under conda, conda's own ``MatchSpec`` decides (``conda cache list "numpy>=2"``). Without conda we
 understand the common forms: ``name``, name globs (``num*``), ``channel::name``, ``name=1.2``,
 ``name=1.2=build*``, ``name==1.2``, ``name 1.2 build``, and comparisons joined by ``,`` (and) or
-``|`` (or): ``name>=1.2,<2``. Versions compare like conda's ``VersionOrder`` for the usual cases
-(numeric components, alphanumeric pre-release tags, ``dev`` < ``a`` < ... < ``post``).
+``|`` (or): ``name>=1.2,<2``. Versions compare like conda's ``VersionOrder``
+and versions match like its ``VersionSpec`` (both in :mod:`.versions`).
 """
 
 from __future__ import annotations
@@ -14,107 +14,22 @@ import re
 
 from ..exceptions import InvalidSpecError
 from .host import conda_host, require_conda_host
+from .versions import (
+    InvalidVersion,
+    version_compare,
+    version_matches,
+    version_sort_keys,
+    version_spec,
+)
+
+__all__ = ["SpecMatcher", "match_any", "matchers", "version_compare", "version_sort_keys"]
 
 _OPS = ("==", "!=", ">=", "<=", "~=", ">", "<", "=")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.*?\[\]-]+$")
 
 
-def _version_key(version: str) -> tuple:
-    """A sort key approximating conda's VersionOrder."""
-    v = version.strip().lower()
-    epoch = 0
-    if "!" in v:
-        e, v = v.split("!", 1)
-        epoch = int(e) if e.isdigit() else 0
-    v, _, local = v.partition("+")
-    comps = []
-    for part in re.split(r"[._-]", v):
-        for tok in re.findall(r"\d+|[a-z]+|\*", part) or [""]:
-            if tok.isdigit():
-                comps.append((1, int(tok), ""))
-            elif tok == "dev":
-                comps.append((-2, 0, tok))
-            elif tok == "post":
-                comps.append((3, 0, tok))
-            elif tok == "*":
-                comps.append((2, 0, tok))
-            else:
-                comps.append((0, 0, tok))
-    return (epoch, comps, local)
-
-
-_ZERO = (1, 0, "")
-
-
-def version_compare(a: str, b: str) -> int:
-    """-1, 0 or 1. Missing components count as 0, so 1.0 == 1.0.0 and 2.0a1 < 2.0."""
-    (ea, ca, la), (eb, cb, lb) = _version_key(a), _version_key(b)
-    if ea != eb:
-        return (ea > eb) - (ea < eb)
-    n = max(len(ca), len(cb))
-    ka = tuple(ca) + (_ZERO,) * (n - len(ca))
-    kb = tuple(cb) + (_ZERO,) * (n - len(cb))
-    if ka != kb:
-        return (ka > kb) - (ka < kb)
-    return (la > lb) - (la < lb)
-
-
-def version_sort_keys(versions) -> dict[str, tuple]:
-    """A directly comparable key per distinct version (ordered like :func:`version_compare`):
-    every key padded to the same length, so sorting compares tuples in C, not Python calls."""
-    parsed = {v: _version_key(v) for v in set(versions)}
-    width = max((len(p[1]) for p in parsed.values()), default=0)
-    return {
-        v: (epoch, tuple(comps) + (_ZERO,) * (width - len(comps)), local)
-        for v, (epoch, comps, local) in parsed.items()
-    }
-
-
-def _version_glob(version: str, pattern: str) -> bool:
-    # conda: "1.1.*" is 1.1 itself and everything under it
-    return fnmatch.fnmatchcase(version, pattern) or (
-        pattern.endswith(".*") and version == pattern[:-2]
-    )
-
-
 def _match_version(version: str, constraint: str) -> bool:
-    constraint = constraint.strip()
-    if not constraint or constraint == "*":
-        return True
-    if "|" in constraint:
-        return any(_match_version(version, c) for c in constraint.split("|"))
-    if "," in constraint:
-        return all(_match_version(version, c) for c in constraint.split(","))
-    for op in _OPS:
-        if constraint.startswith(op):
-            target = constraint[len(op) :].strip()
-            break
-    else:
-        op, target = "=", constraint
-    if op == "==":
-        return (
-            version_compare(version, target) == 0
-            if "*" not in target
-            else _version_glob(version, target)
-        )
-    if op == "=":
-        # conda: "=1.2" means 1.2.* ; a glob is matched as written.
-        if "*" in target:
-            return _version_glob(version, target)
-        return (
-            version == target
-            or version.startswith(target + ".")
-            or version_compare(version, target) == 0
-        )
-    if op == "!=":
-        return version_compare(version, target) != 0
-    if op == "~=":
-        prefix = target.rsplit(".", 1)[0]
-        return version_compare(version, target) >= 0 and (
-            version == prefix or version.startswith(prefix + ".")
-        )
-    cmp = version_compare(version, target)
-    return {">": cmp > 0, ">=": cmp >= 0, "<": cmp < 0, "<=": cmp <= 0}[op]
+    return version_matches(version, constraint)
 
 
 _DIST_RE = re.compile(r"^[A-Za-z0-9_.+-]+-[^-\s=<>!~*?\[\],|]+-[^-\s=<>!~*?\[\],|]+$")
@@ -213,10 +128,17 @@ class SpecMatcher:
                 self.build = pieces[1] if len(pieces) > 1 else None
             elif rest.startswith("=") and not rest.startswith("=="):
                 pieces = rest[1:].split("=", 1)
-                self.version = "=" + pieces[0] if pieces[0] else None
-                self.build = pieces[1] if len(pieces) > 1 else None
+                # conda: name=1.2 is 1.2.*, but name=1.2=build is exactly 1.2
+                exact = len(pieces) > 1
+                self.version = (pieces[0] if exact else "=" + pieces[0]) if pieces[0] else None
+                self.build = pieces[1] if exact else None
             else:
                 self.version = rest.replace(" ", "")
+        if self.version and self.version != "*":
+            try:
+                version_spec(self.version)
+            except InvalidVersion as exc:
+                raise InvalidSpecError(self.spec, exc.reason) from None
 
     def _match_dist(self, record) -> bool:
         if record.basename != self.dist:

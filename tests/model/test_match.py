@@ -23,7 +23,8 @@ def rec(name, version, build="0", channel="https://conda.anaconda.org/conda-forg
         ("1.0", "1.0.0", 0),
         ("1.10", "1.9", 1),
         ("2.0a1", "2.0", -1),
-        ("2.0.dev1", "2.0a1", -1),
+        ("2.0.dev1", "2.0a1", 1),  # conda: 2.0.dev1 is 2.0.0dev1, after 2.0a1
+        ("2.0dev1", "2.0a1", -1),
         ("1.0.post1", "1.0", 1),
         ("1!0.1", "2.0", 1),
         ("1.2.3", "1.2.3", 0),
