@@ -8,7 +8,7 @@ import os
 from ..exceptions import UsageError, UserAbort
 from ..layouts.caches import PackageCaches
 from ..model.gcpause import no_gc
-from ..model.match import matchers
+from ..model.match import match_any, matchers
 from ..model.sizes import human_bytes, parse_size
 from ..ui.text import table, wrap
 from ..usage.graph import scan_usage
@@ -47,13 +47,54 @@ def configure_parser(parser) -> None:
     parser.add_argument(
         "specs", nargs="*", metavar="SPEC", help="Only consider entries matching these specs."
     )
-    parser.add_argument(
+    conda = parser.add_argument_group(
+        "conda clean's spellings (what they remove here; never what an environment uses)"
+    )
+    conda.add_argument(
+        "-a",
         "--all",
         dest="clean_all",
         action="store_true",
         help="Every safe policy at once: unused entries, archives of the extracted entries that "
-        "stay, leftovers and the index cache (what `conda clean --all` does, but nothing an "
+        "stay, leftovers, log files and the index cache (conda clean --all, but nothing an "
         "environment uses). Combine with --dry-run to see the plan.",
+    )
+    conda.add_argument(
+        "-p",
+        "--packages",
+        action="store_true",
+        help="Extracted directories of unused entries (conda clean -p). Unlike conda, also "
+        "keeps those linked by symlink or copy, and a directory whose archive is gone "
+        "(the only copy). With -t: the unused entries whole.",
+    )
+    conda.add_argument(
+        "-t",
+        "--tarballs",
+        action="store_true",
+        help="Archives (conda clean -t), but only of entries whose extracted directory is "
+        "complete: an archive that is an entry's only copy stays.",
+    )
+    conda.add_argument(
+        "-i", "--index-cache", action="store_true", help="The repodata cache pkgs/cache."
+    )
+    conda.add_argument(
+        "-c",
+        "--tempfiles",
+        nargs="*",
+        metavar="PREFIX",
+        help="The caches' leftovers, as --temp. conda clean -c PREFIX also removes .c~ files "
+        "inside environments; that stays conda's (run it there), so no PREFIX is taken here.",
+    )
+    conda.add_argument(
+        "-l", "--logfiles", action="store_true", help="conda's log files (pkgs/.logs)."
+    )
+    conda.add_argument(
+        "-f",
+        "--force-pkgs-dirs",
+        action="store_true",
+        help="Every entry of the writable caches, in use or not, with their leftovers, logs and "
+        "index cache (conda clean -f removes the cache directories themselves). Breaks "
+        "environments that link by symlink; not part of --all.",
     )
     pol = parser.add_argument_group("Package policies (combined: an entry must meet all)")
     pol.add_argument("--unused", action="store_true", help="Entries no known environment uses.")
@@ -78,13 +119,7 @@ def configure_parser(parser) -> None:
         action="store_true",
         help="Also keep entries named by any revision in conda-meta/history (conda install --rev).",
     )
-    part = pol.add_mutually_exclusive_group()
-    part.add_argument(
-        "--tarballs",
-        action="store_true",
-        help="Remove only archives, of entries whose extracted directory is complete.",
-    )
-    part.add_argument(
+    pol.add_argument(
         "--extracted",
         action="store_true",
         help="Remove only extracted directories, of entries whose archive stays.",
@@ -110,27 +145,50 @@ def configure_parser(parser) -> None:
         help="Leftovers: partial downloads (unless a download holds them), .c~ holds, trash, "
         "orphan temp dirs.",
     )
-    other.add_argument("--index-cache", action="store_true", help="The repodata cache pkgs/cache.")
     add_env_option(parser, "Also treat PREFIX as a known environment (repeatable).")
     add_lock_option(parser)
 
 
 def policy_from_args(args) -> Policy:
-    if getattr(args, "clean_all", False):
+    if args.force_pkgs_dirs:
+        # conda clean -f: everything in the writable caches; combined with nothing else
+        others = [o for o, given in _selectors(args) if given]
+        if others:
+            raise UsageError(f"-f/--force-pkgs-dirs removes everything; drop {', '.join(others)}")
+        args.temp = args.index_cache = args.logfiles = True
+    if args.tempfiles:
+        raise UsageError(
+            f"-c/--tempfiles takes no PREFIX here ({args.tempfiles[0]!r}): it removes the "
+            "caches' leftovers; for .c~ files inside an environment run `conda clean -c PREFIX`"
+        )
+    if args.tempfiles is not None:
+        args.temp = True
+    if args.tarballs and args.extracted:
+        raise UsageError("-t/--tarballs and --extracted exclude each other")
+    # conda clean -p: unused extracted directories; -pt: the unused entries whole, and the
+    # archives of the rest (what --all does with packages)
+    args.rest_tarballs = bool(args.clean_all or (args.packages and args.tarballs))
+    if args.packages:
+        args.unused = True
+        if args.tarballs:
+            args.tarballs = False
+        elif not args.clean_all:
+            args.extracted = True
+    if args.clean_all:
         others = [
             opt
             for opt, given in (
                 ("--older-than", args.older_than),
                 ("--keep-latest", args.keep_latest is not None),
                 ("--max-size", args.max_size),
-                ("--tarballs", args.tarballs),
                 ("--extracted", args.extracted),
             )
             if given
         ]
         if others:
             raise UsageError(f"--all already picks the policies; drop {', '.join(others)}")
-        args.unused = args.temp = args.index_cache = True
+        args.unused = args.temp = args.index_cache = args.logfiles = True
+        args.tarballs = False  # the archives of the rest: rest_tarballs
     try:
         older = parse_duration(args.older_than) if args.older_than else None
         max_size = parse_size(args.max_size) if args.max_size else None
@@ -152,12 +210,26 @@ def policy_from_args(args) -> Policy:
         specs=matchers(args.specs),
         grace=grace or None,
     )
-    if not (policy.selects_packages or policy.temp or policy.index_cache):
+    if not (policy.selects_packages or policy.temp or policy.index_cache or args.logfiles):
         raise UsageError(
-            "say what to clean: --unused, --older-than, --keep-latest, --max-size, --tarballs, "
-            "--extracted, --temp and/or --index-cache"
+            "say what to clean: -a/--all, -p/--packages, -t/--tarballs, -i/--index-cache, "
+            "-c/--tempfiles, -l/--logfiles, or policies: --unused, --older-than, --keep-latest, "
+            "--max-size, --extracted"
         )
     return policy
+
+
+def _selectors(args):
+    return (
+        ("--all", args.clean_all),
+        ("--packages", args.packages),
+        ("--tarballs", args.tarballs),
+        ("--unused", args.unused),
+        ("--older-than", args.older_than),
+        ("--keep-latest", args.keep_latest is not None),
+        ("--max-size", args.max_size),
+        ("--extracted", args.extracted),
+    )
 
 
 # --- shared by clean and remove ------------------------------------------------------------------
@@ -337,16 +409,63 @@ def execute(args, run) -> int:
 
     def make_plan(caches, report):
         parts = []
+        if args.force_pkgs_dirs:
+            parts.append(_plan_every_entry(caches, report, policy))
         if policy.selects_packages:
             parts.append(plan_packages(caches, report, policy, force_unsure=args.force_unsure))
-        if args.clean_all:
+        if args.rest_tarballs:
             parts.append(_tarballs_of_the_rest(caches, report, policy, parts[0]))
         if policy.temp or policy.index_cache:
             parts.append(plan_temp(caches, temp=policy.temp, index_cache=policy.index_cache))
+        if args.logfiles:
+            parts.append(_plan_logfiles(caches))
         return merge(*parts)
 
-    extra = {"policy": {**policy.to_json(), "all": bool(args.clean_all)}}
+    extra = {"policy": {**policy.to_json(), "all": bool(args.clean_all), "logfiles": args.logfiles}}
     return run_removal(run, args, make_plan, verb="clean", extra=extra)
+
+
+def _plan_every_entry(caches, report, policy):
+    """``-f``: every entry of the writable caches, whoever uses it (each item says who)."""
+    from ..usage.policies import KIND_PACKAGE, PART_ENTRY, Plan, PlanItem
+    from ..usage.policies import _entry_paths as entry_paths
+
+    writable = {c.pkgs_dir for c in caches.caches if c.is_writable}  # plan_temp names the rest
+    plan = Plan()
+    for rec in caches.records():
+        if rec.pkgs_dir not in writable:
+            continue
+        if policy.specs and not match_any(rec, policy.specs):
+            continue
+        users = sorted(report.usage_of(rec).users)
+        why = ["-f"] + (
+            [f"used by {len(users)} environment(s): {', '.join(users)}"] if users else []
+        )
+        plan.items.append(
+            PlanItem(
+                kind=KIND_PACKAGE,
+                pkgs_dir=rec.pkgs_dir,
+                name=rec.entry,
+                paths=entry_paths(rec, PART_ENTRY),
+                reasons=why,
+                record=rec,
+                url_basenames=[rec.basename + ext for ext in rec.archives],
+            )
+        )
+    return plan
+
+
+def _plan_logfiles(caches):
+    """conda's log files: the ``.logs`` directory of each writable conda cache."""
+    from ..usage.policies import KIND_TEMP, Plan, PlanItem
+
+    plan = Plan()
+    for cache in caches.writable_first():
+        logs = os.path.join(cache.pkgs_dir, ".logs")
+        if not cache.is_writable or not os.path.isdir(logs) or os.path.islink(logs):
+            continue
+        plan.items.append(PlanItem(KIND_TEMP, cache.pkgs_dir, ".logs", [logs], ["log files"]))
+    return plan
 
 
 def _tarballs_of_the_rest(caches, report, policy, entries_plan):
