@@ -157,7 +157,7 @@ def test_script_test_runs_the_commands(recipe):
     lines = _script_lines(recipe)
     assert "conda cache --help" in lines
     assert "python -m conda_cache_plus --help" in lines
-    assert any(line.startswith("conda doctor --list") and "package-cache" in line for line in lines)
+    assert any("health_checks" in line and "'package-cache'" in line for line in lines)
     # the test env of a noarch package should pin python like the import test does
     script_tests = [t for t in recipe["tests"] if "script" in t]
     run = [r for t in script_tests for r in t.get("requirements", {}).get("run", [])]
@@ -279,3 +279,39 @@ def test_parser_rejects_a_misspelt_key(rattler_build):
     broken = RECIPE_FILE.read_text(encoding="utf-8").replace("pip_check:", "pip_chek:")
     with pytest.raises(Exception, match="pip_chek"):
         _render(rattler_build, broken)
+
+
+def test_unix_only_until_windows_is_supported(recipe):
+    run = _by_name(recipe["requirements"]["run"])
+    assert "__unix" in run, "conda-forge keeps a Unix-only noarch package off Windows so"
+    readme = (RECIPE_DIR / "README.md").read_text(encoding="utf-8")
+    assert "__unix" in readme
+
+
+def test_maintainers_placeholder_is_said(recipe):
+    maintainers = recipe["extra"]["recipe-maintainers"]
+    readme = " ".join((RECIPE_DIR / "README.md").read_text(encoding="utf-8").split())
+    if any(m == "conda-cache-plus-developers" for m in maintainers):
+        assert "recipe-maintainers" in readme and "placeholder" in readme
+
+
+@pytest.mark.conda
+def test_script_tests_pass_under_this_conda(recipe, tmp_path):
+    """The recipe's test commands, run as the recipe runs them, under the conda of this venv
+    (CI: each conda from the oldest the recipe allows, 24.11, to the newest)."""
+    pytest.importorskip("conda")
+    import os
+    import shlex
+    import subprocess
+
+    py = shlex.quote(sys.executable)
+    env = dict(os.environ, CONDA_PKGS_DIRS=str(tmp_path / "pkgs"))
+    for line in _script_lines(recipe):
+        if not line or line.startswith("#"):
+            continue
+        # `conda` refuses to run outside a conda installation: the same command through python
+        cmd = re.sub(r"^conda-cache\b", f"{py} -m conda_cache_plus", line)
+        cmd = re.sub(r"^conda\b", f"{py} -m conda", cmd)
+        cmd = re.sub(r"^python\b", py, cmd)
+        proc = subprocess.run(cmd, shell=True, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{line}: {proc.stdout}{proc.stderr}"
