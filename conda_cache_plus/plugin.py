@@ -5,9 +5,28 @@ from __future__ import annotations
 
 from conda import plugins
 
+# The platform primitives the hooks' code needs: the cache locks and the extractor take fcntl
+# locks, which Windows lacks. Where one is missing a hook yields nothing, so conda carries on
+# without the plugin instead of failing later, inside its own commands (an extractor that
+# cannot import its locks would break every install).
+PRIMITIVES = ("fcntl",)
+
+
+def _primitives_present() -> bool:
+    import importlib
+
+    try:
+        for name in PRIMITIVES:
+            importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
 
 @plugins.hookimpl
 def conda_subcommands():
+    if not _primitives_present():
+        return
     from .cli import SUMMARY, conda_action, conda_configure_parser
 
     yield plugins.types.CondaSubcommand(
@@ -20,6 +39,8 @@ def conda_subcommands():
 
 @plugins.hookimpl
 def conda_health_checks():
+    if not _primitives_present():
+        return
     from .conda_layer import doctor
     from .conda_layer.compat import health_check_has_fixer
 
@@ -46,6 +67,8 @@ def conda_settings():
         plugins.types, "CondaPackageExtractor"
     ):
         return
+    if not _primitives_present():
+        return  # the settings are the extractor's, which is not registered then
     from conda.common.configuration import PrimitiveParameter
 
     from .conda_layer.extractor import (
@@ -71,7 +94,7 @@ def conda_settings():
 def conda_package_extractors():
     # conda calls this on every package-extension lookup, so it stays cheap: when the setting
     # is off nothing is registered and conda keeps its own extractor and pool.
-    if not hasattr(plugins.types, "CondaPackageExtractor"):
+    if not hasattr(plugins.types, "CondaPackageExtractor") or not _primitives_present():
         return
     from .conda_layer.extractor import EXTENSIONS, EXTRACTOR_NAME, enabled, extract
 
