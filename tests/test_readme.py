@@ -6,9 +6,10 @@ commands print, run in README order in one scratch directory shown as ``/tmp/dem
 
 The tour (the ```bash block after ``<!-- tour -->``) runs line by line in one bash process in a
 scratch directory, with the exit code of every command checked: 0 unless the line ends in
-``# exits N``. Lines ending in ``# needs conda`` run only where conda is importable (through a
-``conda`` shim calling ``python -m conda``, as a pip-installed conda has no initialised
-``conda`` command). The two commands at the top must be the ones .ci/run runs.
+``# exits N``. Lines ending in ``# needs conda`` run only where conda is importable. It runs in
+the setup the README describes (the venv activated, conda from a wheel: ``python -m conda``, as
+that ``conda`` script refuses), with no environment faked for it. The two commands at the top
+must be the ones .ci/run runs.
 """
 
 from __future__ import annotations
@@ -92,45 +93,29 @@ def test_tour_runs_verbatim(tmp_path):
     commands = _commands(_fenced_block_after("<!-- tour -->"))
     assert commands
 
+    # the setup the README describes: the venv activated (its bin first on PATH: `python`,
+    # `conda-cache`, and with a conda wheel the `conda` script that refuses to run), nothing else
+    exe_dir = Path(sys.executable).parent
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    # `python` and `conda-cache` are this interpreter's; `conda` is conda's module entry point.
-    # Shims, not symlinks: a symlinked venv python would not find its pyvenv.cfg.
-    shim = bindir / "python"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    shim.chmod(0o755)
-    exe_dir = Path(sys.executable).parent
-    if (exe_dir / "conda-cache").exists():
-        (bindir / "conda-cache").symlink_to(exe_dir / "conda-cache")
-    else:
+    if not (exe_dir / "conda-cache").exists():  # not a venv with the project installed
         shim = bindir / "conda-cache"
         shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m conda_cache_plus "$@"\n')
         shim.chmod(0o755)
-    if HAVE_CONDA:
-        shim = bindir / "conda"
-        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m conda "$@"\n')
-        shim.chmod(0o755)
-        # `conda doctor` needs an environment to report on; a user would have one activated
-        env_prefix = tmp_path / "env"
-        (env_prefix / "conda-meta").mkdir(parents=True)
-        (env_prefix / "conda-meta" / "history").touch()
-
     home = tmp_path / "home"
     home.mkdir()
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     env = {
-        "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": os.pathsep.join([str(bindir), str(exe_dir), os.environ.get("PATH", "")]),
+        "VIRTUAL_ENV": str(exe_dir.parent),
         "HOME": str(home),
         "TMPDIR": str(scratch),
         "LANG": os.environ.get("LANG", "C.UTF-8"),
         "XDG_CACHE_HOME": str(home / ".cache"),
-        "CONDA_SOLVER": "classic",
-        "CONDA_REGISTER_ENVS": "false",
+        "XDG_CONFIG_HOME": str(home / ".config"),
         "CONDA_PKGS_DIRS": str(home / "default-pkgs"),
     }
-    if HAVE_CONDA:
-        env["CONDA_PREFIX"] = str(tmp_path / "env")
 
     script = []
     expected: list[tuple[str, int]] = []
@@ -157,6 +142,8 @@ def test_tour_runs_verbatim(tmp_path):
             f"README tour line {command!r} exited {got.get(index)}, expected {want}\n"
             f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
         )
+    if HAVE_CONDA:  # what the README says conda doctor shows
+        assert "❌ 1 damaged package(s) in the package caches" in proc.stdout, proc.stdout
 
 
 # -- example outputs ------------------------------------------------------------------------------
