@@ -8,7 +8,7 @@ server it is a mirror). The JSON result is described by docs/schemas/export.json
 from __future__ import annotations
 
 import os
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 
 from ..envs.discovery import Environment, is_environment
 from ..exceptions import EXIT_PROBLEMS_FOUND, UsageError
@@ -21,7 +21,8 @@ from . import add_specs
 from .main_usage import add_env_option
 
 JSON_VERSION = 1
-EXPORT_LOCK = ".conda-cache-export.lock"
+# what exports before 0.1 left in the channel; the lock is now on the directory itself
+OLD_EXPORT_LOCK = ".conda-cache-export.lock"
 
 
 def configure_parser(parser) -> None:
@@ -42,11 +43,13 @@ def select_records(caches: PackageCaches, specs, env_prefixes: list[str]):
     if not specs and not env_prefixes:
         return records, []
     chosen: dict[int, object] = {}
-    if specs:
-        for rec in records:
-            if any(m.match(rec) for m in specs):
-                chosen[id(rec)] = rec
     missing: list[engine.Finding] = []
+    if specs:
+        picked = [rec for rec in records if any(m.match(rec) for m in specs)]
+        # what they depend on comes along, so the channel installs them on its own
+        picked, missing = engine.with_dependencies(picked, records)
+        for rec in picked:
+            chosen[id(rec)] = rec
     if env_prefixes:
         from ..usage.graph import scan_usage
 
@@ -71,6 +74,47 @@ def select_records(caches: PackageCaches, specs, env_prefixes: list[str]):
     return [r for r in records if id(r) in chosen], missing
 
 
+@contextmanager
+def directory_lock(path: str, *, on_wait=None, poll: float = 0.2):
+    """An exclusive flock on the directory itself: two exports into one channel take turns,
+    and nothing is left in the channel (a lock file there would be served with it)."""
+    import fcntl
+    import time
+
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not told and on_wait is not None:
+                    on_wait(f"waiting for another export into {path} ...")
+                    told = True
+                time.sleep(poll)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _drop_old_lock_file(channel_dir: str) -> None:
+    try:
+        os.unlink(os.path.join(channel_dir, OLD_EXPORT_LOCK))
+    except OSError:
+        pass
+
+
+def _install_hint(channel_dir: str, specs: list[str]) -> str:
+    import shlex
+
+    wanted = " ".join(shlex.quote(s) for s in specs) or "PACKAGE ..."
+    return (
+        f"Install from it: conda create -p ENV --offline -c {shlex.quote('file://' + channel_dir)}"
+        f" --override-channels {wanted}"
+    )
+
+
 def execute(args, run) -> int:
     channel_dir = os.path.abspath(os.path.expanduser(args.channel_dir))
     if os.path.exists(channel_dir) and not os.path.isdir(channel_dir):
@@ -86,11 +130,8 @@ def execute(args, run) -> int:
         if not run.dry_run:
             # Two exports into one channel would interleave their repodata.json rewrites.
             os.makedirs(channel_dir, exist_ok=True)
-            stack.enter_context(
-                FileLock(
-                    os.path.join(channel_dir, EXPORT_LOCK), timeout=None, on_wait=run.out.message
-                )
-            )
+            stack.enter_context(directory_lock(channel_dir, on_wait=run.out.message))
+            _drop_old_lock_file(channel_dir)
             # A clean waits until the archives are copied (fetch takes the same shared lock).
             for cache in caches.writable():
                 stack.enter_context(
@@ -121,6 +162,6 @@ def execute(args, run) -> int:
     if run.dry_run:
         text += "\nDry run: nothing was changed."
     else:
-        text += f"\nInstall from it: conda create -c file://{channel_dir} --override-channels ..."
+        text += "\n" + _install_hint(channel_dir, list(args.specs or []))
     run.out.result(data, text)
     return EXIT_PROBLEMS_FOUND if plan.problems else 0

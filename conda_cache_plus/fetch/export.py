@@ -52,7 +52,8 @@ BAD_NAME = "bad_name"  # a file name or subdir that cannot go into a channel
 NOT_CACHED = "not_cached"  # an environment's package that no cache holds
 DROPPED = "dropped"  # an earlier export's record whose archive is gone from DIR
 UNINDEXED = "unindexed"  # an archive in DIR that no repodata.json lists
-PROBLEM_KINDS = frozenset({MISMATCH, CONFLICT, UNREADABLE, BAD_NAME})
+MISSING_DEPENDENCY = "missing_dependency"  # a dependency of an exported package no cache holds
+PROBLEM_KINDS = frozenset({MISMATCH, CONFLICT, UNREADABLE, BAD_NAME, MISSING_DEPENDENCY})
 
 
 @dataclass
@@ -276,6 +277,67 @@ def _same_file(a: str, b: str) -> bool:
 
 
 # -- planning --------------------------------------------------------------------------------------
+def with_dependencies(chosen: list, records: list) -> tuple[list, list[Finding]]:
+    """``chosen`` and, transitively, the cached packages their ``depends`` need (the newest
+    match, in a compatible subdir), so that the channel installs on its own; a dependency no
+    cached package satisfies is a MISSING_DEPENDENCY finding naming the spec and who needs it.
+    Virtual packages (``__glibc``, ...) are the installer's, not the channel's."""
+    from .exceptions import InvalidSpecError
+    from .match import SpecMatcher, version_sort_keys
+
+    keys = version_sort_keys(r.version for r in records)
+
+    def newest_first(recs):
+        return sorted(recs, key=lambda r: (keys[r.version], r.build_number, bool(r.archives)))[::-1]
+
+    by_name: dict[str, list] = {}
+    for rec in records:
+        by_name.setdefault(rec.name, []).append(rec)
+    out = list(chosen)
+    taken = {id(r) for r in out}
+    findings: list[Finding] = []
+    queue = list(out)
+    seen_specs: set[tuple[str, str]] = set()
+    while queue:
+        rec = queue.pop(0)
+        subdir = subdir_of(rec)
+        for dep in rec.data.get("depends") or []:
+            if not isinstance(dep, str) or dep.startswith("__"):
+                continue
+            if (dep, subdir) in seen_specs:
+                continue
+            seen_specs.add((dep, subdir))
+            name = dep.split()[0].split("[")[0]
+            try:
+                matcher = SpecMatcher(dep)
+            except InvalidSpecError:
+                findings.append(
+                    Finding(MISSING_DEPENDENCY, rec.entry, f"cannot read its dependency {dep!r}")
+                )
+                continue
+            fits = [
+                r
+                for r in by_name.get(name, [])
+                if matcher.match(r) and (subdir == "noarch" or subdir_of(r) in ("noarch", subdir))
+            ]
+            if not fits:
+                findings.append(
+                    Finding(
+                        MISSING_DEPENDENCY,
+                        f"{dep} (needed by {rec.entry})",
+                        "no cached package satisfies it: fetch it, then export again",
+                    )
+                )
+                continue
+            if any(id(r) in taken for r in fits):
+                continue
+            best = newest_first(fits)[0]
+            taken.add(id(best))
+            out.append(best)
+            queue.append(best)
+    return out, findings
+
+
 def plan_export(
     records: list[PackageCacheRecord],
     channel_dir: str,
