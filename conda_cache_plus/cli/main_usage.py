@@ -11,6 +11,7 @@ import datetime
 import os
 
 from ..envs.discovery import known_environments
+from ..exceptions import UsageError
 from ..layouts.caches import PackageCaches
 from ..layouts.inventory import select, sort_records
 from ..model.gcpause import no_gc
@@ -268,6 +269,14 @@ def execute(args, run) -> int:
 
 
 def _execute(args, run) -> int:
+    if args.env_prefixes:
+        ignored = [o for o, given in (("--sizes", args.sizes), ("--unused-only", args.unused_only),
+                                      ("SPEC", args.specs)) if given]  # fmt: skip
+        if ignored:
+            raise UsageError(
+                f"{' and '.join(ignored)} select cache entries; --env shows an environment's "
+                "packages instead: drop --env to see the entries, or drop " + " and ".join(ignored)
+            )
     envs = environments(run, args)
     if args.env_prefixes:
         data = build_envs(run, args, envs)
