@@ -2,13 +2,14 @@
 an environment of a pixi.lock with py-rattler.
 
     python rattler_lock.py write CHANNEL_URL OUT PLATFORM[,...] ENV=SPEC[,...] [pypi=NAME@URL]...
-    python rattler_lock.py install LOCKFILE ENV PLATFORM PREFIX CACHE_DIR [URL_PREFIX=REPLACEMENT]
+    python rattler_lock.py install LOCKFILE ENV PLATFORM PREFIX CACHE_DIR [ARCHIVES_DIR]
 
 ``write`` solves each environment against the channel for PLATFORM (plus noarch), adds the PyPI
 packages to every environment, and writes the lockfile. ``install`` reads the lockfile with
-py-rattler and installs the environment's conda packages, optionally with their URLs' prefix
-replaced (to install from where fetch put the archives). Both print one line and end with
-``os._exit``: py-rattler's interpreter may abort at exit once the work is done.
+py-rattler and installs the environment's conda packages; with ARCHIVES_DIR, each archive is
+taken from that directory (a conda package cache, where fetch put them) instead of its URL.
+Both print one line and end with ``os._exit``: py-rattler's interpreter may abort at exit once
+the work is done.
 """
 
 import asyncio
@@ -42,7 +43,9 @@ async def write(channel: str, out: str, platform: str, args: list[str]) -> None:
     print(out)
 
 
-async def install(lockfile: str, env: str, platform: str, prefix: str, cache: str, swap) -> None:
+async def install(
+    lockfile: str, env: str, platform: str, prefix: str, cache: str, archives
+) -> None:
     import rattler
     from rattler import LockFile
 
@@ -50,10 +53,11 @@ async def install(lockfile: str, env: str, platform: str, prefix: str, cache: st
     environment = lock.environment(env)
     plat = next(p for p in environment.platforms() if p.name == platform)
     records = environment.conda_repodata_records_for_platform(plat) or []
-    if swap:
-        old, new = swap.split("=", 1)
+    if archives:
+        from pathlib import Path
+
         for record in records:
-            record.url = record.url.replace(old, new, 1)
+            record.url = (Path(archives) / record.url.rsplit("/", 1)[-1]).as_uri()
     await rattler.install(records, target_prefix=prefix, cache_dir=cache, show_progress=False)
     print(" ".join(sorted(f"{r.name.normalized}-{r.version}-{r.build}" for r in records)))
 
@@ -64,8 +68,8 @@ if __name__ == "__main__":
         if sys.argv[1] == "write":
             asyncio.run(write(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]))
         else:
-            swap = sys.argv[7] if len(sys.argv) > 7 else None
-            asyncio.run(install(*sys.argv[2:7], swap))
+            archives = sys.argv[7] if len(sys.argv) > 7 else None
+            asyncio.run(install(*sys.argv[2:7], archives))
     except Exception as exc:  # reported, then the same hard exit
         print(f"rattler_lock: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = 1

@@ -1,16 +1,19 @@
 """``conda cache fetch (FILE|URL)...``: download and extract packages into the cache.
 
 Inputs: ``@EXPLICIT`` files (paths or URLs; ``conda list --explicit [--md5|--sha256]``,
-conda-lock's explicit render), package URLs or paths (``URL#md5``, ``URL#sha256:...``), or, with
-``--repodata``, package file names / ``name-version-build`` / names (globs allowed) looked up
-in a channel's ``repodata.json``. The JSON result is described by docs/schemas/fetch.json.
+conda-lock's explicit render), lockfiles (``conda-lock.yml`` v1, ``pixi.lock`` v6 and v7: the
+conda packages of ``--platform``, default this machine's, plus noarch; for pixi, of
+``--environment``, default all), package URLs or paths (``URL#md5``, ``URL#sha256:...``), or,
+with ``--repodata``, package file names / ``name-version-build`` / names (globs allowed) looked
+up in a channel's ``repodata.json``. The JSON result is described by docs/schemas/fetch.json.
 """
 
 from __future__ import annotations
 
 import os
 
-from ..exceptions import FetchFailedError, InvalidSpecError, UsageError
+from ..exceptions import FetchFailedError, InputError, InvalidSpecError, UsageError
+from ..fetch import lockfiles
 from ..fetch import pipeline as engine_pipeline
 from ..fetch import plan as engine_plan
 from ..fetch import refs as engine_refs
@@ -30,8 +33,22 @@ def configure_parser(parser) -> None:
         "sources",
         nargs="*",
         metavar="FILE|URL",
-        help="@EXPLICIT files (path or URL) or package URLs/paths (URL#md5, URL#sha256:HEX); "
-        "with --repodata also package names, file names or globs.",
+        help="@EXPLICIT files, conda-lock.yml or pixi.lock files (path or URL), or package "
+        "URLs/paths (URL#md5, URL#sha256:HEX); with --repodata also package names, file names "
+        "or globs.",
+    )
+    parser.add_argument(
+        "--platform",
+        metavar="SUBDIR",
+        help="Lockfiles: the platform whose packages to fetch, plus noarch (default: this "
+        "machine's, e.g. linux-64; in pixi.lock v7 also a platform's name).",
+    )
+    parser.add_argument(
+        "--environment",
+        dest="lock_environments",
+        action="append",
+        metavar="NAME",
+        help="pixi.lock: only this environment's packages (repeatable; default: all).",
     )
     parser.add_argument(
         "--repodata",
@@ -60,19 +77,30 @@ def configure_parser(parser) -> None:
 
 
 def gather_refs(
-    sources: list[str], repodata_source: str | None, run
+    sources: list[str],
+    repodata_source: str | None,
+    run,
+    *,
+    platform: str | None = None,
+    environments: list[str] | None = None,
+    read: list | None = None,
 ) -> list[engine_refs.PackageRef]:
+    """The packages the inputs name. ``read`` collects the lockfiles read (LockfileContents)."""
     refs: list[engine_refs.PackageRef] = []
     patterns: list[str] = []
+    read = [] if read is None else read
     for source in sources:
         bare = source.split("#", 1)[0]
         if package_extension(bare) and ("://" in bare or os.path.isfile(os.path.expanduser(bare))):
             refs.append(engine_refs.ref_from_url(source))
         elif "://" in source:
-            text = read_url_bytes(source, run).decode("utf-8", "replace")
-            refs += engine_refs.parse_explicit(text)
+            raw = read_url_bytes(source, run)
+            text = engine_refs.decode_utf8(raw, source, "a fetch input")
+            refs += refs_from_text(source, text, platform, environments, read)
         elif os.path.isfile(os.path.expanduser(source)):
-            refs += engine_refs.parse_explicit(os.path.expanduser(source))
+            path = os.path.expanduser(source)
+            text = engine_refs.read_text_file(path, "a fetch input")
+            refs += refs_from_text(path, text, platform, environments, read)
         elif repodata_source:
             patterns.append(source)
         elif package_extension(bare):
@@ -81,12 +109,52 @@ def gather_refs(
             raise InvalidSpecError(
                 source, "not a file, a URL or a package (package names need --repodata)"
             )
+    if not read and (platform or environments):
+        raise UsageError(
+            "--platform and --environment are for lockfiles (conda-lock.yml, pixi.lock)"
+        )
     if repodata_source:
         if not patterns:
             raise UsageError("--repodata needs package names (or globs) to fetch")
         data, base = engine_refs.load_repodata(repodata_source, run)
         refs += engine_refs.refs_from_repodata(data, base, patterns)
     return refs
+
+
+def _first_line(text: str) -> str | None:
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            return line
+    return None
+
+
+def refs_from_text(source: str, text: str, platform, environments, read: list):
+    """An input file's packages: a lockfile's, or an @EXPLICIT list's; anything else is a usage
+    error naming the inputs fetch reads."""
+    if lockfiles.detect(text):
+        contents = lockfiles.read_lockfile(
+            source, text, platform=platform, environments=environments
+        )
+        read.append(contents)
+        refs = []
+        for p in contents.packages:
+            ref = engine_refs.ref_from_url(p.url, source)
+            ref.md5, ref.sha256, ref.size = p.md5, p.sha256, p.size
+            refs.append(ref)
+        return refs
+    first = _first_line(text)
+    if first is not None and not first.startswith("@"):
+        try:
+            engine_refs.ref_from_url(first, source)
+        except InvalidSpecError:
+            raise InputError(
+                source,
+                f"not a fetch input (first line {first[:60]!r}); fetch reads "
+                + lockfiles.KNOWN_INPUTS,
+            ) from None
+    # a path again, so that a bad line's error names the file
+    return engine_refs.parse_explicit(source if "://" not in source else text)
 
 
 def _summary_text(summary, elapsed: float, verbose: int = 0) -> str:
@@ -149,7 +217,19 @@ def execute(args, run) -> int:
         value = getattr(args, opt)
         if value is not None and value < 1:
             raise UsageError(f"--{opt.replace('_', '-')} must be at least 1")
-    refs = gather_refs(args.sources, args.repodata_source, run)
+    read: list = []
+    refs = gather_refs(
+        args.sources,
+        args.repodata_source,
+        run,
+        platform=args.platform,
+        environments=args.lock_environments,
+        read=read,
+    )
+    for contents in read:
+        note = contents.skipped_note()
+        if note:
+            run.out.message(note)
     refused = [r for r in refs if r.refused]
     caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
     force = {r.fn for r in refs} if args.refetch else frozenset()
@@ -164,6 +244,7 @@ def execute(args, run) -> int:
         "summary": None,
         "packages": [],
         "failures": [],
+        "lockfiles": [c.to_json() for c in read],
     }
     if run.dry_run:
         text = engine_fetch_report.describe_plan(fetch_plan)

@@ -21,7 +21,7 @@ from lockfile_world import (
 )
 
 from conda_cache_plus.exceptions import InputError, UsageError
-from conda_cache_plus.lockfiles import (
+from conda_cache_plus.fetch.lockfiles import (
     CONDA_LOCK,
     PIXI_LOCK,
     LockedPackage,

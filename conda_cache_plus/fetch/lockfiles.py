@@ -24,8 +24,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
-from .exceptions import InputError, UsageError
-from .layout import package_extension
+from ..exceptions import InputError, UsageError
+from ..model.filenames import package_extension
 
 CONDA_LOCK = "conda-lock.yml"
 PIXI_LOCK = "pixi.lock"
