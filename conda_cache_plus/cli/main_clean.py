@@ -281,7 +281,8 @@ def _item_table(items) -> str:
         if len({r[-1] for r in rows}) == 1:  # all planned, or all removed (the heading says so)
             headers, rows = headers[:-1], [r[:-1] for r in rows]
         out.append(f"# in cache at {pkgs_dir}:")
-        out.append(table(headers, rows, right={2}, shrink=(3, 1, 4), indent=2))
+        # the entry is never cut: a plan that hides what goes is no plan
+        out.append(table(headers, rows, right={2}, shrink=(3, 4), indent=2, key=1))
     return "\n".join(out)
 
 

@@ -29,6 +29,12 @@ def use_color() -> bool:
 
 def width() -> int:
     """The columns to fit: the terminal's when stdout is one (``COLUMNS`` wins), else 80."""
+    return fit_width() or WIDTH
+
+
+def fit_width() -> int | None:
+    """The columns a table must fit: ``COLUMNS`` (when set) or the terminal's; None when stdout
+    is no terminal (a pipe, a file): piped output is never cut, a reader may need every cell."""
     env = os.environ.get("COLUMNS", "")
     if env.isdigit() and int(env) >= 20:
         return int(env)
@@ -37,7 +43,7 @@ def width() -> int:
             return max(20, os.get_terminal_size(sys.stdout.fileno()).columns)
     except (OSError, ValueError, AttributeError):
         pass
-    return WIDTH
+    return None
 
 
 def shorten(text: str, n: int) -> str:
@@ -58,18 +64,26 @@ def table(
     shrink: tuple[int, ...] = (),
     indent: int = 0,
     max_width: int | None = None,
+    key: int = 0,
 ) -> str:
     """Aligned columns; ``right`` holds the indexes of right-aligned (numeric) columns.
 
-    When the table is wider than :func:`width` (minus ``indent``), the columns in ``shrink`` give
-    up characters (widest first, down to their heading), their cells elided in the middle.
+    At a terminal narrower than the table (``COLUMNS`` counts as one), the columns in ``shrink``
+    give up characters (widest first, down to their heading), their cells elided in the middle;
+    if that is not enough, each row becomes a block: its ``key`` cell whole, then one
+    ``Heading: cell`` line per other column. Piped output is never cut.
     """
     right = right or set()
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
-    limit = (max_width or width()) - indent
+    fit = max_width or fit_width()
+    if fit is None:
+        shrink = ()
+        limit = sum(widths) + 2 * len(widths)
+    else:
+        limit = fit - indent
     excess = sum(widths) + 2 * (len(widths) - 1) - limit
     while excess > 0 and shrink:
         floor = {i: max(len(headers[i]), 8) for i in shrink if i < len(widths)}
@@ -79,6 +93,8 @@ def table(
         widest = max(candidates, key=lambda i: widths[i])
         widths[widest] -= 1
         excess -= 1
+    if excess > 0:
+        return _blocks(headers, rows, key, limit)
 
     def fmt(row: list[str]) -> str:
         cells = [
@@ -93,6 +109,20 @@ def table(
     if use_color():
         head = f"\033[1m{head}\033[0m"
     return "\n".join([head, *(fmt(r) for r in rows)])
+
+
+def _blocks(headers: list[str], rows: list[list[str]], key: int, limit: int) -> str:
+    """A table too wide for the terminal, one block per row: nothing is cut, which row is
+    which stays plain (its key cell first, whole), and the other cells wrap under it."""
+    out = []
+    for row in rows:
+        if row[key]:  # a row without one continues the block above
+            out.append(row[key])
+        for i, cell in enumerate(row):
+            if i == key or not cell or not headers[i]:
+                continue
+            out.append(wrap(f"  {headers[i]}: {cell}", "    ", max_width=max(limit, 20)))
+    return "\n".join(out)
 
 
 def wrap(text: str, indent: str = "", max_width: int | None = None) -> str:

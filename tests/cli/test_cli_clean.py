@@ -328,7 +328,9 @@ def test_clean_all_removes_every_safe_thing_and_breaks_no_environment(world):
         fh.write("{}")
     with open(os.path.join(world.pkgs, "zeta-1-0.conda.partial"), "wb") as fh:
         fh.write(b"x" * 10)
-    dry = cli(world, "clean", "--all", "--dry-run", check=True).stdout
+    # at an 80-column terminal (piped output is never cut)
+    at80 = {**world.env, "COLUMNS": "80"}
+    dry = run_cli("clean", "--all", "--dry-run", "--grace", "0", env=at80, check=True).stdout
     assert "Would remove" in dry
     assert all(len(line) <= 80 for line in dry.splitlines() if "# in cache at" not in line)
     data = json.loads(cli(world, "clean", "--all", "--yes", "--json", check=True).stdout)

@@ -11,7 +11,8 @@ NO_CONDA = {"CONDA_CACHE_PLUS_NO_CONDA": "1"}
 
 
 def test_list_table_and_json(cache):
-    proc = run_cli("list", "--pkgs-dir", str(cache), env=NO_CONDA, check=True)
+    # an 80-column terminal (piped output is never cut)
+    proc = run_cli("list", "--pkgs-dir", str(cache), env={**NO_CONDA, "COLUMNS": "80"}, check=True)
     lines = proc.stdout.splitlines()
     # one heading per cache (as `conda list` has per prefix), no Cache column, 80 columns
     assert lines[0] == f"# packages in cache at {cache}:"
