@@ -305,10 +305,42 @@ def conda_configure_parser(parser: argparse.ArgumentParser) -> None:
     configure_parser(parser, conda=True)
 
 
-def build_standalone_parser() -> argparse.ArgumentParser:
+def _json_usage_errors() -> type:
+    """argparse's parser whose usage errors are also a JSON document on stdout (the one a
+    verb's usage error gives), beside argparse's usage lines on stderr: for ``--json``. Made
+    when needed, as argparse itself is imported only then."""
+    import argparse
+    import json
+
+    class JsonUsageErrors(argparse.ArgumentParser):
+        def error(self, message: str):
+            doc = {
+                "version": 1,
+                "error": f"{self.prog}: {message}",
+                "exception_name": "UsageError",
+                "exit_code": 2,
+            }
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+            sys.stdout.flush()
+            super().error(message)
+
+    return JsonUsageErrors
+
+
+def _wants_json(argv: list[str]) -> bool:
+    if "--json" in argv or "--console=json" in argv:
+        return True
+    if any(a == "--console" and argv[i + 1] == "json" for i, a in enumerate(argv[:-1])):
+        return True
+    return os.environ.get("CONDA_CONSOLE") == "json"
+
+
+def build_standalone_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="conda-cache", add_help=True)
+    cls = _json_usage_errors() if json_errors else argparse.ArgumentParser
+    # the verbs' sub-parsers are of the same class (argparse's default for add_subparsers)
+    parser = cls(prog="conda-cache", add_help=True)
     parser.add_argument("-V", "--version", action="version", version=f"conda-cache {__version__}")
     configure_parser(parser, conda=False)
     return parser
@@ -323,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..conda_layer.compat import install_host_if_importable
 
     install_host_if_importable()
-    parser = build_standalone_parser()
+    parser = build_standalone_parser(
+        json_errors=_wants_json(sys.argv[1:] if argv is None else list(argv))
+    )
     args = parser.parse_args(argv)
     return dispatch(args, run_standalone(args))

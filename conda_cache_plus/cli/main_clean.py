@@ -32,14 +32,14 @@ JSON_VERSION = 1
 GRACE_ENV = "CONDA_CACHE_PLUS_GRACE"
 
 
-def add_lock_option(parser) -> None:
+def add_lock_option(parser, *, default: float | None = 60.0, default_text: str = "60") -> None:
     parser.add_argument(
         "--lock-timeout",
         type=float,
-        default=60.0,
+        default=default,
         metavar="SECONDS",
         help="How long to wait for other conda/mamba/pixi processes to release the cache "
-        "(default 60).",
+        f"(default {default_text}).",
     )
 
 

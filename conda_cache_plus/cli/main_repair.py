@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..exceptions import EXIT_OK, EXIT_PROBLEMS_FOUND, DryRunExit, UserAbort
+from ..gateways.locks import lock_timeout
 from ..integrity.repair import SKIP, execute_plan, plan_repair
 from ..integrity.verify import verify_caches
 from ..layouts.caches import PackageCaches
@@ -73,7 +74,9 @@ def execute(args, run) -> int:
     run.out.message(describe_plan(plan, report, run.verbose))
     if not run.out.confirm("Repair these packages?"):
         raise UserAbort()
-    stats = execute_plan(plan, run, lock_timeout=args.lock_timeout)
+    # the entries' locks (execute_plan) and those its helpers take: the cache's, rattler's
+    with lock_timeout(args.lock_timeout):
+        stats = execute_plan(plan, run, lock_timeout=args.lock_timeout)
     data["actions"] = [a.to_json() for a in plan.actions]
     data["stats"] = stats
     text = "\n".join([describe_result(plan, stats), *not_found_lines(not_found)])

@@ -38,7 +38,7 @@ from ..exceptions import (
 from ..model.cache_paths import CacheLayout
 from . import tarstream, tmptree
 from .cachedir import ensure_cache_dir
-from .locks import FileLock
+from .locks import FileLock, wait_limit
 from .package_stream import Hasher, PackageFormatError, package_format, stream_members
 from .tmptree import TempTree
 
@@ -742,7 +742,7 @@ def install_entry(layout: CacheLayout, entry: str, archive: str, record: dict | 
         lock.acquire()
     except LockTimeoutError:
         waited = True
-        lock = FileLock(layout.entry_lock(entry), timeout=ENTRY_LOCK_TIMEOUT)
+        lock = FileLock(layout.entry_lock(entry), timeout=wait_limit(ENTRY_LOCK_TIMEOUT))
         lock.acquire()
     try:
         if waited and _entry_matches(final, record, archive):

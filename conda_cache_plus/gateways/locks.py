@@ -23,6 +23,7 @@ are created group-writable, so no member's lock file ever shuts the others out.
 from __future__ import annotations
 
 import _thread
+import contextvars
 import errno
 import fcntl
 import os
@@ -445,10 +446,40 @@ def _getlk(fd: int, length: int, start: int) -> bool:
         return False
 
 
+# A verb's --lock-timeout, for the locks taken deep below it by helpers that choose their own
+# wait (repair re-extracts and removes through them): set for the verb's run, read by the
+# helpers where they would otherwise use their default.
+_LOCK_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "conda_cache_plus_lock_timeout", default=None
+)
+# "the verb's --lock-timeout, else my own default": what a helper's timeout defaults to
+DEFAULT_WAIT = object()
+
+
 @contextmanager
-def cache_write_lock(layout, *, timeout: float | None = 60.0, on_wait=None):
+def lock_timeout(seconds: float | None):
+    """Within this block, helpers wait at most ``seconds`` for a busy cache lock (None: their
+    own default)."""
+    token = _LOCK_TIMEOUT.set(seconds)
+    try:
+        yield
+    finally:
+        _LOCK_TIMEOUT.reset(token)
+
+
+def wait_limit(default: float | None) -> float | None:
+    """How long a helper waits for a busy lock: the verb's --lock-timeout, else ``default``."""
+    chosen = _LOCK_TIMEOUT.get()
+    return default if chosen is None else chosen
+
+
+@contextmanager
+def cache_write_lock(layout, *, timeout=DEFAULT_WAIT, on_wait=None):
     """Exclusive hold on a whole pkgs dir while removing: ours, plus mamba's and rattler's locks
-    when those files exist, so a concurrent mamba/pixi waits for us and we wait for them."""
+    when those files exist, so a concurrent mamba/pixi waits for us and we wait for them.
+    ``timeout`` (seconds, None for ever): by default the verb's --lock-timeout, else 60."""
+    if timeout is DEFAULT_WAIT:
+        timeout = wait_limit(60.0)
     held: list[FileLock] = []
     try:
         try:

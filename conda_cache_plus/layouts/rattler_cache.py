@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..exceptions import LockTimeoutError
+from ..gateways.locks import DEFAULT_WAIT, wait_limit
 from ..model.records import SOURCE_RATTLER, PackageCacheRecord, sanitize
 
 GLOBAL_LOCK = ".cache.lock"
@@ -330,10 +331,13 @@ def writability(pkgs_dir: str) -> tuple[bool | None, str]:
 
 # --- the global lock ------------------------------------------------------------------------------
 @contextmanager
-def global_lock(pkgs_dir: str, *, timeout: float | None = 60.0, on_wait=None):
+def global_lock(pkgs_dir: str, *, timeout=DEFAULT_WAIT, on_wait=None):
     """Hold rattler's ``.cache.lock`` exclusively, as ``CacheGlobalLock::acquire`` does (open
     read-write, create, never truncate; ``flock``). Kept apart from our own lock helpers on
-    purpose: those may move to ``fcntl`` record locks, which do not exclude an ``flock``."""
+    purpose: those may move to ``fcntl`` record locks, which do not exclude an ``flock``.
+    ``timeout`` (seconds, None for ever): by default the verb's --lock-timeout, else 60."""
+    if timeout is DEFAULT_WAIT:
+        timeout = wait_limit(60.0)
     path = os.path.join(pkgs_dir, GLOBAL_LOCK)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     start = time.monotonic()
