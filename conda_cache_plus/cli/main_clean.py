@@ -8,7 +8,7 @@ import os
 from ..exceptions import UsageError, UserAbort
 from ..layouts.caches import PackageCaches
 from ..model.gcpause import no_gc
-from ..model.match import match_any, matchers
+from ..model.match import matchers
 from ..model.sizes import human_bytes, parse_size
 from ..ui.text import table, wrap
 from ..usage.graph import scan_usage
@@ -21,6 +21,8 @@ from ..usage.policies import (
     measure_plan,
     merge,
     parse_duration,
+    plan_every_entry,
+    plan_logfiles,
     plan_packages,
     plan_temp,
 )
@@ -411,7 +413,7 @@ def execute(args, run) -> int:
     def make_plan(caches, report):
         parts = []
         if args.force_pkgs_dirs:
-            parts.append(_plan_every_entry(caches, report, policy))
+            parts.append(plan_every_entry(caches, report, policy.specs))
         if policy.selects_packages:
             parts.append(plan_packages(caches, report, policy, force_unsure=args.force_unsure))
         if args.rest_tarballs:
@@ -419,54 +421,11 @@ def execute(args, run) -> int:
         if policy.temp or policy.index_cache:
             parts.append(plan_temp(caches, temp=policy.temp, index_cache=policy.index_cache))
         if args.logfiles:
-            parts.append(_plan_logfiles(caches))
+            parts.append(plan_logfiles(caches))
         return merge(*parts)
 
     extra = {"policy": {**policy.to_json(), "all": bool(args.clean_all), "logfiles": args.logfiles}}
     return run_removal(run, args, make_plan, verb="clean", extra=extra)
-
-
-def _plan_every_entry(caches, report, policy):
-    """``-f``: every entry of the writable caches, whoever uses it (each item says who)."""
-    from ..usage.policies import KIND_PACKAGE, PART_ENTRY, Plan, PlanItem
-    from ..usage.policies import _entry_paths as entry_paths
-
-    writable = {c.pkgs_dir for c in caches.caches if c.is_writable}  # plan_temp names the rest
-    plan = Plan()
-    for rec in caches.records():
-        if rec.pkgs_dir not in writable:
-            continue
-        if policy.specs and not match_any(rec, policy.specs):
-            continue
-        users = sorted(report.usage_of(rec).users)
-        why = ["-f"] + (
-            [f"used by {len(users)} environment(s): {', '.join(users)}"] if users else []
-        )
-        plan.items.append(
-            PlanItem(
-                kind=KIND_PACKAGE,
-                pkgs_dir=rec.pkgs_dir,
-                name=rec.entry,
-                paths=entry_paths(rec, PART_ENTRY),
-                reasons=why,
-                record=rec,
-                url_basenames=[rec.basename + ext for ext in rec.archives],
-            )
-        )
-    return plan
-
-
-def _plan_logfiles(caches):
-    """conda's log files: the ``.logs`` directory of each writable conda cache."""
-    from ..usage.policies import KIND_TEMP, Plan, PlanItem
-
-    plan = Plan()
-    for cache in caches.writable_first():
-        logs = os.path.join(cache.pkgs_dir, ".logs")
-        if not cache.is_writable or not os.path.isdir(logs) or os.path.islink(logs):
-            continue
-        plan.items.append(PlanItem(KIND_TEMP, cache.pkgs_dir, ".logs", [logs], ["log files"]))
-    return plan
 
 
 def _tarballs_of_the_rest(caches, report, policy, entries_plan):

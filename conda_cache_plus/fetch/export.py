@@ -282,8 +282,8 @@ def with_dependencies(chosen: list, records: list) -> tuple[list, list[Finding]]
     match, in a compatible subdir), so that the channel installs on its own; a dependency no
     cached package satisfies is a MISSING_DEPENDENCY finding naming the spec and who needs it.
     Virtual packages (``__glibc``, ...) are the installer's, not the channel's."""
-    from .exceptions import InvalidSpecError
-    from .match import SpecMatcher, version_sort_keys
+    from ..exceptions import InvalidSpecError
+    from ..model.match import SpecMatcher, version_sort_keys
 
     keys = version_sort_keys(r.version for r in records)
 

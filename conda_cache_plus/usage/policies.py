@@ -624,6 +624,43 @@ def plan_temp(caches, *, now: float | None = None, index_cache: bool, temp: bool
     return plan
 
 
+def plan_logfiles(caches) -> Plan:
+    """conda's log files (``clean -l``): the ``.logs`` directory of each writable cache."""
+    plan = Plan()
+    for cache in caches.writable_first():
+        logs = os.path.join(cache.pkgs_dir, ".logs")
+        if not cache.is_writable or not os.path.isdir(logs) or os.path.islink(logs):
+            continue
+        plan.items.append(PlanItem(KIND_TEMP, cache.pkgs_dir, ".logs", [logs], ["log files"]))
+    return plan
+
+
+def plan_every_entry(caches, report, specs=()) -> Plan:
+    """``clean -f`` (conda's --force-pkgs-dirs): every entry of the writable caches matching
+    ``specs``, whoever uses it; each item says who does. Read-only caches: plan_temp names them."""
+    writable = {c.pkgs_dir for c in caches.caches if c.is_writable}
+    plan = Plan()
+    for rec in caches.records():
+        if rec.pkgs_dir not in writable or (specs and not match_any(rec, specs)):
+            continue
+        users = sorted(report.usage_of(rec).users)
+        why = ["-f"]
+        if users:
+            why.append(f"used by {len(users)} environment(s): {', '.join(users)}")
+        plan.items.append(
+            PlanItem(
+                kind=KIND_PACKAGE,
+                pkgs_dir=rec.pkgs_dir,
+                name=rec.entry,
+                paths=_entry_paths(rec, PART_ENTRY),
+                reasons=why,
+                record=rec,
+                url_basenames=[rec.basename + ext for ext in rec.archives],
+            )
+        )
+    return plan
+
+
 def _any_entry_lock_held(layout: CacheLayout, lock_held) -> bool:
     try:
         ours = os.path.basename(layout.cache_lock)
