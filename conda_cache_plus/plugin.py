@@ -110,7 +110,7 @@ def conda_package_extractors():
 # releases the locks).
 @plugins.hookimpl
 def conda_post_solves():
-    if not hasattr(plugins.types, "CondaPostSolve"):
+    if not hasattr(plugins.types, "CondaPostSolve") or not _primitives_present():
         return
     from .conda_layer.transaction_locks import post_solve
 
@@ -119,7 +119,7 @@ def conda_post_solves():
 
 @plugins.hookimpl
 def conda_pre_transaction_actions():
-    if not hasattr(plugins.types, "CondaPreTransactionAction"):
+    if not hasattr(plugins.types, "CondaPreTransactionAction") or not _primitives_present():
         return
     from .conda_layer.transaction_locks import transaction_action_classes
 
@@ -129,7 +129,7 @@ def conda_pre_transaction_actions():
 
 @plugins.hookimpl
 def conda_post_transaction_actions():
-    if not hasattr(plugins.types, "CondaPostTransactionAction"):
+    if not hasattr(plugins.types, "CondaPostTransactionAction") or not _primitives_present():
         return
     from .conda_layer.transaction_locks import transaction_action_classes
 
@@ -139,7 +139,7 @@ def conda_post_transaction_actions():
 
 @plugins.hookimpl
 def conda_post_commands():
-    if not hasattr(plugins.types, "CondaPostCommand"):
+    if not hasattr(plugins.types, "CondaPostCommand") or not _primitives_present():
         return
     from .conda_layer.transaction_locks import COMMANDS, post_command
 

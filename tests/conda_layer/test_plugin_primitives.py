@@ -22,7 +22,8 @@ HOOKS = (
     "import json; import conda.plugins.types; from conda_cache_plus import plugin; "
     "print(json.dumps({n: len(list(getattr(plugin, n)())) for n in ("
     "'conda_subcommands', 'conda_health_checks', 'conda_reporter_backends', 'conda_settings', "
-    "'conda_package_extractors')}))"
+    "'conda_package_extractors', 'conda_post_solves', 'conda_pre_transaction_actions', "
+    "'conda_post_transaction_actions', 'conda_post_commands')}))"
 )
 
 
@@ -59,6 +60,9 @@ def test_each_hook_yields_nothing_without_fcntl(tmp_path):
     counts = json.loads(without.stdout)
     assert counts["conda_subcommands"] == counts["conda_health_checks"] == 0
     assert counts["conda_settings"] == counts["conda_package_extractors"] == 0
+    for hook in ("post_solves", "pre_transaction_actions", "post_transaction_actions"):
+        assert counts[f"conda_{hook}"] == 0, hook  # the install locks need fcntl too
+    assert counts["conda_post_commands"] == 0
     # the plain reporter needs no lock: it stays (where this conda has reporter backends)
     assert (
         counts["conda_reporter_backends"]
