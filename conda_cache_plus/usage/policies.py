@@ -415,15 +415,11 @@ def plan_packages(
             continue
         if part != PART_TARBALLS and u.maybe and not unsure_ok:
             why = next(iter(sorted(u.maybe.values())))
-            plan.skipped.append(
-                Skipped(
-                    kind,
-                    rec.pkgs_dir,
-                    rec.entry,
-                    f"may be in use: an environment we cannot read fully ({why})",
-                    sorted(u.maybe),
-                )
-            )
+            # hard links nobody accounts for say so themselves; otherwise an environment's
+            # records could not all be read
+            if not why.startswith(LINKED_OUTSIDE):
+                why = f"may be in use: an environment we cannot read fully ({why})"
+            plan.skipped.append(Skipped(kind, rec.pkgs_dir, rec.entry, why, sorted(u.maybe)))
             continue
         if not writable.get(rec.pkgs_dir):
             plan.skipped.append(
