@@ -3,7 +3,8 @@
 ``chmod 000`` means nothing to root, so a test of "unreadable" must run the CLI as someone else:
 
 - not root: as ourselves;
-- root: as a throw-away user (created with ``useradd`` once, reused), through ``setpriv``. Its
+- root: as a throw-away user (created with ``useradd`` once per test session, removed at its
+  end by ``remove_created``, which conftest.py calls), through ``setpriv``. Its
   interpreter is ours when that user can run it; else (ours under a 0700 ``/root``) the system's
   ``pythonX.Y`` of the same version, with our ``site-packages`` on ``PYTHONPATH``. When neither
   works the test is skipped, with the reason.
@@ -15,6 +16,7 @@ temp root), owned by that user.
 from __future__ import annotations
 
 import functools
+import grp
 import os
 import pwd
 import shutil
@@ -25,26 +27,82 @@ import tempfile
 
 import pytest
 
-USER = "cpx-nonroot"
+# Users and groups are per test session (the session's pid in the name): two sessions on one
+# machine never share, or remove, each other's; what a session made goes when it ends.
+SESSION = os.getpid()
+USER = f"cpx-nonroot-{SESSION}"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_created: list[tuple[str, str]] = []  # (userdel|groupdel, name), newest first
+_temp_dirs: list[str] = []
+
+
+def session_name(base: str) -> str:
+    """A user or group name of this session (at most 32 characters, useradd's limit)."""
+    return f"{base}-{SESSION}"
+
+
+def ensure_group(name: str) -> str | None:
+    """Create group ``name`` unless it exists (removed at the end of the session); or why not."""
+    try:
+        grp.getgrnam(name)
+        return None
+    except KeyError:
+        pass
+    if not shutil.which("groupadd"):
+        return "groupadd is not available"
+    proc = subprocess.run(["groupadd", name], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return f"groupadd {name} failed: {proc.stderr.strip()}"
+    _created.insert(0, ("groupdel", name))
+    return None
+
+
+def ensure_user(name: str, groups: tuple[str, ...] = ()) -> str | None:
+    """Create user ``name`` (no home, no login shell, in ``groups``) unless it exists; it is
+    removed, with its own group, at the end of the session. None, or why it could not be made."""
+    try:
+        pwd.getpwnam(name)
+        return None
+    except KeyError:
+        pass
+    if not shutil.which("useradd"):
+        return "useradd is not available to create a non-root user"
+    cmd = ["useradd", "--no-create-home", "--shell", "/bin/false"]
+    if groups:
+        cmd += ["-G", ",".join(groups)]
+    proc = subprocess.run([*cmd, name], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return f"useradd {name} failed: {proc.stderr.strip()}"
+    _created.insert(0, ("userdel", name))
+    return None
+
+
+def remove_created() -> list[str]:
+    """Remove every user and group this session made, and its temporary copies of the project;
+    the names that could not be removed."""
+    left = []
+    while _created:
+        cmd, name = _created.pop(0)
+        proc = subprocess.run([cmd, name], capture_output=True, text=True)
+        if proc.returncode != 0:
+            left.append(f"{name} ({cmd}: {proc.stderr.strip()})")
+    while _temp_dirs:
+        shutil.rmtree(_temp_dirs.pop(), ignore_errors=True)
+    _user.cache_clear()
+    _project_root.cache_clear()
+    _interpreter.cache_clear()
+    interpreter_as.cache_clear()
+    return left
 
 
 @functools.cache
 def _user() -> tuple[int, int] | str:
     """(uid, gid) of the user to run as, or why there is none."""
-    try:
-        pw = pwd.getpwnam(USER)
-    except KeyError:
-        if not shutil.which("useradd"):
-            return "useradd is not available to create a non-root user"
-        proc = subprocess.run(
-            ["useradd", "--no-create-home", "--shell", "/bin/false", USER],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode not in (0, 9):  # 9: created meanwhile by another run
-            return f"useradd {USER} failed: {proc.stderr.strip()}"
-        pw = pwd.getpwnam(USER)
+    why = ensure_user(USER)
+    if why:
+        return why
+    pw = pwd.getpwnam(USER)
     return pw.pw_uid, pw.pw_gid
 
 
@@ -73,6 +131,7 @@ def _project_root() -> str:
     if _others_may_read(os.path.join(ROOT, "conda_cache_plus")):
         return ROOT
     copy = tempfile.mkdtemp(prefix="cpx-project-")
+    _temp_dirs.append(copy)
     os.chmod(copy, 0o755)
     shutil.copytree(
         os.path.join(ROOT, "conda_cache_plus"),
@@ -174,19 +233,28 @@ class World:
                 os.lchown(os.path.join(root, name), uid, gid)
         os.lchown(self.path, uid, gid)
 
-    def run(self, *args, env=None, timeout=300) -> subprocess.CompletedProcess:
-        environ = {
+    @property
+    def ids(self) -> tuple[int, int]:
+        """(uid, gid) the commands run as."""
+        if os.geteuid() != 0:
+            return os.getuid(), os.getgid()
+        return _user()
+
+    def environ(self, env=None) -> dict:
+        return {
             **os.environ,
             "HOME": self.path,
             "XDG_CACHE_HOME": os.path.join(self.path, ".cache"),
             **self.env,
             **(env or {}),
         }
+
+    def run(self, *args, env=None, timeout=300) -> subprocess.CompletedProcess:
         return subprocess.run(
             [*self.python, *args],
             capture_output=True,
             text=True,
-            env=environ,
+            env=self.environ(env),
             cwd=self.path,
             timeout=timeout,
         )

@@ -242,3 +242,13 @@ def tmpfs(tmp_path):
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Tests leave nothing behind: the users and groups made to run the CLI as someone else, and
+    the copies of the project made for them, go with the session (tests/as_user.py)."""
+    import as_user
+
+    left = as_user.remove_created()
+    if left:
+        sys.stderr.write(f"\nwarning: could not remove test users/groups: {', '.join(left)}\n")

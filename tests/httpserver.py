@@ -21,6 +21,8 @@ class Behaviour:
         self.cut_times: dict[str, int] = {}  # path -> how many more requests get cut (default 1)
         self.slow: dict[str, float] = {}  # path -> seconds to sleep before each 16 KiB
         self.stall: dict[str, float] = {}  # path -> seconds to sleep before the first byte
+        # path -> bytes sent before the server goes silent (until it stops: a dead link)
+        self.silent_after: dict[str, int] = {}
         self.no_range: set[str] = set()
         self.missing: set[str] = set()
         self.status: dict[str, int] = {}  # path -> forced status code
@@ -83,6 +85,13 @@ class _Handler(BaseHTTPRequestHandler):
             if path in beh.cut_after and beh.cut_times.get(path, 1) > 0:
                 cut = beh.cut_after[path]
                 beh.cut_times[path] = beh.cut_times.get(path, 1) - 1
+        silent = beh.silent_after.get(path)
+        if silent is not None:
+            self.wfile.write(body[:silent])
+            self.wfile.flush()
+            srv.stopping.wait(600)
+            self.close_connection = True
+            return None
         if cut is not None:
             self.wfile.write(body[:cut])
             self.wfile.flush()
@@ -127,6 +136,7 @@ class _Server(ThreadingHTTPServer):
         self.behaviour = Behaviour()
         self.requests: list[dict] = []
         self.lock = threading.Lock()
+        self.stopping = threading.Event()
 
 
 class HTTPTestServer:
@@ -164,6 +174,7 @@ class HTTPTestServer:
         return self
 
     def stop(self) -> None:
+        self._server.stopping.set()
         self._server.shutdown()
         self._server.server_close()
 

@@ -18,17 +18,12 @@ import subprocess
 import tempfile
 
 import pytest
-from as_user import interpreter_as
+from as_user import ensure_group, ensure_user, interpreter_as, session_name
 from fetch_helpers import serve_packages
 
-TEAM = "cpx-team"
-USERS = ("cpx-alice", "cpx-bob")
-
-
-def _ensure(cmd: list[str]) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode not in (0, 9):  # 9: exists already
-        pytest.skip(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
+# this session's (removed when it ends: tests/as_user.py)
+TEAM = session_name("cpx-team")
+USERS = (session_name("cpx-alice"), session_name("cpx-bob"))
 
 
 class Member:
@@ -88,11 +83,11 @@ class Member:
 def team():
     if os.geteuid() != 0:
         pytest.skip("creating two users in one group needs root")
-    if not shutil.which("groupadd") or not shutil.which("useradd"):
-        pytest.skip("groupadd/useradd are not available")
-    _ensure(["groupadd", TEAM])
+    why = ensure_group(TEAM)
     for user in USERS:
-        _ensure(["useradd", "--no-create-home", "--shell", "/bin/false", "-G", TEAM, user])
+        why = why or ensure_user(user, (TEAM,))
+    if why:
+        pytest.skip(why)
     world = tempfile.mkdtemp(prefix="cpx-team-", dir="/tmp")
     os.chmod(world, 0o755)
     pkgs = os.path.join(world, "pkgs")
@@ -177,7 +172,7 @@ def test_two_users_share_one_cache(team, http_server):
             os.chown(d, alice.uid, -1)
     info = json.loads(ok(bob.cli("info", "--json", "--counts-only", *at)).stdout)
     [item] = info["caches"][0]["not_repairable"]
-    assert item["entry"] == c.dist and item["owner"] == "cpx-alice"
+    assert item["entry"] == c.dist and item["owner"] == USERS[0]
     assert "not writable by you" in item["reason"]
     text = ok(bob.cli("info", "--counts-only", *at)).stdout
     assert f"you could not repair {c.dist}" in text

@@ -21,6 +21,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import socket
 import ssl
 import stat
 import threading
@@ -215,8 +216,56 @@ class _Response:
     def chunks(self):
         raise NotImplementedError
 
+    def socket(self):
+        """The connection's socket while the body streams, or None when it cannot be reached."""
+        return None
+
     def close(self) -> None:
         pass
+
+
+class _CancelWatch:
+    """Shut down a transfer's socket as soon as ``cancel`` is set.
+
+    A read waiting on a slow or silent server returns only when bytes arrive or the read
+    timeout (a minute) passes; Ctrl-C must not wait for either. Shutting the socket down from
+    this watcher wakes the read at once; the transfer then sees the flag and stops, keeping what
+    arrived for the resume.
+    """
+
+    POLL = 0.1  # seconds between looks at the flag (threading.Event has no callbacks)
+
+    def __init__(self, cancel: threading.Event | None):
+        self._cancel = cancel
+        self._sock = None
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = None
+
+    def watch(self, sock) -> None:
+        if self._cancel is None or sock is None:
+            return
+        with self._lock:
+            self._sock = sock
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="cpx-cancel-watch", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        assert self._cancel is not None
+        while not self._done.is_set():
+            if self._cancel.wait(self.POLL):
+                with self._lock:
+                    sock, self._sock = self._sock, None
+                if sock is not None and not self._done.is_set():
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass  # closed meanwhile
+                return
+
+    def close(self) -> None:
+        self._done.set()  # the thread ends within POLL seconds; nobody waits for it
 
 
 class _StdlibResponse(_Response):
@@ -231,13 +280,21 @@ class _StdlibResponse(_Response):
         self._done = False
 
     def chunks(self):
-        read = self.resp.read
+        # read1 hands over what has arrived (up to CHUNK): a slow link moves the progress and
+        # the partial with every packet, and the cancel flag is seen between packets; read()
+        # would wait until a whole CHUNK came (seconds to minutes on a slow link).
+        read = self.resp.read1
         while True:
             data = read(CHUNK)
             if not data:
                 break
             yield data
-        self._done = True
+        self._done = not self.resp.length  # the whole body: the connection can be reused
+        if self._done:
+            self.resp.read()  # read1 leaves the finished response open; read() closes it
+
+    def socket(self):
+        return self._conn.sock
 
     def close(self) -> None:
         if self._done and not self.resp.will_close:
@@ -253,6 +310,12 @@ class _RequestsResponse(_Response):
         self.status = resp.status_code
         length = resp.headers.get("Content-Length")
         self.length = int(length) if length and length.isdigit() else None
+
+    def socket(self):
+        conn = getattr(self.resp.raw, "connection", None) or getattr(
+            self.resp.raw, "_connection", None
+        )
+        return getattr(conn, "sock", None)
 
     def chunks(self):
         raw = self.resp.raw
@@ -296,7 +359,9 @@ def _auth_header(userinfo: str) -> str:
     return "Basic " + base64.b64encode(urllib.parse.unquote(userinfo).encode()).decode()
 
 
-def _stdlib_request(url: str, offset: int, tmo: tuple[float, float]) -> _Response:
+def _stdlib_request(
+    url: str, offset: int, tmo: tuple[float, float], watch: _CancelWatch | None = None
+) -> _Response:
     pool = getattr(_local, "pool", None)
     if pool is None:
         pool = _local.pool = {}
@@ -330,6 +395,8 @@ def _stdlib_request(url: str, offset: int, tmo: tuple[float, float]) -> _Respons
                 if conn.sock is None:
                     conn.connect()
                     conn.sock.settimeout(tmo[1])
+                if watch is not None:  # from here on, also a server slow to answer is left
+                    watch.watch(conn.sock)
                 conn.request("GET", target, headers=headers)
                 resp = conn.getresponse()
                 break
@@ -515,8 +582,15 @@ def _transfer(fd, url, offset, size, digests, progress, run, cancel, partial) ->
     tmo = timeouts(run)
     use_conda = run is not None and getattr(run, "conda", False)
     resp = None
+    watch = _CancelWatch(cancel)
     try:
-        resp = _conda_request(url, offset, tmo) if use_conda else _stdlib_request(url, offset, tmo)
+        if use_conda:
+            resp = _conda_request(url, offset, tmo)
+        else:
+            resp = _stdlib_request(url, offset, tmo, watch)
+        watch.watch(resp.socket())
+        if cancel is not None and cancel.is_set():
+            raise DownloadCancelled(partial)
         if resp.status == 416 and offset:
             # The kept part is as long as (or longer than) the file: start over.
             resp.close()
@@ -546,6 +620,8 @@ def _transfer(fd, url, offset, size, digests, progress, run, cancel, partial) ->
                 raise SizeMismatchError(url, partial, limit, pos)
             if progress is not None and total:
                 _report(progress, pos, total)
+        if cancel is not None and cancel.is_set():
+            raise DownloadCancelled(partial)  # the watcher cut the connection short
         if resp.length is not None and read != resp.length:
             raise DownloadError(
                 url, f"connection closed after {read} of {resp.length} bytes; can be resumed"
@@ -556,18 +632,26 @@ def _transfer(fd, url, offset, size, digests, progress, run, cancel, partial) ->
         return _transfer(fd, url, 0, size, digests, progress, run, cancel, partial)
     except (DownloadError, OfflineError, DownloadCancelled, SizeMismatchError):
         raise
-    except TimeoutError as exc:
-        raise DownloadError(url, f"timed out ({exc or 'no data'}); can be resumed")
-    except (OSError, http.client.HTTPException) as exc:
-        raise DownloadError(url, f"{type(exc).__name__}: {exc}; can be resumed")
     except Exception as exc:
-        mapped = _conda_error(exc, url)
-        if mapped is not None:
-            raise mapped from exc
-        raise
+        if cancel is not None and cancel.is_set():
+            raise DownloadCancelled(partial) from None  # the watcher cut the connection
+        mapped = _transfer_error(exc, url)
+        if mapped is None:
+            raise
+        raise mapped from exc
     finally:
+        watch.close()
         if resp is not None:
             resp.close()
+
+
+def _transfer_error(exc: Exception, url: str) -> BaseException | None:
+    """A failed transfer as our error (all say whether a resume can help), or None."""
+    if isinstance(exc, TimeoutError):
+        return DownloadError(url, f"timed out ({exc or 'no data'}); can be resumed")
+    if isinstance(exc, (OSError, http.client.HTTPException)):
+        return DownloadError(url, f"{type(exc).__name__}: {exc}; can be resumed")
+    return _conda_error(exc, url)
 
 
 class _Restart(Exception):

@@ -8,8 +8,12 @@ treats the cache's parent (or the cache itself) as a package directory and may d
 same rules to report such entries as hostile instead of treating them as packages.
 
 Refused: empty names, ``.`` and ``..``, path separators (``/`` and ``\\``), NUL and other control
-characters, and names the file system cannot hold with our suffixes (255 bytes for a path
-component, with room for ``.partial`` and ``.lock``).
+characters (C0, DEL and C1), names that are not valid UTF-8 (no channel can serve one: repodata is
+JSON), and names the file system cannot hold with our suffixes (255 bytes for a path component,
+with room for ``.partial`` and ``.lock``).
+
+A name read from the disk that is not UTF-8 arrives here as Python's ``surrogateescape`` form
+(each undecodable byte 0xNN as U+DCNN); such a name in a cache is hostile, never a package.
 """
 
 from __future__ import annotations
@@ -22,11 +26,28 @@ MAX_COMPONENT_BYTES = 255
 _SUFFIX_ROOM = max(len(PARTIAL_EXT), len(".lock"))
 
 
-def _has_control(name: str) -> bool:
-    """Whether ``name`` has a control character (C0 or DEL); scans ask it of every entry."""
+def _is_control(c: str) -> bool:
+    """C0 controls, DEL and C1 controls (U+0080-U+009F: some terminals act on them too)."""
+    o = ord(c)
+    return o < 32 or 0x7F <= o <= 0x9F
+
+
+def has_control(name: str) -> bool:
+    """Whether ``name`` has a control character (C0, DEL or C1); scans ask it of every entry."""
     if name.isascii() and name.isprintable():  # the usual name, answered in C: none of them
         return False
-    return any(ord(c) < 32 or ord(c) == 127 for c in name)
+    return any(_is_control(c) for c in name)
+
+
+def is_valid_unicode(name: str) -> bool:
+    """False for a name holding surrogates (bytes that were not UTF-8, read as surrogateescape)."""
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def component_problem(name: object) -> str | None:
@@ -37,12 +58,11 @@ def component_problem(name: object) -> str | None:
         return "is empty, '.' or '..'"
     if "/" in name or "\\" in name:
         return "contains a path separator"
-    if _has_control(name):
+    if has_control(name):
         return "contains NUL or control characters"
-    try:
-        size = len(name.encode("utf-8"))
-    except UnicodeEncodeError:
-        return "is not valid Unicode"
+    if not is_valid_unicode(name):
+        return "is not valid UTF-8"
+    size = len(name.encode("utf-8"))
     if size > MAX_COMPONENT_BYTES:
         return f"is {size} bytes long (a file name holds at most {MAX_COMPONENT_BYTES})"
     return None
@@ -101,9 +121,13 @@ def hostile_entry_problem(name: str) -> str | None:
     Stricter than ``component_problem`` only where a name would make a scan, conda's included,
     step outside the entry: an archive whose dist is '.', '..' or empty. Merely unusual names
     (long, hidden, odd characters other than control characters) are left to the normal rules.
+    A name that is not UTF-8 is hostile too: no channel can have served it, so no tool made it
+    as a package, and a record or a JSON document could not carry it faithfully.
     """
-    if _has_control(name) or "\\" in name:
+    if has_control(name) or "\\" in name:
         return "contains control characters or a backslash"
+    if not is_valid_unicode(name):
+        return "is not valid UTF-8"
     ext = package_extension(name)
     if ext and strip_package_extension(name)[0] in ("", ".", ".."):
         return f"an archive whose extracted directory would be {name[: -len(ext)] or '(empty)'!r}"

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import REPO, populate, run_cli
@@ -159,14 +158,6 @@ def test_times_out_while_another_process_holds_the_cache(world, which):
     assert len(world.caches.records()) == 6  # nothing was removed
 
 
-def _has_open(pid: int, path: str) -> bool:
-    fds = f"/proc/{pid}/fd"
-    try:
-        return any(os.path.realpath(os.path.join(fds, fd)) == path for fd in os.listdir(fds))
-    except OSError:
-        return False
-
-
 def test_waits_for_the_lock_with_a_message(world, tmp_path):
     lock = os.path.realpath(CacheLayout(world.pkgs).cache_lock)
     release = str(tmp_path / "release")
@@ -187,19 +178,19 @@ def test_waits_for_the_lock_with_a_message(world, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines = []
     try:
-        # release only once clean has the lock file open, i.e. is waiting for it: a fixed
-        # hold time races the start-up of the clean process on a loaded machine
-        deadline = time.monotonic() + 120
-        while not _has_open(proc.pid, lock) and time.monotonic() < deadline:
-            if proc.poll() is not None:
+        # release only once clean says it waits: a fixed hold time (or a pause after it opened
+        # the lock file) races its first try at the lock on a loaded machine
+        for line in proc.stdout:
+            lines.append(line)
+            if "waiting for the lock" in line:
                 break
-            time.sleep(0.02)
-        time.sleep(0.3)
     finally:
         open(release, "w").close()
         holder.wait()
     out, err = proc.communicate(timeout=300)
+    out = "".join(lines) + out
     assert proc.returncode == 0, err
     assert "waiting for the lock" in out
     assert len(world.caches.records()) == 3
