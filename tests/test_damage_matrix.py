@@ -253,33 +253,11 @@ def expected(damage: str, verb: str) -> set[int]:
     raise AssertionError(damage)
 
 
-NON_UTF8 = "a name that is not UTF-8 reaches the output raw, or blocks the verb"
-ESCAPES = "a name with escape sequences reaches the terminal"
 LOCKED_OUT = "PermissionError traceback on the lock file of another user"
 BAD_PATH = "a --pkgs-dir that is not a directory: 'No cached packages.' and exit 0"
 # Cells that do not hold yet (issue 24), by id; each group says what goes wrong today. A
 # cell that starts to pass fails (strict): take it out of here.
 KNOWN: dict[str, str] = {
-    "archive-escapes-clean-all": ESCAPES,
-    "archive-escapes-clean-temp": ESCAPES,
-    "archive-escapes-verify": ESCAPES,
-    "archive-escapes-verify-full": ESCAPES,
-    "entry-escapes-clean-all": ESCAPES,
-    "entry-escapes-clean-temp": ESCAPES,
-    "entry-escapes-verify": ESCAPES,
-    "entry-escapes-verify-full": ESCAPES,
-    "archive-non-utf8-clean-all": NON_UTF8,
-    "archive-non-utf8-clean-all-json": NON_UTF8,
-    "archive-non-utf8-clean-temp": NON_UTF8,
-    "archive-non-utf8-clean-temp-json": NON_UTF8,
-    "archive-non-utf8-info-json": NON_UTF8,
-    "archive-non-utf8-verify": NON_UTF8,
-    "archive-non-utf8-verify-full": NON_UTF8,
-    "archive-non-utf8-verify-full-json": NON_UTF8,
-    "archive-non-utf8-verify-json": NON_UTF8,
-    "entry-non-utf8-clean-temp": NON_UTF8,
-    "entry-non-utf8-clean-temp-json": NON_UTF8,
-    "entry-non-utf8-info-json": NON_UTF8,
     "others-cache-opened-by-hand-clean-all": LOCKED_OUT,
     "others-cache-opened-by-hand-clean-all-json": LOCKED_OUT,
     "others-cache-opened-by-hand-clean-temp": LOCKED_OUT,
@@ -322,12 +300,6 @@ KNOWN: dict[str, str] = {
     "pkgs-dir-through-a-file-clean-temp-json": BAD_PATH,
     "pkgs-dir-through-a-file-export": BAD_PATH,
     "pkgs-dir-through-a-file-export-json": BAD_PATH,
-    "entry-non-utf8-verify": NON_UTF8,
-    "entry-non-utf8-verify-json": NON_UTF8,
-    "entry-non-utf8-verify-full": NON_UTF8,
-    "entry-non-utf8-verify-full-json": NON_UTF8,
-    "entry-non-utf8-clean-all": NON_UTF8,
-    "entry-non-utf8-clean-all-json": NON_UTF8,
 }
 
 

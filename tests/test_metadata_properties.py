@@ -216,7 +216,6 @@ def _damaged_copy(healthy):
         shutil.rmtree(work, ignore_errors=True)
 
 
-@pytest.mark.xfail(reason="a surrogate in a record reaches the output raw (issue 24)", strict=True)
 @SETTINGS
 @given(how=_mangle(RECORD_KEYS), js=st.booleans())
 def test_repodata_record_values(healthy, how, js):

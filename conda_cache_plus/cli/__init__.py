@@ -15,6 +15,7 @@ import sys
 
 from .. import __version__
 from ..exceptions import CachePlusError, exit_code_for
+from ..ui.text import printable
 
 TYPE_CHECKING = False  # typing itself costs a --version a third of its time
 if TYPE_CHECKING:
@@ -257,7 +258,7 @@ def _hint_if_no_caches(run) -> None:
         return
     sys.stderr.write(
         "hint: no package caches found: pass --pkgs-dir or set CONDA_PKGS_DIRS\n"
-        f"  (looked in {', '.join(run.pkgs_dirs) or 'nothing'})\n"
+        f"  (looked in {printable(', '.join(run.pkgs_dirs)) or 'nothing'})\n"
     )
 
 
@@ -277,7 +278,7 @@ def dispatch(args: argparse.Namespace, run) -> int:
         if not run.conda:  # hints name the command the user typed
             message = message.replace("conda cache ", f"{run.command} ")
         # exit code 0 (a dry run stopping where it would ask) is news, not an error
-        sys.stderr.write(f"{'error: ' if code else ''}{message}\n")
+        sys.stderr.write(f"{'error: ' if code else ''}{printable(message)}\n")
         _json_error(run, exc, code)
         return code
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
+from ..ui.text import printable
 from .compat import conda_context, install_host
 
 NAME = "package-cache"
@@ -169,7 +170,7 @@ def _hostile_lines(report, x: str) -> list[str]:
 def action(prefix: str, verbose: bool) -> None:
     install_host()
     report = find()
-    sys.stdout.write(render(report, prefix, verbose) + "\n")
+    sys.stdout.write(printable(render(report, prefix, verbose)) + "\n")
     sys.stdout.flush()
 
 
@@ -184,7 +185,7 @@ def fixer(prefix: str, args, confirm) -> int:
     report = find()
     plan = plan_repair(report, offline=bool(ctx.offline))
     actionable = [a for a in plan.actions if a.action != SKIP]
-    print(describe_plan(plan))
+    print(printable(describe_plan(plan)))
     if not actionable:
         return 0
     confirm("Repair these cache entries?")
@@ -195,5 +196,5 @@ def fixer(prefix: str, args, confirm) -> int:
         print("Entries to remove are kept: removing needs an explicit --yes.")
     run = run_from_conda(args)
     stats = execute_plan(plan, run, allow_remove=allow_remove)
-    print(describe_result(plan, stats))
+    print(printable(describe_result(plan, stats)))
     return 1 if stats["failed"] else 0

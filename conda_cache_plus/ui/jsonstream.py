@@ -6,10 +6,17 @@ indented, and ``list``/``usage``/``verify`` at 10⁵ entries make documents of h
 :func:`write` produces exactly the same text (tests/ui/test_jsonstream.py compares it with
 ``json.dumps`` on generated documents) about twice as fast, and hands it to ``write`` in chunks
 of about 64 KiB, so memory holds the data but never the whole text.
+
+One difference, on purpose: the output is always valid UTF-8. A name or path that is not UTF-8
+(bytes another tool wrote) is read as Python's surrogateescape form, each undecodable byte 0xNN
+as the lone surrogate U+DCNN, which json.dumps(ensure_ascii=False) would write raw. Here it is
+the escape ``\\udcNN``, as conda's own JSON writer (ensure_ascii) writes it, and the bytes come
+back exactly (Python: ``os.fsencode(json.loads(text)[...])``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from json.encoder import encode_basestring  # the C version where CPython has it
 from typing import Any
@@ -18,6 +25,19 @@ _INF = float("inf")
 _float_repr = float.__repr__
 _int_repr = int.__repr__
 CHUNK = 1 << 16
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogate(m: re.Match) -> str:
+    return f"\\u{ord(m.group()):04x}"
+
+
+def _string(s: str) -> str:
+    """``s`` as a JSON string that is valid UTF-8 (see the module doc)."""
+    out = encode_basestring(s)
+    if s.isascii() or not _SURROGATE.search(out):
+        return out
+    return _SURROGATE.sub(_escape_surrogate, out)
 
 
 def _float(o: float) -> str:
@@ -94,7 +114,7 @@ def write(data: Any, out: Callable[[str], object], default: Callable[[Any], Any]
         nonlocal size
         t = type(o)
         if t is str:
-            append(encode_basestring(o))
+            append(_string(o))
         elif o is None:
             append("null")
         elif o is True:
@@ -137,12 +157,12 @@ def write(data: Any, out: Callable[[str], object], default: Callable[[Any], Any]
                     first = False
                 else:
                     append("," + nl)
-                append(encode_basestring(k if type(k) is str else _key(k)) + ": ")
+                append(_string(k if type(k) is str else _key(k)) + ": ")
                 enc(v, level + 1)
             append("\n" + "  " * level + "}")
             markers.discard(mark)
         elif isinstance(o, str):
-            append(encode_basestring(o))
+            append(_string(o))
         elif isinstance(o, int):  # bool is handled above by identity
             append(_int_repr(o))
         elif isinstance(o, float):

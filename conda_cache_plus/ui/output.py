@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..exceptions import UsageError
 from ..model.host import require_conda_host
-from .text import set_console
+from .text import printable, set_console
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ class Output:
         self._render_text(text)
 
     def _render_text(self, text: str) -> None:
+        text = printable(text)  # names from the disk never reach the terminal raw
         if self.run.conda:
             # conda.reporters.render(text), whole lines: classic before conda 26.7 returns the
             # text without its newline, and the next output (a live bar) would join that line
@@ -141,13 +142,14 @@ class Output:
         return self._live
 
     def warn(self, text: str) -> None:
-        sys.stderr.write(f"warning: {text}\n")
+        sys.stderr.write(f"warning: {printable(text)}\n")
         sys.stderr.flush()
 
     # -- progress --------------------------------------------------------------------------------
     def progress_bar(self, description: str, **kwargs):
         """A progress bar through the active reporter backend (a no-op one with --json/--quiet)."""
         enabled = not (self.run.json or self.run.quiet or self.run.console == "json")
+        description = printable(description)  # it names a package: shown on every backend
         if self.live:
             from .plain import NullProgressBar
             from .terminal import LiveBar
@@ -179,6 +181,7 @@ class Output:
         return PlainRenderer.progress_bar_context_manager()
 
     def spinner(self, message: str, fail_message: str = "failed\n"):
+        message = printable(message)
         if self.live and not self.run.conda:
             from .terminal import LiveSpinner
 

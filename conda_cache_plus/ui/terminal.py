@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from ..model.sizes import human_bytes
 from .plain import _duration
-from .text import shorten
+from .text import printable, shorten, shown
 
 # Redraws at most this often (seconds); the first and the last state are always drawn.
 MIN_INTERVAL = 0.1
@@ -64,7 +64,7 @@ def terminal_size(stream=None) -> tuple[int, int]:
 def _label(description: str) -> str:
     """conda-style descriptions are columns (``"zlib-1.3  | 87 KB  | "``): the first one."""
     head = description.split("|", 1)[0]
-    return " ".join(head.split()) or "task"
+    return shown(" ".join(head.split())) or "task"
 
 
 def _fit(text: str, width: int) -> str:
@@ -281,7 +281,7 @@ class LiveGroup:
     def print_above(self, text: str) -> None:
         """A message while the region is on screen: above it, then the region again."""
         with self.lock:
-            self._write(self._erase_codes() + text.rstrip("\n") + "\n")
+            self._write(self._erase_codes() + printable(text.rstrip("\n")) + "\n")
             self.drawn = 0
             if not self.closed:
                 self._draw(self.lines())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 # The console of the running verb: colour is for people at a terminal, never for plain or json.
@@ -44,6 +45,42 @@ def fit_width() -> int | None:
     except (OSError, ValueError, AttributeError):
         pass
     return None
+
+
+# -- what may reach a terminal ---------------------------------------------------------------------
+# Names come from the disk (another tool, or anyone who may write a shared cache, chose them) and
+# from channels. A terminal acts on control characters: escape sequences clear, recolour or retitle
+# it, a carriage return overwrites the line. Every human-readable line is passed through
+# printable(): C0 and C1 controls, DEL, the bidi and invisible format characters (which reorder or
+# hide what is shown) and bytes that were not UTF-8 (Python's surrogateescape form, U+DC80-DCFF)
+# are shown escaped, as Python writes them: \x1b, \u202e, and \xff for the byte 0xFF. Line ends,
+# tabs and the bold on/off of our table headings pass (harmless whoever wrote them).
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
+)
+_UNSAFE_IN_A_NAME = re.compile(_UNSAFE.pattern[:-1] + "\t\n]")
+_OUR_CODES = re.compile("(\x1b\\[[01]m)")
+
+
+def _escape(match: re.Match) -> str:
+    o = ord(match.group())
+    if 0xDC80 <= o <= 0xDCFF:
+        return f"\\x{o - 0xDC00:02x}"  # a byte that was not UTF-8, shown as the byte
+    return f"\\x{o:02x}" if o <= 0xFF else f"\\u{o:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with everything a terminal would act on escaped, but line ends and tabs."""
+    if not _UNSAFE.search(text):
+        return text
+    parts = _OUR_CODES.split(text)
+    parts[::2] = [_UNSAFE.sub(_escape, part) for part in parts[::2]]
+    return "".join(parts)
+
+
+def shown(name: str) -> str:
+    """A name on one line: as :func:`printable`, line ends and tabs escaped too."""
+    return _UNSAFE_IN_A_NAME.sub(_escape, name)
 
 
 def shorten(text: str, n: int) -> str:
