@@ -137,12 +137,35 @@ class DownloadCancelled(CachePlusError):
 class FetchFailedError(CachePlusError):
     """Some packages of a fetch could not be put into the cache (each failure is listed)."""
 
-    def __init__(self, failures: list[tuple[str, str]]):
+    # Failures that the same command, run again, meets again: what the cache or its owner must
+    # change first (a lock or directory another user's, a planted link, a refused name or archive)
+    PERMANENT = frozenset(
+        {
+            "LockUnavailableError",
+            "NotWritableError",
+            "UnsafePathError",
+            "UnsafeNameError",
+            "RefusedArchiveError",
+            "PermissionError",
+        }
+    )
+
+    def __init__(self, failures: list[tuple[str, str]], types: list[str | None] | None = None):
         self.failures = list(failures)
         lines = "\n".join(f"  {fn}: {reason}" for fn, reason in self.failures)
+        permanent = sum(1 for t in types or [] if t in self.PERMANENT)
+        if not permanent:
+            advice = "run the same command again to retry the rest."
+        elif permanent == len(self.failures):
+            advice = "running it again will not help: each line says what must change first."
+        else:
+            advice = (
+                "running it again retries the others; for the "
+                f"{permanent} whose line says what must change, it will not help."
+            )
         super().__init__(
             f"{len(self.failures)} package(s) could not be fetched:\n{lines}\n"
-            "Everything else was completed; run the same command again to retry the rest."
+            f"Everything else was completed; {advice}"
         )
 
 

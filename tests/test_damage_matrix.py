@@ -253,17 +253,10 @@ def expected(damage: str, verb: str) -> set[int]:
     raise AssertionError(damage)
 
 
-LOCKED_OUT = "PermissionError traceback on the lock file of another user"
 BAD_PATH = "a --pkgs-dir that is not a directory: 'No cached packages.' and exit 0"
 # Cells that do not hold yet (issue 24), by id; each group says what goes wrong today. A
 # cell that starts to pass fails (strict): take it out of here.
 KNOWN: dict[str, str] = {
-    "others-cache-opened-by-hand-clean-all": LOCKED_OUT,
-    "others-cache-opened-by-hand-clean-all-json": LOCKED_OUT,
-    "others-cache-opened-by-hand-clean-temp": LOCKED_OUT,
-    "others-cache-opened-by-hand-clean-temp-json": LOCKED_OUT,
-    "others-cache-opened-by-hand-remove": LOCKED_OUT,
-    "others-cache-opened-by-hand-remove-json": LOCKED_OUT,
     "pkgs-dir-is-a-file-list": BAD_PATH,
     "pkgs-dir-is-a-file-list-json": BAD_PATH,
     "pkgs-dir-is-a-file-usage": BAD_PATH,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from ..exceptions import UsageError, UserAbort
+from ..exceptions import LockUnavailableError, UsageError, UserAbort
 from ..layouts.caches import PackageCaches
 from ..model.gcpause import no_gc
 from ..model.match import matchers
@@ -245,15 +245,21 @@ def write_locks(run, timeout: float):
         for pkgs_dir in run.pkgs_dirs:
             if writability(pkgs_dir)[0]:
                 pkgs_dir = os.path.abspath(pkgs_dir)
-                stack.enter_context(
-                    detect(pkgs_dir).write_lock(
-                        pkgs_dir,
-                        timeout=timeout,
-                        on_wait=lambda msg: run.out.message(
-                            msg + " (another conda, mamba or pixi may be using the cache)"
-                        ),
+                try:
+                    stack.enter_context(
+                        detect(pkgs_dir).write_lock(
+                            pkgs_dir,
+                            timeout=timeout,
+                            on_wait=lambda msg: run.out.message(
+                                msg + " (another conda, mamba or pixi may be using the cache)"
+                            ),
+                        )
                     )
-                )
+                except PermissionError as exc:
+                    # another user's cache opened by hand (chmod 777), its lock files not
+                    raise LockUnavailableError(
+                        exc.filename or pkgs_dir, exc.strerror or str(exc)
+                    ) from None
         yield
 
 
@@ -293,19 +299,23 @@ def render(data: dict, plan, verb: str, verbose: int) -> str:
     lines = []
     if plan.items:
         head = "Would remove" if data["dry_run"] else "Removed" if data.get("removed") else "Remove"
-        lines.append(
-            wrap(
-                f"{head} {t['items']} item(s): {human_bytes(t['freed'])} freed on disk "
-                f"({human_bytes(t['apparent'])} apparent"
-                + (
-                    f"; {human_bytes(t['still_linked'])} stays, linked from environments or copies"
-                    if t["still_linked"]
-                    else ""
+        if data.get("error"):  # the cache's lock could not be taken: nothing was removed
+            lines.append(f"Could not remove {t['items']} item(s) ({human_bytes(t['freed'])}):")
+        else:
+            lines.append(
+                wrap(
+                    f"{head} {t['items']} item(s): {human_bytes(t['freed'])} freed on disk "
+                    f"({human_bytes(t['apparent'])} apparent"
+                    + (
+                        f"; {human_bytes(t['still_linked'])} stays, linked from environments "
+                        "or copies"
+                        if t["still_linked"]
+                        else ""
+                    )
+                    + "):",
+                    "  ",
                 )
-                + "):",
-                "  ",
             )
-        )
         lines += ["  " + row for row in _item_table(plan.items).splitlines()]
     else:
         lines.append(f"Nothing to {verb}.")
@@ -387,7 +397,17 @@ def _run_removal(run, args, make_plan, *, verb: str, extra: dict | None = None) 
         data = payload(envs, plan)
         run.out.result(data, render(data, plan, verb, run.verbose))
         return 0
-    with write_locks(run, args.lock_timeout):
+    with contextlib.ExitStack() as locks:
+        try:
+            locks.enter_context(write_locks(run, args.lock_timeout))
+        except LockUnavailableError as exc:
+            # nothing can be removed: say what would have been, each item with the reason
+            envs, plan = build()
+            for item in plan.items:
+                item.status, item.error = "not removed", "the cache's lock could not be taken"
+            data = {**payload(envs, plan), "error": str(exc)}
+            run.out.result(data, render(data, plan, verb, run.verbose))
+            raise
         envs, plan = build()
         if not plan.items:
             data = payload(envs, plan)

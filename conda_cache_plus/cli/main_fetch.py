@@ -281,5 +281,8 @@ def execute(args, run) -> int:
     if summary.interrupted:
         raise KeyboardInterrupt
     if summary.failures:
-        raise FetchFailedError([(i.fn, i.error or "failed") for i in summary.failures])
+        raise FetchFailedError(
+            [(i.fn, i.error or "failed") for i in summary.failures],
+            [i.error_type for i in summary.failures],
+        )
     return 0
