@@ -253,46 +253,9 @@ def expected(damage: str, verb: str) -> set[int]:
     raise AssertionError(damage)
 
 
-BAD_PATH = "a --pkgs-dir that is not a directory: 'No cached packages.' and exit 0"
 # Cells that do not hold yet (issue 24), by id; each group says what goes wrong today. A
 # cell that starts to pass fails (strict): take it out of here.
 KNOWN: dict[str, str] = {
-    "pkgs-dir-is-a-file-list": BAD_PATH,
-    "pkgs-dir-is-a-file-list-json": BAD_PATH,
-    "pkgs-dir-is-a-file-usage": BAD_PATH,
-    "pkgs-dir-is-a-file-usage-json": BAD_PATH,
-    "pkgs-dir-is-a-file-remove": BAD_PATH,
-    "pkgs-dir-is-a-file-remove-json": BAD_PATH,
-    "pkgs-dir-is-a-file-clean-all": BAD_PATH,
-    "pkgs-dir-is-a-file-clean-all-json": BAD_PATH,
-    "pkgs-dir-is-a-file-clean-temp": BAD_PATH,
-    "pkgs-dir-is-a-file-clean-temp-json": BAD_PATH,
-    "pkgs-dir-is-a-file-export": BAD_PATH,
-    "pkgs-dir-is-a-file-export-json": BAD_PATH,
-    "pkgs-dir-missing-list": BAD_PATH,
-    "pkgs-dir-missing-list-json": BAD_PATH,
-    "pkgs-dir-missing-usage": BAD_PATH,
-    "pkgs-dir-missing-usage-json": BAD_PATH,
-    "pkgs-dir-missing-remove": BAD_PATH,
-    "pkgs-dir-missing-remove-json": BAD_PATH,
-    "pkgs-dir-missing-clean-all": BAD_PATH,
-    "pkgs-dir-missing-clean-all-json": BAD_PATH,
-    "pkgs-dir-missing-clean-temp": BAD_PATH,
-    "pkgs-dir-missing-clean-temp-json": BAD_PATH,
-    "pkgs-dir-missing-export": BAD_PATH,
-    "pkgs-dir-missing-export-json": BAD_PATH,
-    "pkgs-dir-through-a-file-list": BAD_PATH,
-    "pkgs-dir-through-a-file-list-json": BAD_PATH,
-    "pkgs-dir-through-a-file-usage": BAD_PATH,
-    "pkgs-dir-through-a-file-usage-json": BAD_PATH,
-    "pkgs-dir-through-a-file-remove": BAD_PATH,
-    "pkgs-dir-through-a-file-remove-json": BAD_PATH,
-    "pkgs-dir-through-a-file-clean-all": BAD_PATH,
-    "pkgs-dir-through-a-file-clean-all-json": BAD_PATH,
-    "pkgs-dir-through-a-file-clean-temp": BAD_PATH,
-    "pkgs-dir-through-a-file-clean-temp-json": BAD_PATH,
-    "pkgs-dir-through-a-file-export": BAD_PATH,
-    "pkgs-dir-through-a-file-export-json": BAD_PATH,
 }
 
 

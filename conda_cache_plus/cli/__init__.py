@@ -15,7 +15,6 @@ import sys
 
 from .. import __version__
 from ..exceptions import CachePlusError, exit_code_for
-from ..ui.text import printable
 
 TYPE_CHECKING = False  # typing itself costs a --version a third of its time
 if TYPE_CHECKING:
@@ -250,12 +249,39 @@ def _json_error(run, exc: BaseException, code: int) -> None:
 
 # Verbs that make a cache where there is none, or that only say where caches are.
 CREATES_CACHES = frozenset({"dir", "fetch"})
+# Verbs that act on what the caches hold: a --pkgs-dir that is not a directory leaves them
+# nothing to act on, which is not success (verify and repair name it in their own report).
+ACTS_ON_CACHES = frozenset({"list", "usage", "remove", "clean", "export"})
+
+
+def _bad_pkgs_dirs(run) -> int:
+    """Name each --pkgs-dir that is not a directory, with the one wording every verb uses
+    (``info`` shows the same, ``verify`` reports it as ``not_found``); exit 1 when any is bad."""
+    from ..model.cache_paths import pkgs_dir_problem
+    from ..ui.text import printable
+
+    bad = [(d, why) for d in run.pkgs_dirs if (why := pkgs_dir_problem(d))]
+    for d, why in bad:
+        sys.stderr.write(f"error: --pkgs-dir {printable(d)}: {why}; nothing was done.\n")
+    if bad and getattr(run, "json", False):
+        run.out.result(
+            {
+                "version": 1,
+                "error": "; ".join(f"--pkgs-dir {d}: {why}" for d, why in bad),
+                "not_found": [{"kind": "pkgs_dir", "what": d, "reason": why} for d, why in bad],
+                "exit_code": 1,
+            },
+            None,
+        )
+    return 1 if bad else 0
 
 
 def _hint_if_no_caches(run) -> None:
     """A brand-new user (no cache anywhere yet) learns how to point us at one."""
     if run.pkgs_origin == "--pkgs-dir" or any(os.path.isdir(d) for d in run.pkgs_dirs):
         return
+    from ..ui.text import printable
+
     sys.stderr.write(
         "hint: no package caches found: pass --pkgs-dir or set CONDA_PKGS_DIRS\n"
         f"  (looked in {printable(', '.join(run.pkgs_dirs)) or 'nothing'})\n"
@@ -269,6 +295,8 @@ def dispatch(args: argparse.Namespace, run) -> int:
         args._cache_parser.print_help()
         return 0
     try:
+        if verb in ACTS_ON_CACHES and run.pkgs_origin == "--pkgs-dir" and _bad_pkgs_dirs(run):
+            return 1
         if verb not in CREATES_CACHES and not run.quiet:
             _hint_if_no_caches(run)
         return int(_verb_module(verb).execute(args, run) or 0)
@@ -277,6 +305,8 @@ def dispatch(args: argparse.Namespace, run) -> int:
         message = str(exc)
         if not run.conda:  # hints name the command the user typed
             message = message.replace("conda cache ", f"{run.command} ")
+        from ..ui.text import printable  # here, not at the top: --version stays light
+
         # exit code 0 (a dry run stopping where it would ask) is news, not an error
         sys.stderr.write(f"{'error: ' if code else ''}{printable(message)}\n")
         _json_error(run, exc, code)

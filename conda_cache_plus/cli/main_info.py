@@ -6,6 +6,7 @@ import os
 
 from ..layouts.caches import PackageCaches
 from ..layouts.inventory import cache_summary
+from ..model.cache_paths import pkgs_dir_problem
 from ..model.sizes import InodeSet, human_bytes
 
 JSON_VERSION = 1
@@ -72,8 +73,9 @@ def rattler_caches(pkgs_dirs) -> list[dict]:
 
 
 def _state(s: dict) -> str:
-    if not s["exists"]:
-        return "does not exist"
+    why = pkgs_dir_problem(s["path"])  # the wording every verb uses for a path that is no cache
+    if why or not s["exists"]:
+        return why or "does not exist"
     if s["writable"] is True:
         return "writable"
     if s["writable"] is False:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ..model.cache_paths import pkgs_dir_problem
 from ..model.sizes import human_bytes
 
 FAST = "fast"
@@ -252,6 +253,4 @@ class VerifyReport:
 
 
 def _why_not_a_cache(path: str) -> str:
-    if not os.path.lexists(path):
-        return "does not exist"
-    return "is not a directory"
+    return pkgs_dir_problem(path) or "is not a directory"

@@ -83,3 +83,23 @@ def _safe_relpath(rel: str) -> str:
     from .names import check_relpath
 
     return os.path.join(*check_relpath(rel).split("/"))
+
+
+def pkgs_dir_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a package cache directory, or None: the one wording every verb
+    uses for a ``--pkgs-dir`` (or a configured cache) that is not a directory."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            return "does not exist (a symbolic link to nothing)"
+        return "does not exist"
+    except NotADirectoryError:
+        return "does not exist (a part of its path is a file)"
+    except OSError as exc:
+        return f"cannot be reached ({exc.strerror or exc})"
+    import stat
+
+    if stat.S_ISDIR(st.st_mode):
+        return None
+    return "is a file, not a directory" if stat.S_ISREG(st.st_mode) else "is not a directory"

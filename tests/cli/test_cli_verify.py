@@ -112,7 +112,7 @@ def test_verify_a_pkgs_dir_that_is_not_a_cache_is_not_ok(tmp_path, what):
         target.write_text("not a cache\n")
     proc = run_cli("verify", "--pkgs-dir", str(target))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    reason = "does not exist" if what == "missing" else "is not a directory"
+    reason = "does not exist" if what == "missing" else "is a file, not a directory"
     assert f"no package cache at {target}: {reason}; nothing was checked" in proc.stdout
     proc = run_cli("verify", "--pkgs-dir", str(target), "--json")
     assert proc.returncode == 1
