@@ -162,11 +162,14 @@ def _summary_text(summary, elapsed: float, verbose: int = 0) -> str:
     number."""
     c = {o: summary.count(o) for o in engine_pipeline.OUTCOMES}
     done = len(summary.items) - c[engine_pipeline.FAILED] - summary.count("cancelled")
-    downloaded = (
-        f"{c[engine_pipeline.DOWNLOADED]} downloaded ({human_bytes(summary.bytes_downloaded)}"
-    )
-    if summary.bytes_resumed:
-        downloaded += f", {human_bytes(summary.bytes_resumed)} resumed"
+    # the bytes of the packages counted as downloaded: a package that failed after its download
+    # (a full disk while extracting) is not one of them, and its bytes are said apart
+    mine = [i for i in summary.items if i.outcome == engine_pipeline.DOWNLOADED]
+    downloaded = f"{len(mine)} downloaded ({human_bytes(sum(i.transferred for i in mine))}"
+    resumed = sum(i.resumed_from for i in mine)
+    if resumed:
+        downloaded += f", {human_bytes(resumed)} resumed"
+    elsewhere = summary.bytes_downloaded - sum(i.transferred for i in mine)
     parts = [
         (c[engine_pipeline.DOWNLOADED], downloaded + ")"),
         (c[engine_pipeline.COPIED], f"{c[engine_pipeline.COPIED]} copied from read-only caches"),
@@ -176,6 +179,8 @@ def _summary_text(summary, elapsed: float, verbose: int = 0) -> str:
         ),
         (c[engine_pipeline.REUSED], f"{c[engine_pipeline.REUSED]} already cached"),
     ]
+    if elsewhere:
+        parts.append((elsewhere, f"{human_bytes(elsewhere)} downloaded for packages not ready"))
     shown = [text for n, text in parts if n or verbose]
     if verbose:
         shown.append(f"{summary.extractions} extraction(s)")

@@ -459,3 +459,18 @@ def test_repodata_fetch_takes_one_format_and_matchspecs_and_stays_put(tmp_path, 
     assert data["summary"]["counts"]["downloaded"] == 0
     assert data["summary"]["extractions"] == 0
     assert run_cli("verify", "--pkgs-dir", pkgs, "--full").returncode == 0
+
+
+def test_summary_counts_only_bytes_of_ready_packages_after_a_full_disk(
+    tmpfs, http_server, tmp_path
+):
+    """A package downloaded but not extracted (the disk filled up) is not "downloaded": its
+    bytes are said apart, so the count and the size in one phrase describe the same packages."""
+    small, big = serve_packages(http_server, [("fits", "1", 3), ("toobig", "1", 3, 9_000_000)])
+    explicit = write_explicit(tmp_path / "env.txt", http_server, [small, big])
+    proc = run_cli("fetch", explicit, "--pkgs-dir", str(tmpfs / "pkgs"), "--extract-workers", "1")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    head = next(ln for ln in proc.stdout.splitlines() if "package(s) ready" in ln)
+    assert head.startswith("1 of 2 package(s) ready"), head
+    assert "1 downloaded (" in head and "MiB)" not in head.split("1 downloaded (")[1][:12], head
+    assert "for packages not ready" in " ".join(proc.stdout.split()), proc.stdout
