@@ -78,6 +78,30 @@ def ensure_user(name: str, groups: tuple[str, ...] = ()) -> str | None:
     return None
 
 
+def remove_stale() -> list[str]:
+    """Remove the users and groups of earlier sessions that were killed before they could (their
+    names end in the pid of a process that is gone); the names removed. Root only."""
+    if os.geteuid() != 0:
+        return []
+    removed = []
+    entries = [("userdel", p.pw_name) for p in pwd.getpwall()]
+    entries += [("groupdel", g.gr_name) for g in grp.getgrall()]
+    for cmd, name in entries:  # users first: a user's own group goes with it
+        base, _, pid = name.rpartition("-")
+        if not (name.startswith("cpx-") and base and pid.isdigit()) or int(pid) == SESSION:
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # that session is still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        if subprocess.run([cmd, name], capture_output=True).returncode == 0:
+            removed.append(name)
+    return removed
+
+
 def remove_created() -> list[str]:
     """Remove every user and group this session made, and its temporary copies of the project;
     the names that could not be removed."""

@@ -244,6 +244,13 @@ def tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+def pytest_sessionstart(session):
+    """Users and groups a killed test session could not remove go now (tests/as_user.py)."""
+    import as_user
+
+    as_user.remove_stale()
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Tests leave nothing behind: the users and groups made to run the CLI as someone else, and
     the copies of the project made for them, go with the session (tests/as_user.py)."""
