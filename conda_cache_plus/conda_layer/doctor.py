@@ -130,9 +130,20 @@ def render(report, prefix: str, verbose: bool) -> str:
     used = usage_of(bad, prefix)
     bad = sorted(bad, key=lambda f: (not used.get(f.path), f.pkgs_dir, f.entry))
     in_use = sum(1 for f in bad if used.get(f.path))
-    kinds = ", ".join(f"{t[s]} {s}" for s in ("corrupt", "incomplete", "missing-metadata") if t[s])
+    # verify's verdicts: damaged (repair fixes it) apart from defective as published (nothing can)
+    defective = sum(1 for f in bad if getattr(f, "verdict", "") == "defective")
+    counts: dict[str, int] = {}
+    for f in bad:
+        if getattr(f, "verdict", "") != "defective":
+            counts[f.status] = counts.get(f.status, 0) + 1
+    kinds = ", ".join(
+        f"{counts[s]} {s}" for s in ("corrupt", "incomplete", "missing-metadata") if counts.get(s)
+    )
+    if defective:
+        kinds = ", ".join(filter(None, [kinds, f"{defective} defective as published"]))
     lines = [
-        f"{x} {len(bad)} damaged package(s) in the package caches ({kinds}); "
+        f"{x} {len(bad)} {'bad' if defective else 'damaged'} package(s) in the package caches "
+        f"({kinds}); "
         f"{in_use} used by environments. Checked {scope}."
     ]
     shown = bad if verbose else [f for f in bad if used.get(f.path)][:10]
@@ -150,7 +161,10 @@ def render(report, prefix: str, verbose: bool) -> str:
                 lines.append(f"      no fix: {remedy['reason']}")
     if not verbose:
         lines.append("  (-v lists every damaged package and file)")
-    lines.append("  Fix with `conda doctor --fix package-cache` or `conda cache repair`.")
+    if defective < len(bad):
+        lines.append("  Fix with `conda doctor --fix package-cache` or `conda cache repair`.")
+    if defective:
+        lines.append("  A package defective as published has no fix here (-v says why).")
     return "\n".join(lines + hostile) + "\n"
 
 

@@ -414,6 +414,8 @@ def test_doctor_says_what_verify_says(tmp_path, http_server, case):
     (entry,) = data["entries"]
     if entry["verdict"] == "defective":
         assert "defective:" in proc.stdout, proc.stdout
+        assert "1 defective as published" in proc.stdout, proc.stdout
+        assert "Fix with" not in proc.stdout, proc.stdout
 
 
 def test_repair_honours_an_entry_lock_as_remove_does(tmp_path):
