@@ -72,7 +72,10 @@ def work_ours(explicit: str, dest: str, conda: bool) -> float:
     if conda:
         from conda.base.context import reset_context
 
+        from conda_cache_plus.conda_layer.compat import install_host
+
         reset_context()
+        install_host()  # what `conda cache fetch` does: conda hosts us
     start = time.perf_counter()
     run = Run(quiet=True, conda=conda, pkgs_dirs=[dest])
     summary = execute(plan(parse_explicit(explicit), PackageCaches([dest])), run)
