@@ -39,6 +39,7 @@ from conda_cache_plus.usage.graph import scan_usage, no_gc
 from conda_cache_plus.cli.main_usage import environments
 from conda_cache_plus.usage.policies import measure_plan, plan_packages
 from conda_cache_plus.cli.main_clean import policy_from_args
+from conda_cache_plus.ui.output import dumps  # what --json prints
 t1 = time.perf_counter()
 c1 = time.process_time()
 argv = ["usage", "--json"]
@@ -72,13 +73,13 @@ def work():
             t = mark("plan", t)
             plan = measure_plan(plan)
             t = mark("measure plan", t)
-            doc = json.dumps(plan.to_json(), indent=2)
+            doc = dumps(plan.to_json())
             unused = sorted(i.name for i in plan.items)
         else:
             from conda_cache_plus.cli.main_usage import entry_json
             entries = [entry_json(r, report.usage_of(r), False) for r in records]
             t = mark("entries", t)
-            doc = json.dumps({"entries": entries}, indent=2)
+            doc = dumps({"entries": entries})
             unused = sorted(e["entry"] for e in entries if not e["used_by"])
         t = mark("json", t)
         sys.stdout.write(doc[:0])
