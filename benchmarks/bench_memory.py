@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import bench_scan  # noqa: E402
-from samework import conda_importable, load, require_same  # noqa: E402
+from samework import conda_importable, load, precompile, require_same  # noqa: E402
 
 CONDA_LOAD = r"""
 import sys
@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--root", default=os.path.join(HERE, "out", "scan"))
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
+    precompile()  # as an installed package is
     py = sys.executable
     have_conda = conda_importable()
     table = []

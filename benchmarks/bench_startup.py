@@ -30,7 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from samework import conda_importable, load, require_same  # noqa: E402
+from samework import conda_importable, load, precompile, require_same  # noqa: E402
 
 HEAVY = (
     "ssl",
@@ -79,6 +79,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args()
+    precompile()  # as an installed package is
     py = sys.executable
     work = tempfile.mkdtemp(prefix="cpx-startup-")
     pkgs = os.path.join(work, "pkgs")
@@ -116,13 +117,22 @@ def main() -> None:
     rows = [
         ("python -c 'import conda_cache_plus'", [py, "-c", "import conda_cache_plus"], alone,
          lambda out: out, ""),
-        ("conda-cache --version", [*ours, "--version"], alone, has_version, True),
-        ("conda-cache info --json (empty cache)", [*ours, "info", "--json"], alone, empty_json, 0),
+        ("python -m conda_cache_plus --version", [*ours, "--version"], alone, has_version, True),
+        ("python -m conda_cache_plus info --json (empty cache)", [*ours, "info", "--json"],
+         alone, empty_json, 0),
         ("conda-cache list --json (empty cache)", [*ours, "list", "--json"], alone, empty_json, 0),
         ("conda-cache usage --json (no env)", [*ours, "usage", "--json"], alone, empty_json, 0),
         ("conda-cache clean --unused -d --json", [*ours, "clean", "--unused", "-d", "--json"],
          alone, empty_json, 0),
     ]  # fmt: skip
+    script = os.path.join(os.path.dirname(sys.executable), "conda-cache")
+    if os.path.exists(script):  # the installed command, which imports no runpy
+        rows[2:2] = [
+            ("conda-cache --version (the script)", [script, "--version"], alone, has_version,
+             True),
+            ("conda-cache info --json (the script, empty cache)", [script, "info", "--json"],
+             alone, empty_json, 0),
+        ]  # fmt: skip
     if conda_importable():
         rows += [
             ("python -m conda --version", [py, "-m", "conda", "--version"], env,

@@ -38,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from samework import conda_importable, require_positive, require_same  # noqa: E402
+from samework import conda_importable, precompile, require_positive, require_same  # noqa: E402
 
 from conda_cache_plus.envs.discovery import Environment  # noqa: E402
 from conda_cache_plus.layouts.caches import PackageCaches  # noqa: E402
@@ -189,6 +189,7 @@ def main() -> None:
     )
     ap.add_argument("--rows", nargs="+", help="only rows whose label contains one of these words")
     args = ap.parse_args()
+    precompile()  # as an installed package is
     if args.files != 2 and args.root == ap.get_default("root"):
         args.root += f"-{args.files}files"
     if (args.entries, args.envs, args.per_env) != (5000, 50, 300) and args.root.startswith(

@@ -26,7 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from samework import require_same  # noqa: E402
+from samework import precompile, require_same  # noqa: E402
 
 CHILD = r"""
 import io, json, os, sys, time
@@ -106,6 +106,7 @@ def main() -> None:
     ap.add_argument("--per-env", type=int, default=300)
     ap.add_argument("--step", type=int, default=80)
     args = ap.parse_args()
+    precompile()  # as an installed package is
     import bench_usage
 
     truth = bench_usage.expected_unused(args.entries, args.envs, args.per_env, args.step)
