@@ -168,6 +168,9 @@ def _world(tmp_path, http_server, slow: float):
         "CONDARC": str(home / ".condarc"),
         "CONDA_SOLVER": "classic",
         "LANG": "C.UTF-8",
+        # a download the server holds until the test has seen its bar must not time out first,
+        # however long a loaded machine takes to show it
+        "CONDA_REMOTE_READ_TIMEOUT_SECS": "900",
     }
     env.pop("COLUMNS", None)
     return explicit, env
