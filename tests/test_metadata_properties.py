@@ -262,9 +262,10 @@ def test_our_state_files(healthy, state, index, js):
             with open(path, "wb") as fh:
                 fh.write(state)
         cache_home = os.environ["XDG_CACHE_HOME"]
-        for path in glob.glob(os.path.join(cache_home, "conda-cache-plus", "*", "*")):
-            with open(path, "wb") as fh:
-                fh.write(index)
+        for root, _dirs, files in os.walk(os.path.join(cache_home, "conda-cache-plus")):
+            for name in files:  # scan indexes, verify state and findings: all of it damaged
+                with open(os.path.join(root, name), "wb") as fh:
+                    fh.write(index)
         check_every_verb(pkgs, explicit, f"state {state!r} / index {index!r}", js)
 
 

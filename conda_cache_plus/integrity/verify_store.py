@@ -11,10 +11,13 @@ One ``marshal`` file per cache maps each entry to what its last check establishe
   the state never stands in for the files, it only saves reading them again;
 - for archives and symlink targets, the fingerprint at which they last hashed right.
 
-It lives in the cache's private area when the cache is writable (it travels with the cache)
-and in the user's cache directory otherwise. One file per cache, not per entry: a re-run of an
-unchanged cache then costs one read, not one open per entry. marshal, unlike pickle, cannot run
-code if someone else wrote the file; a file that does not parse is ignored (it only costs speed).
+It lives in the user's cache directory (``$XDG_CACHE_HOME/conda-cache-plus``), for every cache
+(issue 24): a cache may be shared, and what one user remembers must never make another user's
+check skip a file (whoever may write a shared cache could otherwise write "this file hashed
+right" for a file they changed), nor should a check write into the cache it checks. Each user's
+first ``--full`` of a shared cache hashes everything. One file per cache, not per entry: a
+re-run of an unchanged cache then costs one read, not one open per entry. marshal, unlike
+pickle, cannot run code; a file that does not parse is ignored (it only costs speed).
 """
 
 from __future__ import annotations
@@ -22,19 +25,15 @@ from __future__ import annotations
 import os
 
 from ..gateways import statefile
-from ..model.cache_paths import CacheLayout
 
 FORMAT = 2
 STATE_NAME = "state.marshal"
 
 
-def store_dir(pkgs_dir: str, writable: bool | None) -> str:
-    from ..layouts.kinds import detect
-
-    # never inside a cache another tool owns the layout of (rattler's): it stays as pixi made it
-    if writable and detect(pkgs_dir).record_required:
-        return os.path.join(CacheLayout(pkgs_dir).private, f"verify-v{FORMAT}")
-    # a directory per cache (not a file): the state file keeps one name wherever it lives
+def store_dir(pkgs_dir: str, writable: bool | None = None) -> str:
+    """The user's directory of what verify remembers about ``pkgs_dir`` (``writable`` is no
+    longer consulted: the state is the user's whatever the cache)."""
+    # a directory per cache (not a file): judgement.py keeps its findings beside the state
     return os.path.splitext(statefile.user_state_path("verify", FORMAT, pkgs_dir))[0]
 
 
@@ -55,9 +54,8 @@ def save(directory: str, pkgs_dir: str, entries: dict) -> bool:
 def forget_entry(pkgs_dir: str, entry: str) -> None:
     """Drop what is remembered about one entry (wherever it is kept). Not needed for safety
     (nothing remembered outlives a changed fingerprint), only to keep the state small."""
-    for writable in (True, False):
-        directory = store_dir(pkgs_dir, writable)
-        entries = load(directory, pkgs_dir)
-        if entry in entries:
-            del entries[entry]
-            save(directory, pkgs_dir, entries)
+    directory = store_dir(pkgs_dir)
+    entries = load(directory, pkgs_dir)
+    if entry in entries:
+        del entries[entry]
+        save(directory, pkgs_dir, entries)

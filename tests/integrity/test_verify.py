@@ -258,19 +258,16 @@ def test_incremental_second_full_run_hashes_nothing(pkgs):
     assert sum(e.bytes_hashed for e in run(pkgs, FULL, use_store=False).entries) > len(BIG)
 
 
-def test_store_lives_beside_writable_cache_else_user_cache(pkgs, tmp_path):
+def test_store_is_the_users_never_in_the_cache(pkgs, tmp_path):
+    """Writable or not, the cache gets nothing of verify's state: it is the user's (issue 24: in
+    a shared cache, one user's results must never make another's check skip a file)."""
     run(pkgs, FULL)
     private = os.path.join(pkgs, ".conda-cache-plus")
-    assert any(n == verify_store.STATE_NAME for _, _, fs in os.walk(private) for n in fs)
-    # not writable even as root: a magic file that is no file (conda could not write it either;
-    # a writable directory whose urls.txt is merely gone is writable, as for conda)
-    os.unlink(os.path.join(pkgs, "urls.txt"))
-    os.mkdir(os.path.join(pkgs, "urls.txt"))
-    shutil.rmtree(private)
-    run(pkgs, FULL)
-    assert not os.path.exists(private)
+    assert not any(n == verify_store.STATE_NAME for _, _, fs in os.walk(private) for n in fs)
     user = os.path.join(os.environ["XDG_CACHE_HOME"], "conda-cache-plus")
     assert any(n == verify_store.STATE_NAME for _, _, fs in os.walk(user) for n in fs)
+    # a second run hashes nothing new: the user's state is used
+    assert run(pkgs, FULL).totals()["bytes_hashed"] == 0
 
 
 @pytest.mark.parametrize("executor", ["serial", "thread", "process"])
