@@ -213,7 +213,7 @@ def extract(source_full_path, destination_directory) -> None:
         # would spread the package over the cache's parent (names.py)
         raise _conda_error(
             f"conda-cache-plus refused to extract {package} into {dest}: the directory name "
-            f"{why}. Nothing was written; the archive was kept at {src}."
+            f"{why}. Nothing was written. {_kept(src).rstrip()}"
         )
     from .transaction_locks import entry_hold, refuse_busy_in_scan, refuse_present_in_scan
 

@@ -258,3 +258,19 @@ def test_a_full_disk_names_the_package_and_the_directory(tmp_path):
         assert os.path.isfile(pkg.path)
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_a_refused_destination_says_where_the_archive_is_only_if_it_is(tmp_path):
+    """conda may move the archive aside while we refuse (CacheUrlAction): the message tells."""
+    from conda_cache_plus.conda_layer.extractor import extract
+
+    archive = tmp_path / "x-1.0-0.conda"
+    archive.write_bytes(b"not read: the destination is refused first")
+    with pytest.raises(Exception) as kept:
+        extract(str(archive), str(tmp_path / ".."))
+    assert f"Nothing was written. The archive was kept at {archive}." in str(kept.value)
+    archive.unlink()
+    with pytest.raises(Exception) as gone:
+        extract(str(archive), str(tmp_path / ".."))
+    assert f"The archive is no longer at {archive}." in str(gone.value)
+    assert "was kept" not in str(gone.value)
