@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -80,8 +81,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args()
     precompile()  # as an installed package is
-    py = sys.executable
     work = tempfile.mkdtemp(prefix="cpx-startup-")
+    try:
+        measure(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args, work: str) -> None:
+    py = sys.executable
     pkgs = os.path.join(work, "pkgs")
     os.makedirs(pkgs)
     env = dict(
