@@ -107,7 +107,7 @@ class _CondaHost:
 
     def render_text(self, text: str) -> str:
         # conda.reporters.render(text) returns nothing; the private _get_render_func is the one
-        # way to get the rendered text, so it is feature-checked here, in one place
+        # way to get the rendered text, so it is used here alone (every conda we support has it)
         from conda.reporters import _get_render_func
 
         return _get_render_func()(text)
