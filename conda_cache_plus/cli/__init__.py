@@ -5,7 +5,8 @@ The same verbs run as ``conda cache VERB`` (the plugin; conda parses and owns th
 common options are added and where settings are read differs; verbs see a :class:`~..output.Run`.
 
 Option names avoid prefixes of conda's pre-parser options (``--no-plugins``, ``--json``,
-``--debug``, ``--trace``, ``--verbose``) and dests that are conda settings (conda-facts §1, §2.1).
+``--debug``, ``--trace``, ``--verbose``) and dests that are conda settings
+(``conda/cli/conda_argparse.py``, ``conda/base/context.py``).
 """
 
 from __future__ import annotations

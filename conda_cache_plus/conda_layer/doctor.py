@@ -5,8 +5,8 @@ The prefix, and every other environment we can find, only decide which damaged e
 first: those an environment uses are the ones that break a reinstall or a new install.
 
 The fixer runs repair after ``confirm``. ``conda doctor --fix --json`` answers yes to every
-confirm without asking (conda-facts §2.2), so re-extracting and re-downloading (which lose
-nothing) proceed, but removing an entry needs an explicit ``--yes``.
+confirm without asking (conda's ``confirm_yn`` under ``--json``), so re-extracting and
+re-downloading (which lose nothing) proceed, but removing an entry needs an explicit ``--yes``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Our extractor as a conda package extractor plugin (conda >= 26.1), behind a setting.
 
 conda picks the extractor of an extension from its plugins sorted by name, the last one winning
-(conda-facts §2.5), so the name sorts after conda's own ``conda-package``. Taking over ``.conda``
-and ``.tar.bz2`` also makes conda give up its extraction process pool for thread workers; it is
-on by default all the same, because conda's own pipeline is faster with it (``conda create`` of
-50 packages: 0.80x the time on disk, 0.83x on tmpfs, in every interleaved round; see
-docs/benchmarks.md), and it makes conda's extraction atomic and hostile-safe. The
-``cache_plus_extractor`` setting turns it off.
+(``get_package_extractors`` in conda's ``conda/plugins/manager.py``), so the name sorts after
+conda's own ``conda-package``. Taking over ``.conda`` and ``.tar.bz2`` also makes conda give up its
+extraction process pool for thread workers; it is on by default all the same, because conda's own
+pipeline is faster with it (``conda create`` of 50 packages: 0.80x the time on disk, 0.83x on tmpfs,
+in every interleaved round; see docs/benchmarks.md), and it makes conda's extraction atomic and
+hostile-safe. The ``cache_plus_extractor`` setting turns it off.
 """
 
 from __future__ import annotations
@@ -149,8 +149,8 @@ def _conda_error(message: str) -> Exception:
     """An error conda reports without deleting the archive.
 
     conda's cache scan (``_make_single_record``) deletes the tarball after any ``OSError`` or
-    cph ``InvalidArchiveError`` from the extractor (conda-facts §8). A ``ValidationError`` is
-    what that scan catches as "cannot make a record": it warns and keeps the files. As a
+    cph ``InvalidArchiveError`` from the extractor whose errno is ``ENOENT``. A ``ValidationError``
+    is what that scan catches as "cannot make a record": it warns and keeps the files. As a
     ``CondaError`` it prints as a one-line error in ``conda create``/``install``.
     """
     return _error_class()(message.replace("%", "%%"))

@@ -1,11 +1,12 @@
 """Per-entry reader/writer locks around a conda transaction, so that parallel installs on one
 package cache never break each other (issue 27).
 
-conda takes no lock on its package cache (conda-facts §4.8): ``ExtractPackageAction`` deletes
-an entry before it extracts it again, ``CacheUrlAction`` moves an archive aside while it fetches
-it again, and a process whose view of the cache is older than another's re-extracts what that
-other one is linking from. The locks are the files ``conda cache fetch`` and ``clean`` already
-use (``<pkgs>/.conda-cache-plus/locks/<entry>.lock``, POSIX record locks):
+conda takes no lock on its package cache (``conda/gateways/disk/lock.py`` locks only ``.partial``
+downloads): ``ExtractPackageAction`` deletes an entry before it extracts it again,
+``CacheUrlAction`` moves an archive aside while it fetches it again, and a process whose view of the
+cache is older than another's re-extracts what that other one is linking from. The locks are the
+files ``conda cache fetch`` and ``clean`` already use
+(``<pkgs>/.conda-cache-plus/locks/<entry>.lock``, POSIX record locks):
 
 - an install that links from an entry holds it *shared*, from the end of its solve until its
   link is done;

@@ -1,4 +1,5 @@
-"""The fetch engine: our ``ProgressiveFetchExtract`` (conda-facts §4.6).
+"""The fetch engine: our ``ProgressiveFetchExtract`` (conda's is in
+``conda/core/package_cache_data.py``).
 
 :func:`plan` decides, for each package reference, what the caches need, like conda but checking
 sha256 where it is known:

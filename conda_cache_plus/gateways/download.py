@@ -1,6 +1,7 @@
 """Download one package archive into a cache: resumable, locked, verified while streaming.
 
-The protocol is conda's (conda-facts §4.7), so conda, mamba and we can share a cache:
+The protocol is conda's (``conda/gateways/connection/download.py``), so conda, mamba and we can
+share a cache:
 
 - bytes go to ``<target>.partial``, on which conda's byte-21 lock is held while writing;
 - a partial is resumed with a ``Range`` request only when a checksum is known (otherwise a

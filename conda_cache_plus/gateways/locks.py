@@ -348,7 +348,8 @@ def _registered_fd(path: str) -> int | None:
 
 
 def lock_conda_byte(fd: int, timeout: float | None = 10.0) -> None:
-    """Take conda's lock on a ``.partial`` file: byte 21, exclusive (conda-facts §4.8)."""
+    """Take conda's lock on a ``.partial`` file: byte 21, exclusive, as
+    ``conda/gateways/disk/lock.py``."""
     start = time.monotonic()
     while True:
         try:

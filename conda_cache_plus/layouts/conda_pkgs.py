@@ -2,7 +2,8 @@
 ``PackageCacheData`` (:mod:`.caches`).
 
 :func:`scan_pkgs_dir` is a pure read: it never writes, re-extracts or deletes anything in the cache
-(conda's ``load()`` does all three, conda-facts §4.4). Records are built in conda's order:
+(conda's ``PackageCacheData.load()`` and ``_make_single_record`` do all three). Records are built in
+conda's order:
 
 1. ``info/repodata_record.json`` (complete);
 2. else ``info/index.json`` plus the archive's md5 and size and the URL from ``urls.txt``

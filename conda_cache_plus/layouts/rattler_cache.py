@@ -1,7 +1,7 @@
 """rattler's (and pixi's) package-cache layout, behind :mod:`.layouts`.
 
 Facts from ``crates/rattler_cache`` (``package_cache/{mod,cache_key,cache_lock}.rs``), and what
-py-rattler writes (conda-facts §9):
+py-rattler 0.28 writes:
 
 - an entry is ``<name>-<version>-<build>``, or ``…-<sha256 of the origin URL/path>`` when the
   cache keys on origin (``with_cached_origin``); it holds ``info/index.json`` and

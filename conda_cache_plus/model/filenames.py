@@ -1,7 +1,8 @@
 """Names and paths of a package cache, built in one place.
 
 Nothing else in the package concatenates cache paths: it asks :class:`CacheLayout` for them.
-The names follow conda's on-disk protocol (conda-facts §4.1) so conda, mamba and we share a cache.
+The names follow conda's on-disk protocol (conda's ``conda/core/package_cache_data.py``) so conda,
+mamba and we share a cache.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ A package file name comes from a URL, an @EXPLICIT line or a repodata key, that 
 controls the channel. conda derives the extracted directory by stripping the extension, so
 ``...conda`` names the directory ``..`` and ``..tar.bz2`` names ``.``: conda's next scan then
 treats the cache's parent (or the cache itself) as a package directory and may delete it
-(conda-facts §8). Every name is checked here before any byte is written, and scans use the
-same rules to report such entries as hostile instead of treating them as packages.
+(``PackageCacheData.load`` in conda's ``conda/core/package_cache_data.py``). Every name is checked
+here before any byte is written, and scans use the same rules to report such entries as hostile
+instead of treating them as packages.
 
 Refused: empty names, ``.`` and ``..``, path separators (``/`` and ``\\``), NUL and other control
 characters (C0, DEL and C1), names that are not valid UTF-8 (no channel can serve one: repodata is
