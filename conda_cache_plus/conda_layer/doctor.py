@@ -11,6 +11,7 @@ re-downloading (which lose nothing) proceed, but removing an entry needs an expl
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -99,7 +100,8 @@ def usage_of(bad, prefix: str) -> dict[str, list[str]]:
             if path in out:
                 out[path] = sorted(u.users)
     except Exception:
-        pass
+        # Other environments only order the report; the checked prefix still counts, below.
+        logging.getLogger(__name__).debug("usage scan for doctor failed", exc_info=True)
     # The checked prefix at least, from its own conda-meta records.
     mine = _used_by_prefix(prefix)
     for f in bad:

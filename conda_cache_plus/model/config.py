@@ -118,7 +118,7 @@ def read_condarc_list(path: str, key: str) -> list[str] | None:
         return None
     except ImportError:
         pass
-    except Exception:
+    except Exception:  # PyYAML raises YAMLError, ValueError (a bad date), RecursionError (nesting)
         return None
     return _parse_simple_yaml_list(text, key)
 

@@ -68,7 +68,7 @@ def size_of(description: str) -> int | None:
         if part and part[0].isdigit():
             try:
                 return parse_size(part)
-            except Exception:
+            except ValueError:
                 return None
     return None
 
