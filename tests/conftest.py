@@ -80,12 +80,6 @@ if HAVE_CONDA:
 # The repository and the tests folder, for tests in sub-folders that need files of either.
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
-# Tests sit in one folder per layer; a few import another test module's builders (make_files,
-# CondaWorld, snapshot, bomb) by name, as they did when all were in one folder.
-for _layer in sorted(os.listdir(TESTS)):
-    _folder = os.path.join(TESTS, _layer)
-    if os.path.isdir(_folder) and not _layer.startswith(("_", ".")) and _folder not in sys.path:
-        sys.path.append(_folder)
 
 requires_conda = pytest.mark.skipif(not HAVE_CONDA, reason="conda is not importable here")
 
@@ -192,6 +186,15 @@ def cache(tmp_path, build):
     populate(pkgs_dir, [a2], extract=False)  # the .tar.bz2 of alpha next to its .conda
     populate(pkgs_dir, [c], extract=False)
     return pkgs_dir
+
+
+@pytest.fixture
+def world(tmp_path, build):
+    """A cache with environments built by hand (tests/envtools.py ``World``); modules that need
+    another world define their own fixture of this name."""
+    from envtools import World
+
+    return World(tmp_path, build, populate)
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 from as_user import World
+from builders import make_files
 from conftest import HAVE_CONDA, populate
-from test_verify import make_files
 
 from conda_cache_plus import pkgbuild
 

@@ -8,17 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, populate, run_cli
-from envtools import World
+from conftest import REPO, run_cli
 from schema_check import validate
 
 from conda_cache_plus.model.cache_paths import CacheLayout
-
-
-@pytest.fixture
-def world(tmp_path, build):
-    return World(tmp_path, build, populate)
-
 
 SCHEMAS = os.path.join(REPO, "docs", "schemas")
 

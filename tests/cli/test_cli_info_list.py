@@ -95,7 +95,7 @@ def test_info_uses_conda_pkgs_dirs(cache):
 
 
 def test_nothing_is_modified_by_info_and_list(cache):
-    from test_pkgs_dir import snapshot
+    from scan_helpers import snapshot
 
     (cache / "beta-2.1-h1" / "info" / "repodata_record.json").unlink()
     (cache / "gamma-0.5-0.tar.bz2").write_bytes(b"truncated")

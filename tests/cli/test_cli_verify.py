@@ -6,8 +6,8 @@ import json
 import os
 
 import pytest
+from builders import make_files
 from conftest import populate, run_cli
-from test_verify import make_files
 
 
 @pytest.fixture

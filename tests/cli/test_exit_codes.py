@@ -161,7 +161,7 @@ def test_conda_cache_remove_no_and_ctrl_c(tmp_path, cache, console):
 
     if not HAVE_CONDA:
         pytest.skip("conda is not importable here")
-    from test_reporter_backend import CondaWorld, needs_plugin
+    from conda_world import CondaWorld, needs_plugin
 
     if needs_plugin.args[0]:
         pytest.skip(needs_plugin.kwargs["reason"])

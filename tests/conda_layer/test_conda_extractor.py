@@ -179,7 +179,7 @@ def _conda_extracting_a_bomb(tmp_path):
     """``conda create`` of a 64 GiB bomb through our extractor, once it is writing."""
     import time
 
-    from test_extract_lifecycle import bomb
+    from builders import bomb
 
     ch = tmp_path / "channel"
     big = bomb(str(ch / "noarch"), gib=64)

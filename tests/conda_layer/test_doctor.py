@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
+from builders import make_files
 from conftest import populate, requires_conda_at_least
-from test_verify import make_files
 
 # named checks, --list summaries and fixers arrived in conda 26.1
 pytestmark = requires_conda_at_least((26, 1), "conda doctor NAME / --list / --fix")

@@ -17,8 +17,8 @@ import sys
 import time
 
 import pytest
+from conda_world import CondaWorld, needs_plugin
 from conftest import HAVE_CONDA, requires_conda
-from test_reporter_backend import CondaWorld, needs_plugin
 
 pytestmark = [requires_conda, needs_plugin]
 

@@ -8,18 +8,13 @@ import shutil
 
 import pytest
 from conftest import populate
-from envtools import World, make_env
+from envtools import make_env
 
 from conda_cache_plus.envs import env_index
 from conda_cache_plus.envs.discovery import Environment
 from conda_cache_plus.gateways import statefile
 from conda_cache_plus.layouts.caches import PackageCaches
 from conda_cache_plus.usage.graph import scan_usage
-
-
-@pytest.fixture
-def world(tmp_path, build):
-    return World(tmp_path, build, populate)
 
 
 @pytest.fixture

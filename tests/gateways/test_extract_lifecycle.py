@@ -4,20 +4,17 @@ limit. Timing-sensitive steps poll with generous timeouts; nothing asserts on du
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import stat
 import subprocess
 import sys
-import tarfile
 import textwrap
 import time
-import zipfile
 
 import pytest
-import zstandard
+from builders import bomb
 from conftest import REPO, TESTS, run_cli
 
 from conda_cache_plus import pkgbuild
@@ -27,57 +24,6 @@ from conda_cache_plus.gateways.extract import InflateLimit, extract_archive, ext
 
 HERE = TESTS
 ROOT = REPO
-
-
-def bomb(out_dir, name="cpx-bomb", gib=64, paths_json=False, size=None) -> pkgbuild.BuiltPackage:
-    """A valid .conda whose one file inflates to ``gib`` GiB of zeros from a few MB, built
-    from concatenated zstd frames (fast to build, slow to extract)."""
-    dist = f"{name}-1.0-0"
-    size = size or gib << 30
-    cctx = zstandard.ZstdCompressor(level=1)
-    head = io.BytesIO()
-    ti = tarfile.TarInfo("share/zeros")
-    ti.size, ti.mtime = size, pkgbuild.MTIME
-    head.write(ti.tobuf(format=tarfile.PAX_FORMAT))
-    chunk = 1 << 26
-    zeros = cctx.compress(bytes(chunk))
-    trailer = cctx.compress(bytes(1024))  # the tar's end-of-archive blocks
-    pkg_zst = cctx.compress(head.getvalue()) + zeros * (size // chunk) + trailer
-    index = {"name": name, "version": "1.0", "build": "0", "build_number": 0, "depends": []}
-    index.update(subdir="noarch", noarch="generic", license="MIT")
-    info = {"info/index.json": json.dumps(index).encode()}
-    if paths_json:
-        entry = {"_path": "share/zeros", "path_type": "hardlink", "size_in_bytes": 1000}
-        info["info/paths.json"] = json.dumps({"paths": [entry], "paths_version": 1}).encode()
-    ibuf = io.BytesIO()
-    with tarfile.open(fileobj=ibuf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for n, data in info.items():
-            t = tarfile.TarInfo(n)
-            t.size, t.mtime = len(data), pkgbuild.MTIME
-            tar.addfile(t, io.BytesIO(data))
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, dist + ".conda")
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("metadata.json", b'{"conda_pkg_format_version": 2}')
-        zf.writestr(f"info-{dist}.tar.zst", cctx.compress(ibuf.getvalue()))
-        zf.writestr(f"pkg-{dist}.tar.zst", pkg_zst)
-    import hashlib
-
-    with open(path, "rb") as fh:
-        blob = fh.read()
-    return pkgbuild.BuiltPackage(
-        path=path,
-        fn=dist + ".conda",
-        name=name,
-        version="1.0",
-        build="0",
-        build_number=0,
-        subdir="noarch",
-        md5=hashlib.md5(blob).hexdigest(),
-        sha256=hashlib.sha256(blob).hexdigest(),
-        size=len(blob),
-        index=index,
-    )
 
 
 def _trees(parent) -> list[str]:

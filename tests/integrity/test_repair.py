@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from builders import make_files
 from conftest import extract_by_hand, populate
-from test_verify import make_files
 
 from conda_cache_plus.integrity.findings import FULL, OK
 from conda_cache_plus.integrity.repair import (

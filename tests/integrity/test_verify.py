@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from builders import BIG, make_files
 from conftest import populate
 
-from conda_cache_plus import pkgbuild
 from conda_cache_plus.integrity import verify_store
 from conda_cache_plus.integrity.findings import (
     CORRUPT,
@@ -22,19 +22,6 @@ from conda_cache_plus.integrity.findings import (
 )
 from conda_cache_plus.integrity.verify import verify_caches
 from conda_cache_plus.layouts.caches import PackageCaches
-
-BIG = bytes(range(256)) * 4500  # over 1 MiB: hashed in several reads
-
-
-def make_files(name: str) -> dict:
-    return {
-        f"share/{name}/README": f"{name} readme\n".encode(),
-        f"share/{name}/data.bin": BIG,
-        f"share/{name}/latest": pkgbuild.Symlink("README"),
-        f"share/{name}/other": b"another file of some other length\n",
-        f"etc/{name}.conf": pkgbuild.PlaceholderFile(b"prefix=/opt/anaconda1anaconda2anaconda3\n"),
-        f"share/{name}/empty": pkgbuild.Directory(),
-    }
 
 
 @pytest.fixture

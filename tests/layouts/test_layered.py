@@ -14,7 +14,7 @@ import subprocess
 
 from conftest import run_cli
 from fetch_helpers import serve_packages
-from test_pkgs_dir import snapshot
+from scan_helpers import snapshot
 
 
 def explicit_for(path, srv, pkgs):

@@ -11,26 +11,12 @@ import sys
 
 import pytest
 from conftest import populate
+from scan_helpers import age, snapshot
 
 from conda_cache_plus.layouts import scan_index
 from conda_cache_plus.layouts.caches import PackageCacheData
 from conda_cache_plus.layouts.kinds import scan, writability
 from conda_cache_plus.model.records import SOURCE_FILENAME, SOURCE_INDEX, SOURCE_RECORD
-
-
-def snapshot(root) -> dict:
-    """Every path under root with its type, size, mtime and content hash."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            digest = None
-            if os.path.isfile(p) and not os.path.islink(p):
-                with open(p, "rb") as fh:
-                    digest = hashlib.sha256(fh.read()).hexdigest()
-            out[os.path.relpath(p, root)] = (st.st_mode, st.st_size, st.st_mtime_ns, digest)
-    return out
 
 
 def by_name(result):
@@ -178,17 +164,6 @@ def test_nested_mamba_layout(tmp_path, build):
     assert recs["nest"].is_extracted
     assert recs["fallback"].entry == "local-chan/linux-64/fallback-3.0-0"
     assert res.nested and res.broken == []
-
-
-def age(root, seconds=100):
-    """Make every file look written long ago, so the index may remember it (not racy)."""
-    import time
-
-    when = time.time() - seconds
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            os.utime(os.path.join(dirpath, name), (when, when), follow_symlinks=False)
-    os.utime(root, (when, when))
 
 
 def test_index_is_reused_and_never_trusted_over_files(cache, monkeypatch):

@@ -517,7 +517,7 @@ def test_rattler_entries_in_a_conda_cache_are_rattlers(tmp_path, build):
 
 
 def test_a_repeated_scan_reads_only_what_changed(tmp_path, build, monkeypatch):
-    from test_pkgs_dir import age
+    from scan_helpers import age
 
     pkgs = str(tmp_path / "pkgs")
     for name in ("liba", "libb"):

@@ -7,7 +7,6 @@ import time
 
 import pytest
 from conftest import populate
-from envtools import World
 
 from conda_cache_plus.gateways.locks import FileLock
 from conda_cache_plus.model.cache_paths import CacheLayout
@@ -27,11 +26,6 @@ from conda_cache_plus.usage.policies import (
 from conda_cache_plus.usage.removal import execute_plan
 
 DAY = 86400
-
-
-@pytest.fixture
-def world(tmp_path, build):
-    return World(tmp_path, build, populate)
 
 
 def plan_for(world, caches=None, **kw):

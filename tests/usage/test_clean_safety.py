@@ -12,14 +12,9 @@ import time
 
 import pytest
 from conftest import populate, run_cli
-from envtools import World, make_env
+from envtools import make_env
 
 from conda_cache_plus.gateways.locks import CONDA_LOCK_BYTE
-
-
-@pytest.fixture
-def world(tmp_path, build):
-    return World(tmp_path, build, populate)  # with an (empty) environments.txt: no note
 
 
 def cli(world, *args, env=None):

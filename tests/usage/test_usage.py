@@ -7,17 +7,12 @@ import os
 
 import pytest
 from conftest import populate
-from envtools import World, make_env
+from envtools import make_env
 
 from conda_cache_plus.envs.discovery import Environment
 from conda_cache_plus.layouts.caches import PackageCaches
 from conda_cache_plus.usage.footprint import measure
 from conda_cache_plus.usage.graph import history_dists, scan_usage, usage_map
-
-
-@pytest.fixture
-def world(tmp_path, build):
-    return World(tmp_path, build, populate)
 
 
 def users(report, dist):
