@@ -31,9 +31,8 @@ from conda_cache_plus import pkgbuild
 pytestmark = [requires_conda, pytest.mark.conda, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def conda_world(tmp_path_factory):
-    t = tmp_path_factory.mktemp("realconda")
+def make_conda_world(t):
+    """Environments linked each way conda links, one removed; read-only tests share one world."""
     channel = t / "channel"
     pkgs = [
         pkgbuild.build_package(str(channel / "noarch"), name, "1.0", "0", depends=deps)
@@ -90,6 +89,17 @@ def conda_world(tmp_path_factory):
     os.unlink(ff / "README")
     os.link(ff / "data.bin", ff / "README")
     return {"conda": conda, "pkgs": str(t / "pkgs"), "prefixes": prefixes}
+
+
+@pytest.fixture(scope="module")
+def conda_world(tmp_path_factory):
+    return make_conda_world(tmp_path_factory.mktemp("realconda"))
+
+
+@pytest.fixture
+def own_conda_world(tmp_path):
+    """A world of its own, for a test that removes: tests run in any order."""
+    return make_conda_world(tmp_path)
 
 
 def test_environments_really_link_the_way_we_think(conda_world):
@@ -158,7 +168,8 @@ def test_clean_unused_compared_with_conda_clean_p(conda_world):
     assert all(i["paths"] == [os.path.join(pkgs, i["name"])] for i in extracted["items"])
 
 
-def test_real_clean_keeps_every_environment_working(conda_world):
+def test_real_clean_keeps_every_environment_working(own_conda_world):
+    conda_world = own_conda_world
     conda = conda_world["conda"]
     data = json.loads(conda("cache", "clean", "--unused", "--grace", "0", "--yes", "--json").stdout)
     assert {i["name"] for i in data["items"]} == {"dd-1.0-0", "ff-1.0-0"}

@@ -22,9 +22,8 @@ from conda_cache_plus import pkgbuild
 pytestmark = [requires_conda, pytest.mark.conda, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def hidden(tmp_path_factory):
-    t = tmp_path_factory.mktemp("unregistered")
+def make_hidden(t):
+    """A hard-linked and a softlinked environment that conda did not register."""
     channel = t / "channel"
     pkgs = [pkgbuild.build_package(str(channel / "noarch"), n, "1.0", "0") for n in ("hh", "ss")]
     url = pkgbuild.write_channel(str(channel), pkgs)
@@ -65,6 +64,11 @@ def hidden(tmp_path_factory):
         "soft": soft,
         "home": env["HOME"],
     }
+
+
+@pytest.fixture(scope="module")
+def hidden(tmp_path_factory):
+    return make_hidden(tmp_path_factory.mktemp("unregistered"))
 
 
 def test_conda_did_not_register_them(hidden):
@@ -118,8 +122,9 @@ def test_named_with_env_both_are_kept(hidden):
             assert fh.read() == f"{name} 1.0\n"
 
 
-def test_real_clean_keeps_the_hard_linked_one(hidden):
-    """Last (it removes): without --env, the softlinked one's entry goes, the hard one stays."""
+def test_real_clean_keeps_the_hard_linked_one(tmp_path):
+    """Without --env, the softlinked one's entry goes, the hard one stays."""
+    hidden = make_hidden(tmp_path)  # its own world: it removes, and tests run in any order
     proc = hidden["conda"]("cache", "clean", "--unused", "--grace", "0", "--yes", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert os.path.isdir(os.path.join(hidden["pkgs"], "hh-1.0-0"))
