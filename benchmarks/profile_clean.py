@@ -65,7 +65,7 @@ def work():
         caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
         records = caches.records()
         t = mark("cache scan", t)
-        report = scan_usage(records, envs)
+        report = scan_usage(records, envs, detail=verb != "clean")  # as main_clean asks
         t = mark("usage scan", t)
         if verb == "clean":
             policy = policy_from_args(args)

@@ -351,20 +351,25 @@ def render(data: dict, plan, verb: str, verbose: int) -> str:
     return "\n".join(lines)
 
 
-def run_removal(run, args, make_plan, *, verb: str, extra: dict | None = None) -> int:
-    """Plan (under the write locks unless dry run), show, confirm, remove exactly the plan."""
+def run_removal(
+    run, args, make_plan, *, verb: str, extra: dict | None = None, detail: bool = True
+) -> int:
+    """Plan (under the write locks unless dry run), show, confirm, remove exactly the plan.
+    ``detail=False``: the plan needs only who uses each entry (scan_usage's verdict mode)."""
     with no_gc():
-        return _run_removal(run, args, make_plan, verb=verb, extra=extra)
+        return _run_removal(run, args, make_plan, verb=verb, extra=extra, detail=detail)
 
 
-def _run_removal(run, args, make_plan, *, verb: str, extra: dict | None = None) -> int:
+def _run_removal(
+    run, args, make_plan, *, verb: str, extra: dict | None = None, detail: bool = True
+) -> int:
 
     def build():
         from ..envs.discovery import visibility_notes
 
         envs = environments(run, args)
         caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
-        report = scan_usage(caches.records(), envs)
+        report = scan_usage(caches.records(), envs, detail=detail)
         plan = measure_plan(make_plan(caches, report))
         if plan.items or any(s.kind != "temp" for s in plan.skipped):
             # what decides "in use" may not see every environment: say so where it matters
@@ -445,7 +450,10 @@ def execute(args, run) -> int:
         return merge(*parts)
 
     extra = {"policy": {**policy.to_json(), "all": bool(args.clean_all), "logfiles": args.logfiles}}
-    return run_removal(run, args, make_plan, verb="clean", extra=extra)
+    # --unused drops every entry in use before anything else looks at it (plan_packages): who
+    # uses an entry is all the plan needs of the usage scan
+    detail = not policy.unused
+    return run_removal(run, args, make_plan, verb="clean", extra=extra, detail=detail)
 
 
 def _tarballs_of_the_rest(caches, report, policy, entries_plan):

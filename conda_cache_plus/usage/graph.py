@@ -43,6 +43,19 @@ entry directory renamed away and replaced by a fresh copy under the same path, w
 environment's file keeps its inode and ctime, still shows the old hard link until the record or
 the file changes (the entry is then kept, never wrongly removed).
 
+Verdict mode (``scan_usage(detail=False)``: ``clean --unused``, which needs only who uses each
+entry): conda names each record ``conda-meta/<name>-<version>-<build>.json``. When every cached
+entry is named after its package (directory, ``fn`` and ``url`` agree with its
+``name-version-build``), a record that names its package ``<dist>`` in all its matching fields
+(name, version, build, ``fn``, ``url``, the directory it was linked from) can match no entry but
+the one cached copy of ``<dist>``, and its sampled file can only add evidence to that entry: such a
+record is still read (an unreadable one makes its package "maybe in use", as always) but not
+matched or sampled, and only its fingerprint is remembered. Records of a dist with several cached
+copies (which copy a record names decides), and every record that does not name itself
+consistently, go the full way; so does everything when one entry is not named after its
+package. The report then holds users and ``last_linked`` for those entries, no link types or
+evidence beyond ``record``.
+
 "Last used" of an entry is the newest modification time of the ``conda-meta`` records that
 reference it (when an environment linked it), or, if later, the entry's own time (extraction:
 ``repodata_record.json``; download: the archive). Access times are not used: most systems mount
@@ -64,20 +77,13 @@ from ..model import fsclock
 from ..model.filenames import split_dist, strip_package_extension
 from ..model.gcpause import no_gc
 from ..model.records import PackageCacheRecord, channel_name
-
-# One linked file tells how a package was linked (hard link, symlink, copy): conda links a whole
-# package one way. More samples only cost stats (the usage scan is dominated by them).
-SAMPLE_FILES = 1
+from .samples import mark_unnamed_links, sample_paths
 
 LINK_TYPES = {1: "hardlink", 2: "softlink", 3: "copy", 4: "directory"}
 
 EVIDENCE_RECORD = "record"
 EVIDENCE_HARDLINK = "hardlink"
 EVIDENCE_SYMLINK = "symlink"
-# A file of the entry has more hard links than the entry itself explains: an environment nobody
-# named links it (caches whose kind says so: rattler's, whose tool records no environments).
-EVIDENCE_NLINK = "nlink"
-UNNAMED_ENVIRONMENT = "<an environment not named (hard links)>"
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
 _O_FILE = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
@@ -133,6 +139,8 @@ class EnvState:
     # known (conda-meta unlistable, a record whose name is no dist), why it may use anything.
     unsure: dict[str, str] = field(default_factory=dict)
     unsure_all: str | None = None
+    # verdict mode: (dist, record mtime) of the records matched by their names alone
+    named: list[tuple[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -191,34 +199,6 @@ class UsageReport:
 
 
 # --- reading environments ------------------------------------------------------------------------
-def _sample_paths(data: dict) -> list[str]:
-    """Relative paths of a few files conda linked as-is (the sampling rule, module docstring)."""
-    paths = data.get("paths_data")
-    paths = paths.get("paths") if isinstance(paths, dict) else None
-    if isinstance(paths, list):
-        hard: list[str] = []
-        soft: list[str] = []
-        for p in paths:
-            if not isinstance(p, dict) or p.get("prefix_placeholder"):
-                continue
-            rel = p.get("_path") or p.get("path")
-            if not isinstance(rel, str) or rel.endswith((".pyc", ".pyo")):
-                continue
-            kind = p.get("path_type", "hardlink")
-            if kind == "hardlink":
-                hard.append(rel)
-                if len(hard) >= SAMPLE_FILES:
-                    break
-            elif kind == "softlink" and len(soft) < SAMPLE_FILES:
-                soft.append(rel)
-        if hard or soft:
-            return (hard + soft)[:SAMPLE_FILES]
-    files = data.get("files")
-    if isinstance(files, list):
-        return [f for f in files if isinstance(f, str)][:SAMPLE_FILES]
-    return []
-
-
 _channels: dict[str | None, str] = {}
 
 
@@ -267,7 +247,7 @@ def _reduce(dist: str, data) -> tuple | None:
         _channel(channel if isinstance(channel, str) else None, url),
         _normpath(source) if isinstance(source, str) and source else None,
         ltype if isinstance(ltype, str) else None,
-        _sample_paths(data),
+        sample_paths(data),
     )
 
 
@@ -335,9 +315,16 @@ def _fp(st: os.stat_result) -> tuple[int, int, int, int]:
 
 
 def read_environment(
-    env: Environment, old: dict | None = None, new: dict | None = None
+    env: Environment,
+    old: dict | None = None,
+    new: dict | None = None,
+    several: set[str] | frozenset[str] | None = None,
 ) -> EnvState:
-    """An environment's records and history; ``old``/``new``: its remembered index (env_index)."""
+    """An environment's records and history; ``old``/``new``: its remembered index (env_index).
+
+    ``several`` turns on the verdict mode (module docstring): the dists with several cached
+    copies, whose records are matched in full; every other record that names itself and its
+    package consistently only goes to ``state.named``."""
     old = old or {}
     new = {} if new is None else new
     state = EnvState(env)
@@ -364,8 +351,11 @@ def read_environment(
         new_recs: dict = {}
         new["records"] = new_recs
         packages = state.packages
+        named = state.named
         for name in names:
             meta_path = meta + "/" + name
+            dist = name[:-5]
+            quick = several is not None and dist not in several
             cached = old_recs.get(name)
             if cached is not None:
                 try:
@@ -373,14 +363,27 @@ def read_environment(
                 except OSError:
                     st = None
                 if st is not None and _fp(st) == cached[0]:
-                    slot = new_recs[name] = [cached[0], cached[1], cached[2]]
-                    pkg = _package(env.prefix, meta_path, cached[1], st.st_mtime)
-                    pkg.memos, pkg.slot = cached[2], slot
-                    packages.append(pkg)
-                    continue
+                    t = cached[1]
+                    if quick and (t is None or _names_agree(dist, *t[:5], t[6])):
+                        new_recs[name] = cached
+                        named.append((dist, st.st_mtime))
+                        continue
+                    if t is not None:
+                        slot = new_recs[name] = [cached[0], t, cached[2]]
+                        pkg = _package(env.prefix, meta_path, t, st.st_mtime)
+                        pkg.memos, pkg.slot = cached[2], slot
+                        packages.append(pkg)
+                        continue
             try:
                 raw, st = _read(name, meta_fd, meta_path)
-                t = _reduce(name[: -len(".json")], _decode_json(raw.decode("utf-8")))
+                data = _decode_json(raw.decode("utf-8"))
+                if quick and isinstance(data, dict) and _data_agrees(dist, data):
+                    named.append((dist, st.st_mtime))
+                    if not _racy(st, now):
+                        # checked by its names only: a full scan reads it again
+                        new_recs[name] = [_fp(st), None, {}]
+                    continue
+                t = _reduce(dist, data)
                 why = "not a conda-meta record"
             except FileNotFoundError:
                 continue  # uninstalled while we read: no longer used
@@ -390,7 +393,7 @@ def read_environment(
                 t, why = None, "not valid JSON"
             if t is None:
                 state.problems.append(f"{meta_path}: unreadable record, skipped ({why})")
-                _unsure_of(state, name[: -len(".json")], f"{meta_path}: {why}")
+                _unsure_of(state, dist, f"{meta_path}: {why}")
                 continue
             pkg = _package(env.prefix, meta_path, t, st.st_mtime)
             if not _racy(st, now):
@@ -409,6 +412,37 @@ def _unsure_of(state: EnvState, dist: str, why: str) -> None:
         state.unsure[dist] = why
     elif state.unsure_all is None:
         state.unsure_all = why
+
+
+def _names_agree(dist, name, version, build, fn, url, source) -> bool:
+    """Whether a package's record names it ``dist`` everywhere matching looks: its own fields,
+    its file name, its URL and the directory it was linked from (each absent, or naming it).
+    Strict (conda's own spelling, extensions in lower case): what it refuses goes the full way."""
+    if [name, version, build] != dist.rsplit("-", 2):
+        return False
+    if fn and fn != dist + ".conda" and fn != dist + ".tar.bz2":
+        return False
+    if url:
+        if not isinstance(url, str):
+            return False
+        base = url.split("#", 1)[0].rsplit("/", 1)[-1]
+        if base != dist + ".conda" and base != dist + ".tar.bz2":
+            return False
+    return not source or (isinstance(source, str) and _normpath(source).rsplit("/", 1)[-1] == dist)
+
+
+def _data_agrees(dist: str, data: dict) -> bool:
+    link = data.get("link")
+    link = link if isinstance(link, dict) else {}
+    return _names_agree(
+        dist,
+        data.get("name"),
+        data.get("version"),
+        data.get("build"),
+        data.get("fn"),
+        data.get("url"),
+        link.get("source") or data.get("extracted_package_dir"),
+    )
 
 
 def _listing(meta_fd: int, old: dict, new: dict, now: float) -> list[str]:
@@ -472,6 +506,16 @@ class _Index:
             for fn in {rec.fn, *(basename + ext for ext in rec.archives)}:
                 self.by_fn.setdefault(fn, []).append(rec)
             self.by_dist.setdefault(basename, []).append(rec)
+
+    def several(self) -> set[str] | None:
+        """For the verdict mode (module docstring): the dists with several cached copies
+        (which copy a record names needs its content), or None when an entry is not named after
+        its package (a record of any name might then match it)."""
+        for dist, recs in self.by_dist.items():
+            for rec in recs:
+                if not _names_agree(dist, rec.name, rec.version, rec.build, rec.fn, rec.url, None):
+                    return None
+        return {d for d, recs in self.by_dist.items() if len(recs) > 1}
 
     def match(self, pkg: EnvPackage) -> list[PackageCacheRecord]:
         if pkg.source_dir:
@@ -567,16 +611,24 @@ def _link_evidence(
 
 
 def scan_usage(
-    records: Iterable[PackageCacheRecord], envs: Iterable[Environment], *, use_index: bool = True
+    records: Iterable[PackageCacheRecord],
+    envs: Iterable[Environment],
+    *,
+    use_index: bool = True,
+    detail: bool = True,
 ) -> UsageReport:
     """Who uses what, for the given cache records and environments. Reads only (the remembered
-    index, ``use_index``, lives outside the environments: env_index.py)."""
+    index, ``use_index``, lives outside the environments: env_index.py). ``detail=False``: the
+    verdict mode (module docstring), for callers that need only who uses what."""
     with no_gc():
-        return _scan_usage(list(records), envs, use_index)
+        return _scan_usage(list(records), envs, use_index, detail)
 
 
-def _scan_usage(records: list[PackageCacheRecord], envs, use_index: bool) -> UsageReport:
+def _scan_usage(
+    records: list[PackageCacheRecord], envs, use_index: bool, detail: bool
+) -> UsageReport:
     index = _Index(records)
+    several = None if detail else index.several()
     dir_of = index.dir_of
     report = UsageReport(entries={}, envs=[])
     entries = report.entries
@@ -587,10 +639,20 @@ def _scan_usage(records: list[PackageCacheRecord], envs, use_index: bool) -> Usa
         prefix = env.prefix
         old = env_index.load(prefix) if use_index else {}
         new: dict = {}
-        state = read_environment(env, old, new)
+        state = read_environment(env, old, new, several)
         report.envs.append(state)
         matched = report.matched.setdefault(prefix, {})
         missing = report.missing.setdefault(prefix, [])
+        for dist, mtime in state.named:
+            for rec in by_dist.get(dist, ()):  # one copy at most (several: matched in full)
+                usage = entries[dir_of[id(rec)]]
+                kinds = usage.users.get(prefix)
+                if kinds is None:
+                    usage.users[prefix] = {EVIDENCE_RECORD}
+                else:
+                    kinds.add(EVIDENCE_RECORD)
+                if usage.last_linked is None or mtime > usage.last_linked:
+                    usage.last_linked = mtime
         now = fsclock.now(prefix)
         try:
             prefix_fd = os.open(prefix, _O_DIR)
@@ -633,90 +695,8 @@ def _scan_usage(records: list[PackageCacheRecord], envs, use_index: bool) -> Usa
                 entries[dir_of[id(rec)]].maybe.setdefault(prefix, why)
         if use_index and new != old:
             env_index.save(prefix, new)
-    _unnamed_links(report)
+    mark_unnamed_links(report)
     return report
-
-
-def _unnamed_links(report: UsageReport) -> None:
-    """Mark entries no known environment uses but whose sampled file is hard-linked from
-    outside the entry (the sampling rule of the module docstring, applied to the entry's own
-    ``info/paths.json``). Every cache kind: clean and remove keep such an entry, so usage must
-    say so too (one answer, issue 23): in use in a rattler cache (no registry of environments
-    there, the links are the evidence), maybe in use in conda's (an environment conda did not
-    register). Links from the same package in another cache are no environment. A reflinked or
-    copied environment leaves no such trace."""
-    from ..layouts.kinds import detect as kind_of
-
-    same_dist: dict[str, list[str]] = {}
-    for usage in report.entries.values():
-        if usage.record.is_extracted:
-            same_dist.setdefault(usage.record.basename, []).append(
-                usage.record.extracted_package_dir
-            )
-    for usage in report.entries.values():
-        rec = usage.record
-        # an environment we could not read fully is already "maybe" (and says why)
-        if usage.users or usage.maybe or not rec.is_extracted:
-            continue
-        root = rec.extracted_package_dir
-        try:
-            with open(os.path.join(root, "info", "paths.json"), "rb") as fh:
-                data = _decode_json(fh.read().decode("utf-8"))
-        except (OSError, ValueError):
-            continue
-        paths = data.get("paths") if isinstance(data, dict) else None
-        samples = _sample_paths({"paths_data": {"paths": paths}}) if paths else []
-        for rel in samples:
-            try:
-                st = os.lstat(os.path.join(root, rel))
-            except OSError:
-                continue
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink < 2:
-                continue
-            # the same package in another cache (cp -al, a mirror) is no environment
-            siblings = [d for d in same_dist.get(rec.basename, ()) if d != root]
-            if st.st_nlink <= _links_within(root, st) + _links_at(siblings, rel, st):
-                continue
-            if kind_of(rec.pkgs_dir).unnamed_links_in_use:
-                # rattler's caches: no registry of environments, the links are the evidence
-                usage.users.setdefault(UNNAMED_ENVIRONMENT, set()).add(EVIDENCE_NLINK)
-            else:
-                # an environment conda did not register: "maybe in use", which clean and
-                # remove keep unless forced, and usage shows
-                usage.maybe[UNNAMED_ENVIRONMENT] = (
-                    f"linked from outside the known environments: {rel} has hard links no "
-                    "known environment accounts for"
-                )
-            break
-
-
-def _links_at(dirs: list[str], rel: str, st: os.stat_result) -> int:
-    """How many of ``dirs`` hold the same inode at ``rel``."""
-    count = 0
-    for d in dirs:
-        try:
-            other = os.lstat(os.path.join(d, rel))
-        except OSError:
-            continue
-        count += (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
-    return count
-
-
-def _links_within(root: str, st: os.stat_result) -> int:
-    """How many names the inode has inside ``root`` (a package may hard-link its own files)."""
-    if st.st_nlink < 2:
-        return 1
-    key = (st.st_dev, st.st_ino)
-    count = 0
-    for base, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                fst = os.lstat(os.path.join(base, name))
-            except OSError:
-                continue
-            if (fst.st_dev, fst.st_ino) == key:
-                count += 1
-    return max(count, 1)
 
 
 def usage_map(caches, envs: Iterable[Environment]) -> dict[str, list[str]]:

@@ -30,7 +30,8 @@ DAY = 86400
 
 def plan_for(world, caches=None, **kw):
     caches = caches or world.caches
-    report = scan_usage(caches.records(), world.environments())
+    # as clean does: --unused needs only who uses what (the usage scan's verdict mode)
+    report = scan_usage(caches.records(), world.environments(), detail=not kw.get("unused"))
     return measure_plan(plan_packages(caches, report, Policy(**kw)))
 
 
