@@ -481,31 +481,56 @@ class _Index:
     """Cache entries by every key an environment record can point at."""
 
     def __init__(self, records: Iterable[PackageCacheRecord]):
-        self.by_dir: dict[str, PackageCacheRecord] = {}
-        self.by_url: dict[str, list[PackageCacheRecord]] = {}
-        self.by_fn: dict[str, list[PackageCacheRecord]] = {}
+        self.records = list(records)
         self.by_dist: dict[str, list[PackageCacheRecord]] = {}
         self.dir_of: dict[int, str] = {}  # id(record) -> extracted_package_dir, computed once
+        for rec in self.records:
+            self.dir_of[id(rec)] = rec.extracted_package_dir
+            entry = rec.entry
+            self.by_dist.setdefault(entry[entry.rfind("/") + 1 :], []).append(rec)
+        self._by_dir: dict[str, PackageCacheRecord] | None = None
+
+    def _keys(self) -> None:
+        """The other keys, built when a record is first matched in full (the verdict mode may
+        match none)."""
+        self._by_dir = by_dir = {}
+        self._by_url: dict[str, list[PackageCacheRecord]] = {}
+        self._by_fn: dict[str, list[PackageCacheRecord]] = {}
         real_roots: dict[str, str] = {}
-        for rec in records:
-            path = rec.extracted_package_dir
-            self.dir_of[id(rec)] = path
-            normal = _normpath(path)
-            self.by_dir[normal] = rec
+        dir_of = self.dir_of
+        for rec in self.records:
+            by_dir[_normpath(dir_of[id(rec)])] = rec
             pkgs_dir = rec.pkgs_dir
             root = real_roots.get(pkgs_dir)
             if root is None:
                 root = real_roots[pkgs_dir] = os.path.realpath(pkgs_dir)
             if root != pkgs_dir:
                 # environments record the path conda saw, maybe through a symlinked pkgs dir
-                self.by_dir.setdefault(os.path.join(root, rec.entry), rec)
+                by_dir.setdefault(os.path.join(root, rec.entry), rec)
             url = rec.url
             if url:
-                self.by_url.setdefault(url.split("#", 1)[0], []).append(rec)
+                self._by_url.setdefault(url.split("#", 1)[0], []).append(rec)
             basename = rec.basename
             for fn in {rec.fn, *(basename + ext for ext in rec.archives)}:
-                self.by_fn.setdefault(fn, []).append(rec)
-            self.by_dist.setdefault(basename, []).append(rec)
+                self._by_fn.setdefault(fn, []).append(rec)
+
+    @property
+    def by_dir(self) -> dict[str, PackageCacheRecord]:
+        if self._by_dir is None:
+            self._keys()
+        return self._by_dir
+
+    @property
+    def by_url(self) -> dict[str, list[PackageCacheRecord]]:
+        if self._by_dir is None:
+            self._keys()
+        return self._by_url
+
+    @property
+    def by_fn(self) -> dict[str, list[PackageCacheRecord]]:
+        if self._by_dir is None:
+            self._keys()
+        return self._by_fn
 
     def several(self) -> set[str] | None:
         """For the verdict mode (module docstring): the dists with several cached copies
@@ -547,6 +572,7 @@ def _link_evidence(
     candidates: list[PackageCacheRecord],
     prefix_fd: int | None,
     now: float,
+    inodes: dict[str, tuple[int, int] | None],
 ):
     """(evidence kind, record) pairs from the sampled file(s) of the environment, and what the
     samples showed, to remember (rel -> (fingerprint, symlink target, {entry dir: same inode}))."""
@@ -596,12 +622,18 @@ def _link_evidence(
                 entry_dir = dir_of[id(rec)]
                 same = before.get(entry_dir)
                 if same is None:
-                    try:
-                        cst = os.lstat(entry_dir + "/" + rel)
-                    except OSError:
-                        same = False
-                    else:
-                        same = (cst.st_dev, cst.st_ino) == key
+                    # environments share entries: each entry file is looked at once a scan
+                    where = entry_dir + "/" + rel
+                    ident = inodes.get(where, False)
+                    if ident is False:
+                        try:
+                            cst = os.lstat(where)
+                        except OSError:
+                            ident = None
+                        else:
+                            ident = (cst.st_dev, cst.st_ino)
+                        inodes[where] = ident
+                    same = ident == key
                 checked[entry_dir] = same
                 if same:
                     found.append((EVIDENCE_HARDLINK, rec))
@@ -635,6 +667,7 @@ def _scan_usage(
     for rec in records:
         entries[dir_of[id(rec)]] = report.by_record[id(rec)] = EntryUsage(rec)
     by_dist = index.by_dist
+    inodes: dict[str, tuple[int, int] | None] = {}  # entry file -> (st_dev, st_ino), this scan
     for env in envs:
         prefix = env.prefix
         old = env_index.load(prefix) if use_index else {}
@@ -665,7 +698,7 @@ def _scan_usage(
                 for rec in recs:
                     hits.setdefault(dir_of[id(rec)], set()).add(EVIDENCE_RECORD)
                 if pkg.samples:
-                    evidence, memos = _link_evidence(pkg, index, recs, prefix_fd, now)
+                    evidence, memos = _link_evidence(pkg, index, recs, prefix_fd, now, inodes)
                     if pkg.slot is not None:
                         pkg.slot[2] = memos
                     for kind, rec in evidence:

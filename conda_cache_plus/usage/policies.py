@@ -457,10 +457,15 @@ def plan_packages(
     else:
         kept.sort(key=lambda x: (x[0].pkgs_dir, x[0].entry))
 
+    # the other cached copies of what goes (their names only: basename per record was a visible
+    # part of a clean of thousands of entries)
+    going = {rec.basename for rec, _ in kept}
     same_dist: dict[str, list[str]] = {}
     for rec in all_records:
-        if rec.has_dir:
-            same_dist.setdefault(rec.basename, []).append(rec.extracted_package_dir)
+        entry = rec.entry
+        base = entry[entry.rfind("/") + 1 :]
+        if base in going and rec.has_dir:
+            same_dist.setdefault(base, []).append(rec.extracted_package_dir)
     for rec, reasons in kept:
         kind = {PART_TARBALLS: KIND_ARCHIVE, PART_EXTRACTED: KIND_EXTRACTED}.get(part, KIND_PACKAGE)
         # urls.txt records where an entry came from; its lines go only with the whole entry

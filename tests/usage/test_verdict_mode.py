@@ -185,9 +185,8 @@ def test_remembered_record_rewritten_in_place(world, no_racy_window, how):
         text = "{not json"
     elif how == "other package":
         data = json.loads(text)
-        data["link"]["source"] = data["extracted_package_dir"] = (
-            world.rec["delta-1.0-0"].extracted_package_dir
-        )
+        delta = world.rec["delta-1.0-0"].extracted_package_dir
+        data["link"]["source"] = data["extracted_package_dir"] = delta
         text = json.dumps(data)
     else:  # a same-size edit: only the mtime/ctime tell
         text = text.replace('"gamma"', '"gammb"', 1)
