@@ -198,6 +198,14 @@ def world(tmp_path, build):
 
 
 @pytest.fixture
+def no_racy_window(monkeypatch):
+    """Remember even what was written a moment ago (tests cannot wait for files to age)."""
+    from conda_cache_plus.gateways import statefile
+
+    monkeypatch.setattr(statefile, "RACY_SECONDS", -1.0)
+
+
+@pytest.fixture
 def http_server(tmp_path):
     """A real HTTP server on 127.0.0.1 serving ``tmp_path/www`` (see tests/httpserver.py)."""
     from httpserver import HTTPTestServer

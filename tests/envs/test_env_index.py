@@ -6,21 +6,13 @@ import json
 import os
 import shutil
 
-import pytest
 from conftest import populate
 from envtools import make_env
 
 from conda_cache_plus.envs import env_index
 from conda_cache_plus.envs.discovery import Environment
-from conda_cache_plus.gateways import statefile
 from conda_cache_plus.layouts.caches import PackageCaches
 from conda_cache_plus.usage.graph import scan_usage
-
-
-@pytest.fixture
-def no_racy_window(monkeypatch):
-    """Remember even what was written a moment ago (tests cannot wait for files to age)."""
-    monkeypatch.setattr(statefile, "RACY_SECONDS", -1.0)
 
 
 def users(report, dist):

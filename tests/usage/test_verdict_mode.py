@@ -10,24 +10,11 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import populate
-from envtools import World, make_env, uninstall
+from envtools import make_env, uninstall
 
 from conda_cache_plus.envs import env_index
-from conda_cache_plus.gateways import statefile
 from conda_cache_plus.layouts.caches import PackageCaches
 from conda_cache_plus.usage.graph import scan_usage
-
-
-@pytest.fixture
-def world(tmp_path, build):
-    return World(tmp_path, build, populate)
-
-
-@pytest.fixture
-def no_racy_window(monkeypatch):
-    """Remember even what was written a moment ago (tests cannot wait for files to age)."""
-    monkeypatch.setattr(statefile, "RACY_SECONDS", -1.0)
 
 
 def verdicts(report) -> dict:
