@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
+from itertools import islice
 
 from ..model.config import user_cache_dir
 from .safefs import shared_bits
@@ -48,6 +49,75 @@ def read(path: str, fmt: int, owner: str) -> dict:
 
 def write(path: str, fmt: int, owner: str, data: dict) -> bool:
     """Write atomically; returns whether it worked."""
+    return _write_atomic(
+        path, lambda fh: fh.write(marshal.dumps((fmt, os.path.realpath(owner), data)))
+    )
+
+
+# Large state (a scan index at 10^5 entries is tens of MB) is written and read in frames of this
+# many dict items, so neither side ever holds the whole file's bytes beside the objects.
+CHUNK_ITEMS = 4096
+_FRAME_HEAD = 4  # bytes: little-endian length of the marshal data that follows
+
+
+def write_chunked(path: str, fmt: int, owner: str, data: dict) -> bool:
+    """:func:`write` for a large dict: a header frame ``(format, owner, item count)``, then the
+    items in frames of :data:`CHUNK_ITEMS` (each a marshal dict). Read with
+    :func:`read_chunked`; returns whether it worked."""
+
+    def dump(fh) -> None:
+        _write_frame(fh, (fmt, os.path.realpath(owner), len(data)))
+        items = iter(data.items())
+        while batch := dict(islice(items, CHUNK_ITEMS)):
+            _write_frame(fh, batch)
+
+    return _write_atomic(path, dump)
+
+
+def read_chunked(path: str, fmt: int, owner: str) -> dict:
+    """What :func:`write_chunked` wrote; empty for anything else (see :func:`read`), including a
+    file with fewer items than its header promises."""
+    out: dict = {}
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            head = _read_frame(fh, size)
+            if (
+                not isinstance(head, tuple)
+                or len(head) != 3
+                or head[0] != fmt
+                or head[1] != os.path.realpath(owner)
+                or not isinstance(head[2], int)
+            ):
+                return {}
+            while (batch := _read_frame(fh, size)) is not None:
+                if not isinstance(batch, dict):
+                    return {}
+                out.update(batch)
+    except (OSError, EOFError, ValueError, TypeError, MemoryError):
+        return {}
+    return out if len(out) == head[2] else {}
+
+
+def _write_frame(fh, obj) -> None:
+    blob = marshal.dumps(obj)
+    fh.write(len(blob).to_bytes(_FRAME_HEAD, "little"))
+    fh.write(blob)
+
+
+def _read_frame(fh, file_size: int):
+    """The next frame's object; None at the end of the file."""
+    head = fh.read(_FRAME_HEAD)
+    if not head:
+        return None
+    size = int.from_bytes(head, "little")
+    if len(head) != _FRAME_HEAD or size > file_size - fh.tell():
+        raise ValueError("truncated state file")  # or not ours: never read a made-up length
+    return marshal.loads(fh.read(size))
+
+
+def _write_atomic(path: str, dump) -> bool:
+    """Run ``dump(file)`` on a temp file beside ``path``, then rename it into place."""
     import tempfile  # only a run that has something new to remember writes
 
     directory = os.path.dirname(path)
@@ -59,7 +129,7 @@ def write(path: str, fmt: int, owner: str, data: dict) -> bool:
             if extra:  # state kept inside a group's shared cache: the group's too
                 os.fchmod(fd, 0o600 | extra)
             with os.fdopen(fd, "wb") as fh:
-                fh.write(marshal.dumps((fmt, os.path.realpath(owner), data)))
+                dump(fh)
             os.replace(tmp, path)
         except BaseException:
             try:

@@ -502,7 +502,12 @@ class _Scanner:
         # Nothing is split for an index that will not be written (use_index=False).
         if self.remember and self._now() - fp[1][2] / 1e9 > RACY_SECONDS:
             core, blob = split_core(data)
-            self.new_index[rel] = (fp, core, blob, source, tuple(problems), is_extracted, mtime)
+            entry = (fp, core, blob, source, tuple(problems), is_extracted, mtime)
+            self.new_index[rel] = entry
+            # the record keeps the remembered form too (its data decoded only when asked for):
+            # a first scan of 10^5 entries would otherwise hold every parsed record beside it
+            self._emit(path, rel, entry, archives)
+            return
         self._append(path, rel, data, None, None, source, problems, is_extracted, mtime, archives)
 
     def _emit(self, path, rel, entry, archives) -> None:

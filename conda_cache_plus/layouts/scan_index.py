@@ -6,14 +6,15 @@ disk, so the index is never trusted over the files. It lives in the user's cache
 the pkgs dir, so a scan writes nothing into a cache (and works the same for read-only caches).
 
 The file is ``marshal`` data: fast to load and, unlike pickle, unable to run code if someone else
-wrote it.
+wrote it; written and read in frames (``statefile.write_chunked``), so at 10^5 entries neither
+side holds the file's bytes beside the entries.
 """
 
 from __future__ import annotations
 
 from ..gateways import statefile
 
-FORMAT = 5  # 5: hostile names and planted links are leftovers, not entries
+FORMAT = 6  # 5: hostile names and planted links are leftovers, not entries; 6: in frames
 
 
 def index_path(pkgs_dir: str) -> str:
@@ -21,12 +22,12 @@ def index_path(pkgs_dir: str) -> str:
 
 
 def load(pkgs_dir: str) -> dict:
-    return statefile.read(index_path(pkgs_dir), FORMAT, pkgs_dir)
+    return statefile.read_chunked(index_path(pkgs_dir), FORMAT, pkgs_dir)
 
 
 def save(pkgs_dir: str, entries: dict) -> None:
     """Write atomically; failures are ignored (the index is only a speed-up)."""
-    statefile.write(index_path(pkgs_dir), FORMAT, pkgs_dir, entries)
+    statefile.write_chunked(index_path(pkgs_dir), FORMAT, pkgs_dir, entries)
 
 
 def forget(pkgs_dir: str) -> None:

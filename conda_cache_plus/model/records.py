@@ -151,10 +151,29 @@ _CORE_INDEX = {k: i for i, k in enumerate(CORE_FIELDS)}
 
 def split_core(data: dict[str, Any]) -> tuple[tuple, bytes]:
     """(core tuple, marshal blob of the other fields) for the remembered index."""
-    core = tuple(data.get(k) for k in CORE_FIELDS)
+    core = tuple(map(data.get, CORE_FIELDS))
+    channel, subdir = core[4], core[5]
+    if type(channel) is str and type(subdir) is str:
+        # a cache names a handful of channels and subdirs: one string object for each, in
+        # memory and in the index (marshal writes an object shared by several entries once)
+        core = (*core[:4], _shared(channel), _shared(subdir), *core[6:])
     rest = {k: v for k, v in data.items() if k not in _CORE_INDEX}
     missing = tuple(k for k in CORE_FIELDS if k not in data)
     return core, marshal.dumps((rest, missing))
+
+
+_SHARED_LIMIT = 4096
+_shared_strings: dict[str, str] = {}
+
+
+def _shared(value: str) -> str:
+    """One string object per distinct value (sys.intern without the process-wide table)."""
+    got = _shared_strings.get(value)
+    if got is None:
+        if len(_shared_strings) > _SHARED_LIMIT:
+            _shared_strings.clear()
+        got = _shared_strings[value] = value
+    return got
 
 
 class PackageCacheRecord:

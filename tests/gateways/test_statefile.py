@@ -39,3 +39,35 @@ def test_user_state_path_is_per_owner(tmp_path, monkeypatch):
     a = statefile.user_state_path("scan", 4, "/a")
     b = statefile.user_state_path("scan", 4, "/b")
     assert a != b and a.startswith(str(tmp_path / "conda-cache-plus" / "scan-v4"))
+
+
+def test_chunked_round_trip_and_anything_unexpected_reads_empty(tmp_path, monkeypatch):
+    monkeypatch.setattr(statefile, "CHUNK_ITEMS", 3)  # several frames from a small dict
+    path = str(tmp_path / "d" / "big.idx")
+    data = {f"entry{i}": (i, "x" * i, None) for i in range(10)}
+    assert statefile.write_chunked(path, 6, str(tmp_path), data)
+    assert statefile.read_chunked(path, 6, str(tmp_path)) == data
+    assert statefile.read_chunked(path, 5, str(tmp_path)) == {}
+    assert statefile.read_chunked(path, 6, str(tmp_path / "other")) == {}
+    assert statefile.write_chunked(path, 6, str(tmp_path), {})
+    assert statefile.read_chunked(path, 6, str(tmp_path)) == {}
+    statefile.write_chunked(path, 6, str(tmp_path), data)
+    with open(path, "rb") as fh:
+        whole = fh.read()
+    # a file cut short (a frame, or whole frames, missing) promises more than it has: empty
+    for cut in (len(whole) - 1, len(whole) - 20, 30):
+        with open(path, "wb") as fh:
+            fh.write(whole[:cut])
+        assert statefile.read_chunked(path, 6, str(tmp_path)) == {}
+    # the single-frame format, garbage, and a made-up frame length are all read as empty
+    head = marshal.dumps((6, os.path.realpath(str(tmp_path)), 1))
+    for junk in (
+        b"",
+        b"\xff\xff\xff\xff",
+        marshal.dumps((6, os.path.realpath(str(tmp_path)), data)),
+        len(head).to_bytes(4, "little") + head + b"\xff\xff\xff\x7f" + b"x" * 10,
+        len(head).to_bytes(4, "little") + head + b"\x03\x00\x00\x00" + marshal.dumps([1]),
+    ):
+        with open(path, "wb") as fh:
+            fh.write(junk)
+        assert statefile.read_chunked(path, 6, str(tmp_path)) == {}
