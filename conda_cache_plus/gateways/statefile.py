@@ -36,15 +36,19 @@ def read(path: str, fmt: int, owner: str) -> dict:
             blob = marshal.loads(fh.read())
     except (OSError, EOFError, ValueError, TypeError):
         return {}
-    if (
-        not isinstance(blob, tuple)
-        or len(blob) != 3
-        or blob[0] != fmt
-        or blob[1] != os.path.realpath(owner)
-        or not isinstance(blob[2], dict)
-    ):
-        return {}
-    return blob[2]
+    return blob[2] if _is_ours(blob, fmt, owner, dict) else {}
+
+
+def _is_ours(head, fmt: int, owner: str, payload: type) -> bool:
+    """Whether ``head`` is ``(fmt, owner's real path, <payload>)``: state of this format, for
+    this owner (anything else, or another tool's file, reads as empty)."""
+    return (
+        isinstance(head, tuple)
+        and len(head) == 3
+        and head[0] == fmt
+        and head[1] == os.path.realpath(owner)
+        and isinstance(head[2], payload)
+    )
 
 
 def write(path: str, fmt: int, owner: str, data: dict) -> bool:
@@ -82,13 +86,7 @@ def read_chunked(path: str, fmt: int, owner: str) -> dict:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             head = _read_frame(fh, size)
-            if (
-                not isinstance(head, tuple)
-                or len(head) != 3
-                or head[0] != fmt
-                or head[1] != os.path.realpath(owner)
-                or not isinstance(head[2], int)
-            ):
+            if not _is_ours(head, fmt, owner, int):
                 return {}
             while (batch := _read_frame(fh, size)) is not None:
                 if not isinstance(batch, dict):
