@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import requires_conda_at_least
+from conftest import TESTS, requires_conda_at_least
 
 from conda_cache_plus import pkgbuild
 from conda_cache_plus.conda_layer.extractor import EXTRACTOR_NAME, SETTING_NAME
@@ -185,12 +185,18 @@ def _conda_extracting_a_bomb(tmp_path):
     big = bomb(str(ch / "noarch"), gib=64)
     small = pkgbuild.build_package(str(ch / "noarch"), "cpx-small")
     channel = pkgbuild.write_channel(str(ch), [big, small])
+    env = _env(tmp_path, "true")
+    # tests/slowdisk: a starved test must not let the bomb fill the disk
+    brake = tmp_path / "slow-writes-on"
+    env["CPX_TEST_SLOW_WRITES"] = str(brake)
+    paths = [os.path.join(TESTS, "slowdisk"), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "conda", "create", "-p", str(tmp_path / "e1")),
             *("--offline", "--yes", "--override-channels", "-c", channel, "cpx-bomb"),
         ],
-        env=_env(tmp_path, "true"),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -201,6 +207,7 @@ def _conda_extracting_a_bomb(tmp_path):
         assert proc.poll() is None, proc.stdout.read()
         assert time.monotonic() < deadline, "conda never started extracting"
         time.sleep(0.05)
+    assert brake.exists(), "the extractor no longer writes through os.write: see tests/slowdisk"
     return proc, pkgs, channel
 
 

@@ -54,9 +54,12 @@ def _wait_for(cond, timeout=120.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _env():
+def _env(slow_writes=None):
     env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    if slow_writes:  # tests/slowdisk: a starved test must not let a bomb fill the disk
+        env["PYTHONPATH"] = os.path.join(TESTS, "slowdisk") + os.pathsep + env["PYTHONPATH"]
+        env["CPX_TEST_SLOW_WRITES"] = str(slow_writes)
     return env
 
 
@@ -69,10 +72,10 @@ EXTRACT_SCRIPT = textwrap.dedent(
 )
 
 
-def _start_extraction(archive, dest):
+def _start_extraction(archive, dest, slow_writes=None):
     return subprocess.Popen(
         [sys.executable, "-c", EXTRACT_SCRIPT, archive, dest],
-        env=_env(),
+        env=_env(slow_writes),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -86,8 +89,10 @@ def _extracting(tmp_path, gib=8, written=0, cache=False):
     if cache:
         (pkgs / "urls.txt").write_text("")
     big = bomb(str(tmp_path / "src"), gib=gib)
-    proc = _start_extraction(big.path, str(pkgs / "cpx-bomb-1.0-0"))
+    brake = tmp_path / "slow-writes-on"
+    proc = _start_extraction(big.path, str(pkgs / "cpx-bomb-1.0-0"), slow_writes=brake)
     _wait_for(lambda: _tree_bytes(pkgs) > written, what="bytes in the temporary tree")
+    assert brake.exists(), "the extraction no longer writes through os.write: see tests/slowdisk"
     return pkgs, proc
 
 
