@@ -342,10 +342,11 @@ def _json_usage_errors() -> type:
     verb's usage error gives), beside argparse's usage lines on stderr: for ``--json``. Made
     when needed, as argparse itself is imported only then."""
     import argparse
-    import json
 
     class JsonUsageErrors(argparse.ArgumentParser):
         def error(self, message: str):
+            import json  # only a usage error needs it: a verb's --json is ui/jsonstream's
+
             doc = {
                 "version": 1,
                 "error": f"{self.prog}: {message}",

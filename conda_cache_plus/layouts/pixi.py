@@ -21,8 +21,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
+from ..model.plainclass import FrozenFields
 from .rattler_cache import PKGS_SUBDIR
 
 # Said by clean/remove when a rattler cache is involved: what its "in use" can and cannot see.
@@ -41,10 +41,15 @@ _SKIP_DIRS = frozenset({"node_modules", ".git", ".hg", ".svn", "__pycache__", ".
 MAX_WORKSPACE_DEPTH = 6
 
 
-@dataclass(frozen=True)
-class CacheDir:
-    root: str  # the rattler/pixi cache root
-    source: str  # where it came from, in words
+class CacheDir(FrozenFields):
+    """One rattler/pixi cache (not a dataclass: model/plainclass.py says why)."""
+
+    __slots__ = ("root", "source")
+    FIELDS = ("root", "source")
+
+    def __init__(self, root: str, source: str):
+        object.__setattr__(self, "root", root)  # the rattler/pixi cache root
+        object.__setattr__(self, "source", source)  # where it came from, in words
 
     @property
     def pkgs_dir(self) -> str:

@@ -29,10 +29,10 @@ import os
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from ..exceptions import LockTimeoutError
 from ..gateways.locks import DEFAULT_WAIT, wait_limit
+from ..model.plainclass import FrozenFields
 from ..model.records import SOURCE_RATTLER, PackageCacheRecord, sanitize
 
 GLOBAL_LOCK = ".cache.lock"
@@ -56,10 +56,15 @@ _REVISION_LEN = 8
 _SHA256_LEN = 32
 
 
-@dataclass(frozen=True)
-class Sidecar:
-    revision: int
-    sha256: str | None  # hex
+class Sidecar(FrozenFields):
+    """(not a dataclass: model/plainclass.py says why)"""
+
+    __slots__ = ("revision", "sha256")
+    FIELDS = ("revision", "sha256")
+
+    def __init__(self, revision: int, sha256: str | None):
+        object.__setattr__(self, "revision", revision)
+        object.__setattr__(self, "sha256", sha256)  # hex
 
 
 def read_sidecar(path: str) -> Sidecar | None:

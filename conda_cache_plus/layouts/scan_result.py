@@ -3,54 +3,75 @@ every layout's scan shares."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 
-from ..model.records import (
-    PackageCacheRecord,
-)
+from ..model.plainclass import FieldsEq
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..model.records import PackageCacheRecord
 
 
-@dataclass
-class Leftover:
+class Leftover(FieldsEq):
     """Something a crash, Ctrl-C or another tool left behind; not a package."""
 
-    path: str
-    rel: str
-    kind: str  # partial | hold | trash | lock | tmp | hostile | link
-    size: int
-    is_dir: bool = False
+    FIELDS = ("path", "rel", "kind", "size", "is_dir")
+
+    def __init__(self, path: str, rel: str, kind: str, size: int, is_dir: bool = False):
+        self.path = path
+        self.rel = rel
+        self.kind = kind  # partial | hold | trash | lock | tmp | hostile | link
+        self.size = size
+        self.is_dir = is_dir
 
     def to_json(self) -> dict:
         return {"path": self.path, "kind": self.kind, "size": self.size, "is_dir": self.is_dir}
 
 
-@dataclass
-class BrokenEntry:
+class BrokenEntry(FieldsEq):
     """A directory that looks like a package but is unusable, with no archive to fall back on."""
 
-    path: str
-    rel: str
-    reason: str
+    FIELDS = ("path", "rel", "reason")
+
+    def __init__(self, path: str, rel: str, reason: str):
+        self.path = path
+        self.rel = rel
+        self.reason = reason
 
     def to_json(self) -> dict:
         return {"path": self.path, "reason": self.reason}
 
 
-@dataclass
-class ScanResult:
-    pkgs_dir: str
-    exists: bool = True
-    readable: bool = True
-    records: list[PackageCacheRecord] = field(default_factory=list)
-    leftovers: list[Leftover] = field(default_factory=list)
-    broken: list[BrokenEntry] = field(default_factory=list)
-    others: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    nested: bool = False
-    layout: str = ""  # flat | nested | rattler (layouts/kinds.py); filled by scan()
+class ScanResult(FieldsEq):
+    """What a scan of one pkgs dir found (not a dataclass: model/plainclass.py says why)."""
+
+    FIELDS = ("pkgs_dir", "exists", "readable", "records", "leftovers", "broken", "others",
+              "problems", "nested", "layout")  # fmt: skip
+
+    def __init__(
+        self,
+        pkgs_dir: str,
+        exists: bool = True,
+        readable: bool = True,
+        records: list[PackageCacheRecord] | None = None,
+        leftovers: list[Leftover] | None = None,
+        broken: list[BrokenEntry] | None = None,
+        others: list[str] | None = None,
+        problems: list[str] | None = None,
+        nested: bool = False,
+        layout: str = "",
+    ):
+        self.pkgs_dir = pkgs_dir
+        self.exists = exists
+        self.readable = readable
+        self.records: list[PackageCacheRecord] = [] if records is None else records
+        self.leftovers: list[Leftover] = [] if leftovers is None else leftovers
+        self.broken: list[BrokenEntry] = [] if broken is None else broken
+        self.others: list[str] = [] if others is None else others
+        self.problems: list[str] = [] if problems is None else problems
+        self.nested = nested
+        self.layout = layout  # flat | nested | rattler (layouts/kinds.py); filled by scan()
 
 
 def fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -91,6 +112,8 @@ def read_json(path: str) -> tuple[object | None, os.stat_result | None, str | No
 
 
 def md5_file(path: str) -> str | None:
+    import hashlib  # an archive's checksum; a scan that hashes nothing never loads OpenSSL
+
     h = hashlib.md5()
     try:
         with open(path, "rb") as fh:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from .filenames import CACHEDIR_TAG, LEGACY_URLS_FILE, MAGIC_FILE, PARTIAL_EXT, PRIVATE_DIR
+from .plainclass import FrozenFields
 
 
-@dataclass(frozen=True)
-class CacheLayout:
-    """Typed paths inside one pkgs dir."""
+class CacheLayout(FrozenFields):
+    """Typed paths inside one pkgs dir (not a dataclass: model/plainclass.py says why)."""
 
-    root: str
+    __slots__ = ("root",)
+    FIELDS = ("root",)
+
+    def __init__(self, root: str):
+        object.__setattr__(self, "root", root)
 
     @property
     def urls_txt(self) -> str:

@@ -9,18 +9,31 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
+
+from .plainclass import FieldsEq
 
 
-@dataclass
-class TreeSize:
-    apparent: int = 0
-    disk: int = 0
-    files: int = 0
-    dirs: int = 0
-    # bytes on disk of inodes that have links outside what was walked (shared with envs or copies)
-    shared: int = 0
-    errors: list[str] = field(default_factory=list)
+class TreeSize(FieldsEq):
+    """What one walk counted (not a dataclass: model/plainclass.py says why)."""
+
+    FIELDS = ("apparent", "disk", "files", "dirs", "shared", "errors")
+
+    def __init__(
+        self,
+        apparent: int = 0,
+        disk: int = 0,
+        files: int = 0,
+        dirs: int = 0,
+        shared: int = 0,
+        errors: list[str] | None = None,
+    ):
+        self.apparent = apparent
+        self.disk = disk
+        self.files = files
+        self.dirs = dirs
+        # bytes on disk of inodes that have links outside what was walked (envs or copies)
+        self.shared = shared
+        self.errors = [] if errors is None else errors
 
     def add(self, other: TreeSize) -> None:
         self.apparent += other.apparent

@@ -17,9 +17,12 @@ back exactly (Python: ``os.fsencode(json.loads(text)[...])``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from json.encoder import encode_basestring  # the C version where CPython has it
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs a start-up more than this whole module
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 _INF = float("inf")
 _float_repr = float.__repr__
@@ -178,6 +181,32 @@ def write(data: Any, out: Callable[[str], object], default: Callable[[Any], Any]
 
     enc(data, 0)
     flush()
+
+
+def is_plain(o: Any) -> bool:
+    """Whether ``o`` holds only what json encodes without a ``default``: dicts with str keys,
+    lists, tuples, str, int, float, bool and None (subclasses excepted). Such data needs no
+    conversion before another JSON encoder (conda's reporter) sees it."""
+    t = type(o)
+    if t is dict:
+        for k, v in o.items():
+            if type(k) is not str:
+                return False
+            tv = type(v)
+            if tv is str or tv is int or v is None or tv is bool or tv is float:
+                continue
+            if not is_plain(v):
+                return False
+        return True
+    if t is list or t is tuple:
+        for v in o:
+            tv = type(v)
+            if tv is str or tv is int or v is None or tv is bool or tv is float:
+                continue
+            if not is_plain(v):
+                return False
+        return True
+    return t is str or t is int or o is None or t is bool or t is float
 
 
 def dumps(data: Any, default: Callable[[Any], Any]) -> str:

@@ -80,3 +80,21 @@ def test_rows_are_made_while_written_and_encode_as_a_list():
     assert made == [0, 1, 2]
     # what the conda path does: the C encoder, through the default hook
     assert json.loads(json.dumps(data, default=_json_default)) == as_list
+
+
+@pytest.mark.parametrize(
+    "data, plain",
+    [
+        ({"a": [1, 2.5, None, True, "x", (3, 4)], "b": {"c": []}}, True),
+        ([], True),
+        ("text", True),
+        ({"a": {1: "int key"}}, False),
+        ({"a": [{"b": {1, 2}}]}, False),
+        ({"a": jsonstream.Rows([1], str)}, False),
+        ({"a": [type("Str", (str,), {})("x")]}, False),  # a subclass may encode differently
+    ],
+)
+def test_is_plain(data, plain):
+    assert jsonstream.is_plain(data) is plain
+    if plain:  # what conda's encoder is given unchanged: the same as the round trip made it
+        assert json.dumps(data, indent=2) == json.dumps(json.loads(json.dumps(data)), indent=2)
