@@ -9,7 +9,15 @@ ratios to ``python -c "import conda_cache_plus"`` (the floor: the interpreter pl
 ``usage`` and ``clean --unused --dry-run`` with no environment, and, where conda is importable,
 the same through ``conda cache`` beside conda's own ``conda clean -p --dry-run`` and
 ``conda --version``. Each row's output is checked (the version; an empty cache reported as
-empty), so a row that failed early cannot look fast.
+empty), so a row that failed early cannot look fast. Wall and CPU (user+sys of the child) times.
+
+What the plugin adds to every conda command (the first rule: never make conda worse): the same
+conda commands (``--version``, ``list`` of an empty environment, ``info --json``, ``clean -p
+--dry-run --json``), each with the plugin installed and without it, interleaved in the same
+rounds. "Without" hides our distribution from conda's entry-point loading
+(``importlib.metadata.distributions``) in the same interpreter and venv, so both sides pay the
+same paths and the same small wrapper; the wrapper checks that it hid exactly our distribution,
+and both sides must print the same output.
 
 The second table is what each verb imports: modules in ``sys.modules`` after the verb ran, how
 many of them are ours, and which heavy ones it pulled in (the HTTP stack for a ``clean`` would
@@ -21,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -67,18 +76,57 @@ print(json.dumps({"modules": len(mods), "ours": ours, "heavy": heavy}))
 """
 
 
-def run(cmd: list[str], env: dict) -> tuple[float, str]:
+# Runs conda with our distribution hidden from its entry-point loading ("without") or not
+# ("with"); both sides go through this same wrapper, so the difference is the plugin alone.
+CONDA_WITH_OR_WITHOUT = r"""
+import sys, runpy
+import importlib.metadata as md
+mode = sys.argv.pop(1)
+ours = ("conda_cache_plus-", "conda-cache-plus-")
+found = []
+_distributions = md.distributions
+def distributions(**kwargs):
+    for dist in _distributions(**kwargs):
+        path = getattr(dist, "_path", None)
+        if path is not None and path.name.lower().startswith(ours):
+            found.append(path.name)
+            if mode == "without":
+                continue
+        yield dist
+md.distributions = distributions
+sys.argv[0] = "conda"
+try:
+    runpy.run_module("conda", run_name="__main__", alter_sys=True)
+finally:
+    # each side must have seen our distribution exactly once (and hidden it or not), except
+    # conda --version, which loads no plugins at all
+    if len(found) != (0 if sys.argv[1:] == ["--version"] else 1):
+        sys.exit(f"our distribution was seen {len(found)} times: {found}")
+"""
+
+
+def run(cmd: list[str], env: dict) -> tuple[float, float, str]:
+    """(wall, CPU of the child, stdout) of one fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{cmd} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return took, proc.stdout
+    return took, cpu, proc.stdout
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument(
+        "--only",
+        choices=("all", "plugin"),
+        default="all",
+        help="plugin: only the conda commands with the plugin installed and without",
+    )
     args = ap.parse_args()
     precompile()  # as an installed package is
     work = tempfile.mkdtemp(prefix="cpx-startup-")
@@ -141,7 +189,9 @@ def measure(args, work: str) -> None:
             ("conda-cache info --json (the script, empty cache)", [script, "info", "--json"],
              alone, empty_json, 0),
         ]  # fmt: skip
-    if conda_importable():
+    if args.only == "plugin":
+        rows = rows[:1]
+    elif conda_importable():
         rows += [
             ("python -m conda --version", [py, "-m", "conda", "--version"], env,
              lambda out: "conda" in out, True),
@@ -152,29 +202,66 @@ def measure(args, work: str) -> None:
             ("conda clean -p --dry-run --json", [py, "-m", "conda", "clean", "-p", "-d", "--json"],
              env, lambda out: len(json.loads(out)["packages"]["pkgs_dirs"].get(pkgs, [])), 0),
         ]  # fmt: skip
+    pairs = plugin_rows(work, env, py) if plugin_installed(py, env) else []
+    if conda_importable() and not pairs:
+        print("(the plugin is not installed in this interpreter: no with/without rows)")
+    for _label, with_, without in pairs:
+        rows += [with_, without]
     for _label, cmd, e, _check, _want in rows:  # warm the page cache, and show each works
         run(cmd, e)
     times: dict[str, list[float]] = {r[0]: [] for r in rows}
+    cpus: dict[str, list[float]] = {r[0]: [] for r in rows}
+    outputs: dict[str, object] = {}
     loads = []
     for rnd in range(args.repeat):
         loads.append(os.getloadavg()[0])
         k = rnd % len(rows)
         for label, cmd, e, check, want in rows[k:] + rows[:k]:
-            took, out = run(cmd, e)
-            require_same(f"output of {label}", {label: check(out)}, want)
+            took, cpu, out = run(cmd, e)
+            got = check(out)
+            if want is None:  # a with/without row: the two must print the same
+                outputs[label] = got
+            else:
+                require_same(f"output of {label}", {label: got}, want)
             times[label].append(took)
+            cpus[label].append(cpu)
+        for label, with_, without in pairs:
+            require_same(
+                f"output of {label} with and without the plugin",
+                {with_[0]: outputs[with_[0]], without[0]: outputs[without[0]]},
+            )
+    loads.append(os.getloadavg()[0])
     floor = rows[0][0]
     print(
         f"{args.repeat} interleaved rounds; load average {min(loads):.1f}-{max(loads):.1f} "
         f"(now {load()}); python {sys.version.split()[0]}\n"
     )
-    print("| command | median (ms) | min (ms) | vs import (median of per-round ratios) |")
-    print("|---|---:|---:|---:|")
+
+    def ratio(series: dict, label: str, ref: str) -> float:
+        return statistics.median(t / f for t, f in zip(series[label], series[ref], strict=True))
+
+    print("| command | median (ms) | min (ms) | CPU median (ms) | vs import, wall | CPU |")
+    print("|---|---:|---:|---:|---:|---:|")
     for label, *_ in rows:
-        ts = times[label]
-        ratio = statistics.median(t / f for t, f in zip(ts, times[floor], strict=True))
+        ts, cs = times[label], cpus[label]
         print(f"| {label} | {statistics.median(ts) * 1000:.0f} | {min(ts) * 1000:.0f} "
-              f"| {ratio:.2f}x |")  # fmt: skip
+              f"| {statistics.median(cs) * 1000:.0f} | {ratio(times, label, floor):.2f}x "
+              f"| {ratio(cpus, label, floor):.2f}x |")  # fmt: skip
+    if pairs:
+        print("\nWhat the plugin adds to conda's own commands (with / without, medians of the "
+              "per-round ratios; 1.00x = nothing):\n")  # fmt: skip
+        print("| conda command | without (ms) | with (ms) | CPU without | CPU with "
+              "| with/without, wall | CPU |")  # fmt: skip
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for label, with_, without in pairs:
+            w, wo = with_[0], without[0]
+            print(f"| {label} | {statistics.median(times[wo]) * 1000:.0f} "
+                  f"| {statistics.median(times[w]) * 1000:.0f} "
+                  f"| {statistics.median(cpus[wo]) * 1000:.0f} "
+                  f"| {statistics.median(cpus[w]) * 1000:.0f} "
+                  f"| {ratio(times, w, wo):.3f}x | {ratio(cpus, w, wo):.3f}x |")  # fmt: skip
+    if args.only == "plugin":
+        return
 
     print("\n| verb | modules loaded | of them ours | heavy modules pulled in |")
     print("|---|---:|---:|---|")
@@ -182,16 +269,66 @@ def measure(args, work: str) -> None:
              ["verify"], ["fetch", "--help"], ["remove", "--help"]]  # fmt: skip
     probe = f"HEAVY = {list(HEAVY)!r}\n{PROBE}"
     for verb in verbs:
-        _t, out = run([py, "-c", probe, "conda-cache", *verb], alone)
+        _t, _c, out = run([py, "-c", probe, "conda-cache", *verb], alone)
         data = json.loads(out.strip().splitlines()[-1])
         print(f"| conda-cache {' '.join(verb)} | {data['modules']} | {data['ours']} "
               f"| {', '.join(data['heavy'])} |")  # fmt: skip
     if conda_importable():
         for verb in (["cache", "clean", "--unused", "-d"], ["cache", "info"], ["--version"]):
-            _t, out = run([py, "-c", probe, "conda", *verb], env)
+            _t, _c, out = run([py, "-c", probe, "conda", *verb], env)
             data = json.loads(out.strip().splitlines()[-1])
             print(f"| conda {' '.join(verb)} | {data['modules']} | {data['ours']} "
                   f"| {', '.join(data['heavy'])} |")  # fmt: skip
+
+
+def plugin_installed(py: str, env: dict) -> bool:
+    """Whether conda is importable and loads our plugin in this interpreter."""
+    if not conda_importable():
+        return False
+    probe = (
+        "import importlib.metadata as m; "
+        "print(any(e.value == 'conda_cache_plus.plugin' for e in m.entry_points(group='conda')))"
+    )
+    out = subprocess.run([py, "-c", probe], env=env, capture_output=True, text=True).stdout
+    return out.strip() == "True"
+
+
+def plugin_rows(work: str, env: dict, py: str) -> list[tuple[str, tuple, tuple]]:
+    """conda's own commands with the plugin and without it: (label, with-row, without-row);
+    a row's expected output is None (the two sides must agree, checked every round)."""
+    wrapper = os.path.join(work, "conda_with_or_without.py")
+    with open(wrapper, "w") as fh:
+        fh.write(CONDA_WITH_OR_WITHOUT)
+    prefix = os.path.join(work, "envs", "empty")
+    os.makedirs(os.path.join(prefix, "conda-meta"), exist_ok=True)
+    open(os.path.join(prefix, "conda-meta", "history"), "w").close()
+
+    def info_json(out: str) -> object:
+        data = json.loads(out)
+        # conda's own answers, minus what may legitimately differ between two processes
+        return sorted((k, json.dumps(v, sort_keys=True)) for k, v in data.items()
+                      if k not in ("sys.argv",))  # fmt: skip
+
+    def same_text(out: str) -> object:
+        return out
+
+    def clean_json(out: str) -> object:
+        return json.loads(out)["packages"]
+
+    commands = [
+        ("conda --version", ["--version"], same_text),
+        ("conda list -p ENV (empty)", ["list", "-p", prefix], same_text),
+        ("conda info --json", ["info", "--json"], info_json),
+        ("conda clean -p --dry-run --json", ["clean", "-p", "-d", "--json"], clean_json),
+    ]
+    out = []
+    for label, argv, check in commands:
+        out.append((
+            label,
+            (f"{label} (plugin installed)", [py, wrapper, "with", *argv], env, check, None),
+            (f"{label} (plugin hidden)", [py, wrapper, "without", *argv], env, check, None),
+        ))  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":

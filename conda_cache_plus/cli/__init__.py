@@ -15,7 +15,6 @@ import os
 import sys
 
 from .. import __version__
-from ..exceptions import CachePlusError, exit_code_for
 
 TYPE_CHECKING = False  # typing itself costs a --version a third of its time
 if TYPE_CHECKING:
@@ -295,6 +294,9 @@ def dispatch(args: argparse.Namespace, run) -> int:
     if not verb:
         args._cache_parser.print_help()
         return 0
+    # here, not at the top: conda imports this module for every command (conda_subcommands)
+    from ..exceptions import CachePlusError, exit_code_for
+
     try:
         if verb in ACTS_ON_CACHES and run.pkgs_origin == "--pkgs-dir" and _bad_pkgs_dirs(run):
             return 1
@@ -334,7 +336,16 @@ def conda_action(args: argparse.Namespace) -> int:
 
 
 def conda_configure_parser(parser: argparse.ArgumentParser) -> None:
-    configure_parser(parser, conda=True)
+    """conda builds every plugin's parser on every command (``conda list`` too), so even the
+    verbs' sub-parsers are made only once conda picked ``cache``: its sub-parsers action then
+    parses our arguments with this parser's ``parse_known_args``, which configures it first."""
+
+    def parse_known_args(*args, **kwargs):
+        del parser.parse_known_args  # from now on the class's own method
+        configure_parser(parser, conda=True)
+        return parser.parse_known_args(*args, **kwargs)
+
+    parser.parse_known_args = parse_known_args
 
 
 def _json_usage_errors() -> type:

@@ -64,6 +64,27 @@ def test_conda_parser_for_any_command_is_lazy():
         "p.parse_args(['info', '--json'])"
     )
     assert not [m for m in loaded if m.startswith(ENGINES)], loaded
+    # not even the verbs' sub-parsers, nor our errors: conda_subcommands imports cli alone
+    assert "conda_cache_plus.exceptions" not in loaded, loaded
+
+
+@requires_conda
+def test_conda_cache_parser_is_configured_when_conda_picks_it():
+    loaded = loaded_after(
+        "from conda.cli.conda_argparse import generate_parser\n"
+        "p = generate_parser()\n"
+        "sub = next(a for a in p._actions if a.dest == 'cmd')._name_parser_map['cache']\n"
+        "assert 'parse_known_args' in vars(sub)  # not configured yet\n"
+        "args = p.parse_args(['cache', 'verify', '--full', '--json', '--pkgs-dir', '/x'])\n"
+        "assert args.verify_level == 'full' and args.cache_dirs == ['/x'] and args.json, args\n"
+        "assert 'parse_known_args' not in vars(sub)\n"
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    sub.print_help()\n"
+        "assert 'verify' in out.getvalue() and 'clean' in out.getvalue(), out.getvalue()"
+    )
+    assert "conda_cache_plus.cli.main_verify" in loaded
+    assert "conda_cache_plus.cli.main_fetch" not in loaded
 
 
 # What a verb that only reads the cache must not import: the HTTP stack, threads, pools, archive
@@ -107,11 +128,7 @@ def test_version_builds_no_parser(tmp_path):
     assert code == 0
     assert out.startswith("conda-cache ")
     ours = [m for m in loaded if m.startswith("conda_cache_plus")]
-    assert sorted(ours) == [
-        "conda_cache_plus",
-        "conda_cache_plus.cli",
-        "conda_cache_plus.exceptions",
-    ]
+    assert sorted(ours) == ["conda_cache_plus", "conda_cache_plus.cli"]
     assert "argparse" not in loaded
 
 
