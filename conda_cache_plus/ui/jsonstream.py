@@ -183,30 +183,28 @@ def write(data: Any, out: Callable[[str], object], default: Callable[[Any], Any]
     flush()
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
 def is_plain(o: Any) -> bool:
     """Whether ``o`` holds only what json encodes without a ``default``: dicts with str keys,
     lists, tuples, str, int, float, bool and None (subclasses excepted). Such data needs no
     conversion before another JSON encoder (conda's reporter) sees it."""
     t = type(o)
     if t is dict:
-        for k, v in o.items():
+        for k in o:
             if type(k) is not str:
                 return False
-            tv = type(v)
-            if tv is str or tv is int or v is None or tv is bool or tv is float:
-                continue
-            if not is_plain(v):
-                return False
-        return True
-    if t is list or t is tuple:
-        for v in o:
-            tv = type(v)
-            if tv is str or tv is int or v is None or tv is bool or tv is float:
-                continue
-            if not is_plain(v):
-                return False
-        return True
-    return t is str or t is int or o is None or t is bool or t is float
+        values = o.values()
+    elif t is list or t is tuple:
+        values = o
+    else:
+        return t in _SCALARS
+    scalars = _SCALARS
+    for v in values:  # noqa: SIM110 -- all() over a generator takes twice as long here
+        if type(v) not in scalars and not is_plain(v):
+            return False
+    return True
 
 
 def dumps(data: Any, default: Callable[[Any], Any]) -> str:
