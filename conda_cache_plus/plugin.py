@@ -141,7 +141,7 @@ def conda_post_transaction_actions():
 def conda_post_commands():
     if not hasattr(plugins.types, "CondaPostCommand") or not _primitives_present():
         return
-    from .conda_layer.transaction_locks import COMMANDS, post_command
+    from .conda_layer.lock_release import COMMANDS, post_command  # not the locks: every command
 
     yield plugins.types.CondaPostCommand(
         name="conda-cache-plus-locks", action=post_command, run_for=set(COMMANDS)

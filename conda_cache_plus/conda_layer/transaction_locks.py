@@ -453,12 +453,3 @@ def transaction_action_classes() -> tuple[type, type]:
             release_all()
 
     return DowngradeCacheLocks, ReleaseCacheLocks
-
-
-def post_command(command: str) -> None:
-    release_all()
-
-
-COMMANDS = frozenset(
-    {"install", "create", "update", "upgrade", "remove", "uninstall", "env_create", "env_update"}
-)
