@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import settle
 from corpus import build_corpus
-from samework import DifferentWork, require_same, tree_signature
+from samework import DifferentWork, precompile, require_same, tree_signature
 
 ZLIB_TESTDATA = "/work/shared/testdata/conda_format_repo/linux-64/zlib-1.2.11-h7b6447c_3.conda"
 
@@ -163,17 +163,26 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return pool
 
 
+def _timed(func, src: str, dest: str) -> float:
+    """Run one extraction in a worker; its CPU (user+sys of the worker's every thread: the
+    worker runs one job at a time, so nothing else is counted)."""
+    start = time.process_time()
+    func(src, dest)
+    return time.process_time() - start
+
+
 _DROP_CACHES = False
 _EXPECTED = None  # tree_signature of the reference extraction of the current archives
 
 
-def _run(pool, func, archives: list[str], out: str) -> float:
+def _run(pool, func, archives: list[str], out: str) -> tuple[float, float]:
     os.makedirs(out, exist_ok=True)
     dests = [os.path.join(out, f"{i:03d}") for i in range(len(archives))]
     settle.settle(out, _DROP_CACHES)
     start = time.perf_counter()
-    for fut in [pool.submit(func, a, d) for a, d in zip(archives, dests, strict=True)]:
-        fut.result()
+    cpu = 0.0
+    for fut in [pool.submit(_timed, func, a, d) for a, d in zip(archives, dests, strict=True)]:
+        cpu += fut.result()
     if func is not decompress_only:
         os.sync()  # on disk, count the writeback too (every extractor pays it)
     elapsed = time.perf_counter() - start
@@ -182,10 +191,12 @@ def _run(pool, func, archives: list[str], out: str) -> float:
         require_same(f"tree extracted by {func.__name__}", {func.__name__: tree_signature(out)},
                      _EXPECTED)  # fmt: skip
     shutil.rmtree(out)
-    return elapsed
+    return elapsed, cpu
 
 
-def _write_only_run(workers: int, archives: list[str], ref_root: str, out: str) -> float:
+def _write_only_run(
+    workers: int, archives: list[str], ref_root: str, out: str
+) -> tuple[float, float]:
     # Every worker holds every tree in memory before the clock starts.
     ctx = get_context("fork")
     pool = ProcessPoolExecutor(
@@ -218,6 +229,7 @@ def main(argv=None) -> int:
     global _DROP_CACHES, _EXPECTED
     _DROP_CACHES = args.drop_caches
 
+    precompile()  # as an installed package is: no contender compiles its modules per run
     manifest = build_corpus(args.corpus)
     extractors = _available()
     if args.contenders:
@@ -249,9 +261,11 @@ def main(argv=None) -> int:
             _EXPECTED = tree_signature(ref)
             for workers in args.workers:
                 times: dict[str, list[float]] = {}
+                cpus: dict[str, list[float]] = {}
 
-                def keep(name, secs, times=times):
-                    times.setdefault(name, []).append(secs)
+                def keep(name, took, times=times, cpus=cpus):
+                    times.setdefault(name, []).append(took[0])
+                    cpus.setdefault(name, []).append(took[1])
 
                 # rounds interleave the contenders, the order rotated each round, so load from
                 # other processes on the machine hits them alike
@@ -286,25 +300,34 @@ def main(argv=None) -> int:
                     f" medians of {args.repeat}: {line}",
                     flush=True,
                 )
-                _ratios(row)
+                _ratios(row, times, cpus)
             shutil.rmtree(base, ignore_errors=True)
     _zlib_order_check(extractors)
     return 0
 
 
-def _ratios(row: dict) -> None:
-    ours_s = row.get("ours")
-    if not ours_s:
+def _per_round(times: dict, a: str, b: str) -> float | None:
+    """The median over rounds of a's / b's figure in the same round (a round runs every
+    contender back to back, so about the same load falls on both)."""
+    if a not in times or b not in times or len(times[a]) != len(times[b]):
+        return None
+    return statistics.median(x / y for x, y in zip(times[a], times[b], strict=True) if y > 0)
+
+
+def _ratios(row: dict, times: dict, cpus: dict) -> None:
+    if not row.get("ours"):
         return
-    parts = []
-    for peer in ("cps", "cph"):
-        if peer in row:
-            parts.append(f"{peer}/ours {row[peer] / ours_s:.2f}x")
-    if "rattler" in row:
-        parts.append(f"ours/rattler {ours_s / row['rattler']:.2f}x")
-    parts.append(f"ours/decompress {ours_s / row['decompress only']:.2f}x")
-    parts.append(f"ours/write-only {ours_s / row['write only']:.2f}x")
-    print("      " + ", ".join(parts), flush=True)
+    pairs = [(peer, "ours") for peer in ("cps", "cph")]
+    pairs += [("ours", "rattler"), ("ours", "decompress only"), ("ours", "write only")]
+    for label, figures in (("wall", times), ("CPU", cpus)):
+        parts = []
+        for a, b in pairs:
+            ratio = _per_round(figures, a, b)
+            if ratio is not None:
+                parts.append(f"{a.split()[0]}/{b.split()[0]} {ratio:.2f}x")
+        print(f"      {label} (medians of per-round ratios): " + ", ".join(parts), flush=True)
+    line = "  ".join(f"{k} {statistics.median(v):.2f}s" for k, v in cpus.items())
+    print(f"      CPU medians: {line}", flush=True)
 
 
 def _zlib_order_check(extractors: dict) -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -45,7 +46,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import settle  # noqa: E402
-from samework import require_same, tree_signature  # noqa: E402
+from samework import precompile, require_same, tree_signature  # noqa: E402
 
 CONTENDERS = ("ours", "ours/conda", "conda", "rattler")
 
@@ -82,7 +83,21 @@ def work_ours(explicit: str, dest: str, conda: bool) -> float:
     took = time.perf_counter() - start
     if summary.failures:
         raise SystemExit(f"failures: {[(f.fn, f.error) for f in summary.failures]}")
+    # `conda-cache fetch` then checks what it extracted with verify's judgement (fast level):
+    # timed apart, wall and CPU (no other thread of the run is left), so the table can show
+    # the fetch with and without it from the same runs
+    cpu0, start = time.process_time(), time.perf_counter()
+    from conda_cache_plus.cli.main_fetch import check_extracted
+
+    check_extracted(summary, "conda-cache")
+    CHECK.update(seconds=time.perf_counter() - start, cpu=time.process_time() - cpu0)
+    bad = [i.fn for i in summary.items if i.note]
+    if bad:
+        raise SystemExit(f"the self-check found fault with {bad}")
     return took
+
+
+CHECK: dict = {}
 
 
 def work_conda(explicit: str, dest: str) -> float:
@@ -132,7 +147,7 @@ def worker(name: str, explicit: str, dest: str) -> None:
         took = work_rattler(explicit, dest)
     else:
         raise SystemExit(f"unknown contender {name}")
-    print(json.dumps({"seconds": took}))
+    print(json.dumps({"seconds": took, "check": CHECK or None}))
 
 
 # -- driver ---------------------------------------------------------------------------------------
@@ -200,6 +215,7 @@ def run_once(name: str, explicit: str, dest: str, expected: int, opts: argparse.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [opts.baseline, env.get("PYTHONPATH")]))
     load = os.getloadavg()[0]
     before = settle.disk_stat(dev)
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--worker", name, explicit, dest],
@@ -208,23 +224,35 @@ def run_once(name: str, explicit: str, dest: str, expected: int, opts: argparse.
         env=env,
     )
     wall = time.perf_counter() - start
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     after = settle.disk_stat(dev)
     lines = proc.stdout.strip().splitlines()
     # py-rattler sometimes dies with SIGSEGV while the interpreter exits, after its work is
     # done and timed: accept a run whose result line was printed and whose output is complete.
     if not lines or not lines[-1].startswith("{") or _entries(dest) != expected:
         raise SystemExit(f"{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    took = json.loads(lines[-1])["seconds"]
+    result = json.loads(lines[-1])
     payload = _payload(dest)
     shutil.rmtree(dest, ignore_errors=True)
     return {
-        "work": took,
+        "work": result["seconds"],
+        "check": result.get("check"),
         "wall": wall,
+        # user+sys of the process and of everything it waited for (forked extraction workers,
+        # rattler's threads): the work done, whatever the load let the wall clock show
+        "cpu": (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime),
         "load": load,
         "reads": after[0] - before[0],
         "writes": after[1] - before[1],
         "payload": payload,
     }
+
+
+def _round_ratio(runs: dict, peer: str, name: str, key: str) -> str:
+    if peer not in runs:
+        return "-"
+    ratios = [p[key] / r[key] for p, r in zip(runs[peer], runs[name], strict=True) if r[key] > 0]
+    return f"{statistics.median(ratios):.2f}x" if ratios else "-"
 
 
 def main(argv=None) -> int:
@@ -246,6 +274,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, HERE)
     from corpus import build_corpus
 
+    precompile()  # as an installed package is: no contender compiles its modules per run
     manifest = build_corpus(args.corpus)
     pkgs = [p for p in manifest["packages"] if p["format"] == ".conda"]
     total = sum(p["size"] for p in pkgs)
@@ -288,28 +317,56 @@ def main(argv=None) -> int:
             f" {min(loads):.1f}-{max(loads):.1f}\n"
         )
         print(
-            "| target | contender | median (s) | min (s) | process wall (s) | disk reads |"
-            " vs conda | vs rattler |"
+            "| target | contender | median (s) | min (s) | CPU (s) | disk reads |"
+            " vs conda | vs rattler | CPU vs rattler |"
         )
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         report = {}
+        checks = []
         for target in args.targets:
             runs = {n: results[(target, n)] for n in names if (target, n) in results}
+            for n in ("ours", "ours@base"):
+                # the same runs with `conda-cache fetch`'s self-check added to the time
+                if n in runs and all(r.get("check") for r in runs[n]):
+                    runs[f"{n} + self-check"] = [
+                        {
+                            **r,
+                            "work": r["work"] + r["check"]["seconds"],
+                            "cpu": r["cpu"],  # the process's CPU included the check already
+                        }
+                        for r in runs[n]
+                    ]
+                    checks.append((target, n, runs[n]))
             med = {n: statistics.median(r["work"] for r in rs) for n, rs in runs.items()}
             low = {n: min(r["work"] for r in rs) for n, rs in runs.items()}
-            wall = {n: statistics.median(r["wall"] for r in rs) for n, rs in runs.items()}
+            cpu = {n: statistics.median(r["cpu"] for r in rs) for n, rs in runs.items()}
             reads = {n: statistics.median(r["reads"] for r in rs) for n, rs in runs.items()}
             for n in runs:
-                vs_conda = f"{med['conda'] / med[n]:.2f}x" if "conda" in med else "-"
-                vs_rattler = f"{med['rattler'] / med[n]:.2f}x" if "rattler" in med else "-"
+                # medians of the per-round ratios: each round's contenders ran back to back,
+                # under about the same load
+                vs_conda = _round_ratio(runs, "conda", n, "work")
+                vs_rattler = _round_ratio(runs, "rattler", n, "work")
+                cpu_rattler = _round_ratio(runs, "rattler", n, "cpu")
                 print(
-                    f"| {target} | {n} | {med[n]:.2f} | {low[n]:.2f} | {wall[n]:.2f} |"
-                    f" {reads[n]:.0f} | {vs_conda} | {vs_rattler} |"
+                    f"| {target} | {n} | {med[n]:.2f} | {low[n]:.2f} | {cpu[n]:.2f} |"
+                    f" {reads[n]:.0f} | {vs_conda} | {vs_rattler} | {cpu_rattler} |"
                 )
-            report[target] = {"work": med, "min": low, "wall": wall, "runs": runs}
+            report[target] = {"work": med, "min": low, "cpu": cpu, "runs": runs}
+        for target, n, rs in checks:
+            secs = statistics.median(r["check"]["seconds"] for r in rs)
+            cpu_s = statistics.median(r["check"]["cpu"] for r in rs)
+            share = statistics.median(r["check"]["seconds"] / r["work"] for r in rs)
+            print(
+                f"\n{target}, {n}: the self-check of {len(pkgs)} packages took {secs:.3f} s"
+                f" ({secs / len(pkgs) * 1e3:.1f} ms a package; CPU {cpu_s:.3f} s), {share:.0%}"
+                " of the fetch"
+            )
         for n, why in skipped.items():
             print(f"skipped {n}: {why}")
-        print("\n(vs X = X's time / this contender's time: above 1 means faster than X)")
+        print(
+            "\n(vs X = median over rounds of X's time / this contender's time in the same round:"
+            " above 1 means faster than X; CPU = user+sys of the process and its workers)"
+        )
         os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
         with open(os.path.join(HERE, "out", "fetch.json"), "w") as fh:
             json.dump({"packages": len(pkgs), "bytes": total, "files": files, **report}, fh)

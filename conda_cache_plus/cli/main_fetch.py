@@ -197,7 +197,7 @@ def _summary_text(summary, elapsed: float, verbose: int = 0) -> str:
     return "\n".join(lines)
 
 
-def _self_check(summary, command: str) -> None:
+def check_extracted(summary, command: str) -> None:
     """What this run extracted, checked with verify's own judgement: a package defective as
     published (conda will refuse it) is said at once, not left for a later verify (issue 23)."""
     from ..integrity.judgement import DEFECTIVE, judge_entry
@@ -275,7 +275,7 @@ def execute(args, run) -> int:
                 error_type="UnsafeNameError",
             )
         )
-    _self_check(summary, run.command)
+    check_extracted(summary, run.command)
     data["summary"] = summary.to_json()
     data["packages"] = [i.to_json() for i in summary.items]
     data["failures"] = [
