@@ -11,7 +11,9 @@ sha256 where it is known:
   first writable cache, then extract;
 - ``download``: anything else, into the first writable cache (resuming a partial).
 
-:func:`execute` runs the plan: downloads (largest first) and extractions overlap in two pools;
+:func:`execute` runs the plan: downloads and extractions overlap in two pools, both largest
+first (an archive waiting for extraction goes before the smaller ones queued earlier: the big
+packages are the longest jobs, and one started last is the run's tail);
 each package is worked on under a per-archive lock and re-checked once the lock is held, so
 several processes fetching the same package do the work once and all succeed; the whole run
 holds a shared lock on each cache it writes (``conda cache clean`` takes it exclusively).
@@ -28,6 +30,8 @@ core busy without that traffic (docs/benchmarks.md, "Fetch end to end").
 from __future__ import annotations
 
 import concurrent.futures as cf
+import heapq
+import itertools
 import json
 import os
 import queue
@@ -411,8 +415,11 @@ def _extract_processes(n: int, jobs: int) -> cf.ProcessPoolExecutor | None:
         pool = cf.ProcessPoolExecutor(
             min(n, jobs), mp_context=multiprocessing.get_context("fork"), initializer=_child_init
         )
-        # With "fork" every worker is started at the first submit, before this run's threads.
-        pool.submit(_ready).result()
+        # With "fork" every worker is forked by the first submit, before it returns and so
+        # before this run's threads. Nobody waits for the workers to answer: the downloads
+        # start meanwhile (a pool that broke is met by the extractions, which then run in
+        # their threads).
+        pool.submit(_ready)
     except (OSError, cf.process.BrokenProcessPool):
         return None
     return pool
@@ -420,7 +427,13 @@ def _extract_processes(n: int, jobs: int) -> cf.ProcessPoolExecutor | None:
 
 def _in_process(pool: cf.ProcessPoolExecutor, install_entry):
     def run_in_child(layout: CacheLayout, entry: str, archive: str, record: dict | None):
-        return pool.submit(install_entry, layout, entry, archive, record).result()
+        try:
+            future = pool.submit(install_entry, layout, entry, archive, record)
+        except cf.BrokenExecutor:
+            # A worker died before (it never came up, or was killed): the packages not yet
+            # handed over are extracted in this thread. The ones the pool held fail with it.
+            return install_entry(layout, entry, archive, record)
+        return future.result()
 
     return run_in_child
 
@@ -462,6 +475,23 @@ def _run_pipeline(work, results, run, cancel, install_entry, n_dl, n_ex, summary
         finally:
             lock.release()
             _close_bar(bar, refused)
+
+    # Archives ready for extraction, largest first: each submitted task runs the largest one
+    # waiting when a worker takes it, so every archive is extracted once, the big ones first.
+    ready: list = []
+    ready_lock = threading.Lock()
+    order = itertools.count()
+
+    def extract_next() -> None:
+        with ready_lock:
+            args = heapq.heappop(ready)[2]
+        extract_job(*args)
+
+    def queue_extraction(item: PlanItem, *args) -> None:
+        size = args[3][0]  # the archive's size, known once it is here and checked
+        with ready_lock:
+            heapq.heappush(ready, (-size, next(order), (item, *args)))
+        extract_q.put(pool_ex.submit(extract_next))
 
     def fetch_job(item: PlanItem):
         ref = item.ref
@@ -535,9 +565,7 @@ def _run_pipeline(work, results, run, cancel, install_entry, n_dl, n_ex, summary
                     if got.reused:
                         res.note = "downloaded meanwhile by another process"
                         outcome = EXTRACTED
-            extract_q.put(
-                pool_ex.submit(extract_job, item, lock, archive, url, digests, bar, outcome)
-            )
+            queue_extraction(item, lock, archive, url, digests, bar, outcome)
             return None
         except BaseException as exc:
             if lock is not None:
