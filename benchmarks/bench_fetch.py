@@ -48,7 +48,7 @@ sys.path.insert(0, HERE)
 import settle  # noqa: E402
 from samework import precompile, require_same, tree_signature  # noqa: E402
 
-CONTENDERS = ("ours", "ours/conda", "conda", "rattler")
+CONTENDERS = ("ours", "ours+check", "ours/conda", "conda", "rattler")
 
 
 # -- workers (run as `bench_fetch.py --worker NAME EXPLICIT DEST`) --------------------------------
@@ -63,7 +63,10 @@ def _read_explicit(path: str) -> list[tuple[str, str]]:
     return out
 
 
-def work_ours(explicit: str, dest: str, conda: bool) -> float:
+def work_ours(explicit: str, dest: str, conda: bool, check: bool = False) -> float:
+    import functools
+    import inspect
+
     from conda_cache_plus.fetch.pipeline import execute
     from conda_cache_plus.fetch.plan import plan
     from conda_cache_plus.fetch.refs import parse_explicit
@@ -77,27 +80,27 @@ def work_ours(explicit: str, dest: str, conda: bool) -> float:
 
         reset_context()
         install_host()  # what `conda cache fetch` does: conda hosts us
+    kwargs, after = {}, None
+    if check:
+        # what `conda-cache fetch` adds: verify's judgement of every entry it extracted
+        from conda_cache_plus.cli import main_fetch
+
+        if "check" in inspect.signature(execute).parameters:
+            kwargs["check"] = functools.partial(main_fetch.check_extracted, command="conda-cache")
+        else:  # a baseline from before the check ran in the workers: it followed the run
+            after = getattr(main_fetch, "check_extracted", None) or main_fetch._self_check
     start = time.perf_counter()
     run = Run(quiet=True, conda=conda, pkgs_dirs=[dest])
-    summary = execute(plan(parse_explicit(explicit), PackageCaches([dest])), run)
+    summary = execute(plan(parse_explicit(explicit), PackageCaches([dest])), run, **kwargs)
+    if after is not None:
+        after(summary, "conda-cache")
     took = time.perf_counter() - start
     if summary.failures:
         raise SystemExit(f"failures: {[(f.fn, f.error) for f in summary.failures]}")
-    # `conda-cache fetch` then checks what it extracted with verify's judgement (fast level):
-    # timed apart, wall and CPU (no other thread of the run is left), so the table can show
-    # the fetch with and without it from the same runs
-    cpu0, start = time.process_time(), time.perf_counter()
-    from conda_cache_plus.cli.main_fetch import check_extracted
-
-    check_extracted(summary, "conda-cache")
-    CHECK.update(seconds=time.perf_counter() - start, cpu=time.process_time() - cpu0)
-    bad = [i.fn for i in summary.items if i.note]
+    bad = [(i.fn, i.note) for i in summary.items if i.note]
     if bad:
         raise SystemExit(f"the self-check found fault with {bad}")
     return took
-
-
-CHECK: dict = {}
 
 
 def work_conda(explicit: str, dest: str) -> float:
@@ -139,6 +142,8 @@ def worker(name: str, explicit: str, dest: str) -> None:
     os.environ.setdefault("CONDA_PKGS_DIRS", dest)
     if name in ("ours", "ours@base"):
         took = work_ours(explicit, dest, conda=False)
+    elif name in ("ours+check", "ours+check@base"):
+        took = work_ours(explicit, dest, conda=False, check=True)
     elif name == "ours/conda":
         took = work_ours(explicit, dest, conda=True)
     elif name == "conda":
@@ -147,7 +152,7 @@ def worker(name: str, explicit: str, dest: str) -> None:
         took = work_rattler(explicit, dest)
     else:
         raise SystemExit(f"unknown contender {name}")
-    print(json.dumps({"seconds": took, "check": CHECK or None}))
+    print(json.dumps({"seconds": took}))
 
 
 # -- driver ---------------------------------------------------------------------------------------
@@ -156,6 +161,8 @@ def available(name: str) -> str | None:
     module = {
         "ours": "conda_cache_plus",
         "ours@base": "conda_cache_plus",
+        "ours+check": "conda_cache_plus",
+        "ours+check@base": "conda_cache_plus",
         "ours/conda": "conda",
         "conda": "conda",
     }.get(name)
@@ -211,7 +218,7 @@ def run_once(name: str, explicit: str, dest: str, expected: int, opts: argparse.
     settle.settle(dest, opts.drop_caches)
     env = dict(os.environ)
     env.update(CONDA_PKGS_DIRS=dest, CONDA_SOLVER="classic", CONDA_REGISTER_ENVS="false")
-    if name == "ours@base":
+    if name.endswith("@base"):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [opts.baseline, env.get("PYTHONPATH")]))
     load = os.getloadavg()[0]
     before = settle.disk_stat(dev)
@@ -236,7 +243,6 @@ def run_once(name: str, explicit: str, dest: str, expected: int, opts: argparse.
     shutil.rmtree(dest, ignore_errors=True)
     return {
         "work": result["seconds"],
-        "check": result.get("check"),
         "wall": wall,
         # user+sys of the process and of everything it waited for (forked extraction workers,
         # rattler's threads): the work done, whatever the load let the wall clock show
@@ -288,8 +294,10 @@ def main(argv=None) -> int:
             fh.write("@EXPLICIT\n")
             for p in pkgs:
                 fh.write(f"{base}/linux-64/{p['fn']}#{p['sha256']}\n")
-        if args.baseline and "ours@base" not in args.contenders:
-            args.contenders.insert(1, "ours@base")
+        if args.baseline:
+            for n in [n for n in args.contenders if n in ("ours", "ours+check")]:
+                if f"{n}@base" not in args.contenders:
+                    args.contenders.insert(args.contenders.index(n) + 1, f"{n}@base")
         skipped = {n: why for n in args.contenders if (why := available(n))}
         names = [n for n in args.contenders if n not in skipped]
         results: dict[tuple[str, str], list[dict]] = {}
@@ -322,21 +330,8 @@ def main(argv=None) -> int:
         )
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         report = {}
-        checks = []
         for target in args.targets:
             runs = {n: results[(target, n)] for n in names if (target, n) in results}
-            for n in ("ours", "ours@base"):
-                # the same runs with `conda-cache fetch`'s self-check added to the time
-                if n in runs and all(r.get("check") for r in runs[n]):
-                    runs[f"{n} + self-check"] = [
-                        {
-                            **r,
-                            "work": r["work"] + r["check"]["seconds"],
-                            "cpu": r["cpu"],  # the process's CPU included the check already
-                        }
-                        for r in runs[n]
-                    ]
-                    checks.append((target, n, runs[n]))
             med = {n: statistics.median(r["work"] for r in rs) for n, rs in runs.items()}
             low = {n: min(r["work"] for r in rs) for n, rs in runs.items()}
             cpu = {n: statistics.median(r["cpu"] for r in rs) for n, rs in runs.items()}
@@ -352,15 +347,24 @@ def main(argv=None) -> int:
                     f" {reads[n]:.0f} | {vs_conda} | {vs_rattler} | {cpu_rattler} |"
                 )
             report[target] = {"work": med, "min": low, "cpu": cpu, "runs": runs}
-        for target, n, rs in checks:
-            secs = statistics.median(r["check"]["seconds"] for r in rs)
-            cpu_s = statistics.median(r["check"]["cpu"] for r in rs)
-            share = statistics.median(r["check"]["seconds"] / r["work"] for r in rs)
-            print(
-                f"\n{target}, {n}: the self-check of {len(pkgs)} packages took {secs:.3f} s"
-                f" ({secs / len(pkgs) * 1e3:.1f} ms a package; CPU {cpu_s:.3f} s), {share:.0%}"
-                " of the fetch"
-            )
+        for target in args.targets:
+            runs = report[target]["runs"]
+            for base in ("ours", "ours@base"):
+                with_check = base.replace("ours", "ours+check")
+                if base in runs and with_check in runs:
+                    # the self-check's cost: the same engine with and without it, per round
+                    extra = [
+                        c["work"] - o["work"]
+                        for c, o in zip(runs[with_check], runs[base], strict=True)
+                    ]
+                    print(
+                        f"\n{target}: {with_check} vs {base}: the self-check adds"
+                        f" {statistics.median(extra):+.3f} s to the fetch"
+                        f" ({statistics.median(extra) / len(pkgs) * 1e3:+.1f} ms a package;"
+                        f" {_round_ratio(runs, with_check, base, 'work')} the time,"
+                        f" {_round_ratio(runs, with_check, base, 'cpu')} the CPU; medians of"
+                        " per-round figures)"
+                    )
         for n, why in skipped.items():
             print(f"skipped {n}: {why}")
         print(

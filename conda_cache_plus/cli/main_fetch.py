@@ -10,6 +10,7 @@ up in a channel's ``repodata.json``. The JSON result is described by docs/schema
 
 from __future__ import annotations
 
+import functools
 import os
 
 from ..exceptions import FetchFailedError, InputError, InvalidSpecError, UsageError
@@ -197,22 +198,19 @@ def _summary_text(summary, elapsed: float, verbose: int = 0) -> str:
     return "\n".join(lines)
 
 
-def check_extracted(summary, command: str) -> None:
-    """What this run extracted, checked with verify's own judgement: a package defective as
-    published (conda will refuse it) is said at once, not left for a later verify (issue 23)."""
+def check_extracted(pkgs_dir: str, extracted_dir: str, command: str) -> str | None:
+    """What fetch just extracted, checked with verify's own judgement: a package defective as
+    published (conda will refuse it) is said at once, not left for a later verify (issue 23).
+    Run by the fetch engine in the worker that extracted the entry, right after it; the note
+    for the package, or None when the entry is ok."""
     from ..integrity.judgement import DEFECTIVE, judge_entry
 
-    done = (engine_pipeline.DOWNLOADED, engine_pipeline.EXTRACTED, engine_pipeline.COPIED)
-    for item in summary.items:
-        if item.outcome not in done or not item.extracted_dir:
-            continue
-        f = judge_entry(
-            item.pkgs_dir, os.path.relpath(item.extracted_dir, item.pkgs_dir), command=command
-        )
-        if f.verdict == DEFECTIVE:
-            item.note = f"defective as published: {f.remedy['reason']}"
-        elif f.verdict != "ok":
-            item.note = f"damaged after extraction: {f.remedy.get('command') or f.remedy['reason']}"
+    f = judge_entry(pkgs_dir, os.path.relpath(extracted_dir, pkgs_dir), command=command)
+    if f.verdict == DEFECTIVE:
+        return f"defective as published: {f.remedy['reason']}"
+    if f.verdict != "ok":
+        return f"damaged after extraction: {f.remedy.get('command') or f.remedy['reason']}"
+    return None
 
 
 def execute(args, run) -> int:
@@ -263,6 +261,7 @@ def execute(args, run) -> int:
         run,
         download_workers=args.download_workers,
         extract_workers=args.extract_workers,
+        check=functools.partial(check_extracted, command=run.command),
     )
     for ref in refused:  # checked before anything was written; listed like any failure
         summary.items.append(
@@ -275,7 +274,6 @@ def execute(args, run) -> int:
                 error_type="UnsafeNameError",
             )
         )
-    check_extracted(summary, run.command)
     data["summary"] = summary.to_json()
     data["packages"] = [i.to_json() for i in summary.items]
     data["failures"] = [

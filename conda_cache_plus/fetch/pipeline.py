@@ -304,7 +304,14 @@ def execute(
     download_workers: int | None = None,
     extract_workers: int | None = None,
     cancel: threading.Event | None = None,
+    check=None,
 ) -> FetchSummary:
+    """Run ``fetch_plan``. ``check(pkgs_dir, extracted_dir)``, when given, is called on every
+    entry right after its extraction, in the worker that extracted it (so the checks overlap
+    the rest of the run instead of following it); what it returns, when not None, becomes the
+    package's note. It must be picklable (a module-level function, or a partial of one)."""
+    import functools
+
     from ..gateways.cachedir import ensure_cache_dir
     from ..gateways.extract import install_entry
 
@@ -329,8 +336,9 @@ def execute(
     n_ex = max(1, extract_workers or default_extract_workers())
     # Before any lock or thread of this run: the children get neither.
     procs = _extract_processes(n_ex, sum(1 for i in work))
+    install = functools.partial(install_and_check, install_entry, check)
     if procs is not None:
-        install_entry = _in_process(procs, install_entry)
+        install = _in_process(procs, install)
     cache_locks: list[FileLock] = []
     try:
         for pkgs_dir in dict.fromkeys(i.pkgs_dir for i in work):
@@ -357,9 +365,7 @@ def execute(
                         res.error_type = type(exc).__name__
                 work = [i for i in work if i.pkgs_dir != pkgs_dir]
         if work:
-            _run_pipeline(
-                work, results, run, cancel, install_entry, download_workers, n_ex, summary
-            )
+            _run_pipeline(work, results, run, cancel, install, download_workers, n_ex, summary)
     finally:
         if procs is not None:
             procs.shutdown(wait=True, cancel_futures=True)
@@ -374,6 +380,12 @@ def execute(
                 res.error_type = res.error_type or "InternalError"
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def install_and_check(install_entry, check, layout: CacheLayout, entry: str, archive: str, record):
+    """``install_entry``, then ``check`` of the new entry: (its path, the check's note)."""
+    path = install_entry(layout, entry, archive, record)
+    return path, (check(layout.root, path) if check is not None else None)
 
 
 def default_extract_workers() -> int:
@@ -459,7 +471,7 @@ def _run_pipeline(work, results, run, cancel, install_entry, n_dl, n_ex, summary
                 raise DownloadCancelled(archive)
             record = record_for(item.ref, url, digests)
             try:
-                path = install_entry(item.layout, item.ref.dist, archive, record)
+                path, note = install_entry(item.layout, item.ref.dist, archive, record)
             except ArchiveError as exc:
                 refused = True
                 removed = _remove_refused(item.layout, item.ref, archive)
@@ -468,6 +480,8 @@ def _run_pipeline(work, results, run, cancel, install_entry, n_dl, n_ex, summary
             res.extracted = True
             res.extracted_dir = path
             res.outcome = done
+            if note is not None:
+                res.note = note
             progress.update(item.ref.fn, item.ref.size or 0, 1.0)
             bar.update_to(1.0)
         except Exception as exc:
