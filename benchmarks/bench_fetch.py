@@ -90,6 +90,9 @@ def work_ours(explicit: str, dest: str, conda: bool, check: bool = False) -> flo
         else:  # a baseline from before the check ran in the workers: it followed the run
             after = getattr(main_fetch, "check_extracted", None) or main_fetch._self_check
     start = time.perf_counter()
+    if kwargs:  # as `conda-cache fetch` does, timed: the check's modules, before the workers fork
+        import conda_cache_plus.integrity.judgement
+        import conda_cache_plus.integrity.verify  # noqa: F401
     run = Run(quiet=True, conda=conda, pkgs_dirs=[dest])
     summary = execute(plan(parse_explicit(explicit), PackageCaches([dest])), run, **kwargs)
     if after is not None:

@@ -458,3 +458,16 @@ def test_fetch_says_at_once_when_a_package_is_defective_as_published(tmp_path, h
     assert item["note"].startswith("defective as published"), item
     text = cli("conda-cache", "verify", "--pkgs-dir", pkgs_dir)
     assert "defective" in text.stdout and "no fix:" in text.stdout, text.stdout
+
+
+def test_fetch_checks_in_its_extraction_workers(tmp_path, http_server):
+    """With several packages fetch extracts in forked workers and checks each entry there: the
+    defective one gets its note, the plain one none, as when the check followed the run."""
+    www = str(tmp_path / "www" / "noarch")
+    bad, good = _zlib_like(www, ".conda"), _plain(www, ".conda")
+    pkgs_dir = str(tmp_path / "pkgs")
+    urls = [f"{http_server.base_url}/noarch/{p.fn}#{p.sha256}" for p in (bad, good)]
+    proc = cli("conda-cache", "fetch", "--pkgs-dir", pkgs_dir, *urls, "--json")
+    notes = {i["fn"]: i["note"] for i in json.loads(proc.stdout)["packages"]}
+    assert notes[bad.fn].startswith("defective as published"), notes
+    assert notes[good.fn] is None, notes
