@@ -9,13 +9,17 @@ and each timed inside its process from the start of its work to the end (imports
 process wall time reported next to it):
 
 - ``ours``: ``conda_cache_plus.fetch`` plan + execute, standard-library HTTP (no conda);
+- ``ours+check``: the same with ``conda-cache fetch``'s self-check of every extracted entry
+  (verify's judgement), so the two rows give what the check costs;
 - ``ours/conda``: the same through conda's session (``Run(conda=True)``, requests);
 - ``conda``: conda's ``ProgressiveFetchExtract`` on ``MatchSpec(url, sha256=...)``;
 - ``rattler``: py-rattler's ``download_and_extract`` for every package at once (asyncio).
 
 The server is ``tests/httpserver.py`` in its own process (so it does not compete for the
 contenders' GIL), keep-alive with TCP_NODELAY. Runs are interleaved (ours, conda, rattler, ...,
-the order rotated every round) and the median and minimum are reported. A peer that is not
+the order rotated every round); the median and minimum are reported, the ratios are medians of
+the per-round ratios, and each run's CPU (user+sys of the process and all it waited for) is
+reported beside its time. A peer that is not
 importable is skipped, and said to be. The corpus is built by ``benchmarks/corpus.py`` (reused
 when it exists).
 
@@ -92,6 +96,7 @@ def work_ours(explicit: str, dest: str, conda: bool, check: bool = False) -> flo
     start = time.perf_counter()
     if kwargs:  # as `conda-cache fetch` does, timed: the check's modules, before the workers fork
         import conda_cache_plus.integrity.judgement
+        import conda_cache_plus.integrity.repair
         import conda_cache_plus.integrity.verify  # noqa: F401
     run = Run(quiet=True, conda=conda, pkgs_dirs=[dest])
     summary = execute(plan(parse_explicit(explicit), PackageCaches([dest])), run, **kwargs)

@@ -257,7 +257,7 @@ def execute(args, run) -> int:
     if any(i.action != "none" for i in fetch_plan.items):
         run.out.message("Downloading and Extracting Packages:")
         # the self-check's machinery, loaded once here rather than in every forked worker
-        from ..integrity import judgement, verify  # noqa: F401
+        from ..integrity import judgement, repair, verify  # noqa: F401
     summary = engine_pipeline.execute(
         fetch_plan,
         run,
