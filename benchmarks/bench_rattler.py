@@ -9,8 +9,10 @@ as pixi would), then, in one run, page cache warm:
   (one sidecar read per entry), beside our ``scan()`` of the same cache (``list``/``info``);
 - py-rattler installing every package into a fresh prefix from the filled cache with
   ``ValidationMode.full()`` and with ``.skip()`` (rattler's own re-validation of every entry,
-  parallel in Rust, is the difference), beside our ``verify`` at the fast and full levels with
-  nothing remembered;
+  parallel in Rust, is the difference: wall, and CPU of all its threads, median of per-round
+  differences), beside our ``verify --full`` with nothing remembered (as users get it, and
+  forced serial and into 2 processes; CPU includes the pool's workers), rounds interleaved
+  with the order rotated; then our fast level;
 - our usage scan (one environment, every entry), which ``clean --unused`` plans from.
 
 Median of ``--repeat`` runs after a warm-up. py-rattler runs in subprocesses (its interpreter
@@ -23,6 +25,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -51,23 +54,30 @@ from rattler.package_cache import PackageCache, ValidationMode
 mode, channel, cache, prefix = sys.argv[1:5]
 async def main():
     if mode == "index":
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         idx = await PackageCache(cache).index()
-        return time.perf_counter() - t, len(idx)
+        return time.perf_counter() - t, len(idx), time.process_time() - c
     recs = await rattler.solve([rattler.Channel(channel)], ["bench-meta"], platforms=["noarch"],
                                timestamp_policy="allow-missing")
     pc = None
     if mode != "fill":
         vm = ValidationMode.full() if mode == "full" else ValidationMode.skip()
         pc = PackageCache.new_layered([cache], validation_mode=vm)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()  # CPU: every thread of the process
     await rattler.install(recs, target_prefix=prefix, cache_dir=cache, package_cache=pc,
                           show_progress=False)
-    return time.perf_counter() - t, len(recs)
-secs, n = asyncio.run(main())
-print(json.dumps({"seconds": secs, "n": n}), flush=True)
+    return time.perf_counter() - t, len(recs), time.process_time() - c
+secs, n, cpu = asyncio.run(main())
+print(json.dumps({"seconds": secs, "n": n, "cpu": cpu}), flush=True)
 os._exit(0)
 """
+
+
+RUSAGE_CHILDREN = resource.RUSAGE_CHILDREN  # a process pool's workers, once joined
+
+
+def cpu_of(before, after) -> float:
+    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def rattler(mode: str, channel: str, cache: str, prefix: str = "-") -> dict:
@@ -145,55 +155,92 @@ def main() -> None:
             times["first"].append(first)
             times["again"].append(again)
     med = {k: statistics.median(v) for k, v in times.items()}
-    rows.append(("py-rattler PackageCache.index()", med["index"], ""))
+    rows.append(("py-rattler PackageCache.index()", med["index"], None, ""))
     for key, label in (("first", "nothing remembered"), ("again", "remembered")):
         r = statistics.median(a / b for a, b in zip(times[key], times["index"], strict=True))
-        rows.append((f"ours: scan (list/info), {label}", med[key], f"{r:.2f}x py-rattler"))
+        rows.append((f"ours: scan (list/info), {label}", med[key], None, f"{r:.2f}x py-rattler"))
 
     def install(mode, k=[0]):  # noqa: B006 - a counter for fresh prefixes
         k[0] += 1
         prefix = os.path.join(work, f"env-{mode}-{k[0]}")
-        took = rattler(mode, channel, cache, prefix)["seconds"]
+        got = rattler(mode, channel, cache, prefix)
         # both modes must install the same packages, the same files
         require_same(f"prefix installed with validation {mode}", {mode: tree_signature(prefix)},
                      tree_signature(os.path.join(work, "env0")))  # fmt: skip
         shutil.rmtree(prefix)
-        return took
+        return got["seconds"], got["cpu"]
 
-    skips, fulls = [], []
-    for _ in range(args.repeat):  # interleaved
-        loads.append(os.getloadavg()[0])
-        skips.append(install("skip"))
-        fulls.append(install("full"))
-    skip, full = statistics.median(skips), statistics.median(fulls)
-    # per round: the two installs of a round ran back to back, under about the same load
-    validation = max(statistics.median(f - s for f, s in zip(fulls, skips, strict=True)), 0.0)
-    rows.append(("py-rattler install, validation skip", skip, ""))
-    rows.append(("py-rattler install, validation full", full, ""))
-    rows.append(("  = rattler's full validation (difference)", validation, ""))
-    caches = PackageCaches([cache])
-    for level in (FAST, FULL):
-
-        def run(level=level):
-            report = verify_caches(
-                PackageCaches([cache]), level=level, use_store=False, write_store=False
-            )
-            assert all(e.status == "ok" for e in report.entries), level
-            t = report.totals()
-            # every entry checked, and at the full level every file hashed
-            require_same(f"entries verified ({level})", {level: t["entries"]}, n_entries)
-            if level == FULL:
-                require_same("files hashed (full)", {level: t["hashed"] >= nfiles}, True)
-
-        t = median(run, args.repeat)
-        ratio = ""
+    def verify(level, executor=None, chosen=None):
+        r0, c0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        report = verify_caches(
+            PackageCaches([cache]),
+            level=level,
+            use_store=False,
+            write_store=False,
+            executor=executor,
+        )
+        took = time.perf_counter() - t
+        r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(RUSAGE_CHILDREN)
+        assert all(e.status == "ok" for e in report.entries), level
+        totals = report.totals()
+        # every entry checked, and at the full level every file hashed
+        require_same(f"entries verified ({level})", {level: totals["entries"]}, n_entries)
         if level == FULL:
-            ratio = (
-                f"{t / validation:.2f}x rattler's validation"
-                if validation > 0.05 * full
-                else "n/a: rattler's validation is below the noise of its install"
-            )
-        rows.append((f"ours: verify --{level} (nothing remembered)", t, ratio))
+            require_same("files hashed (full)", {level: totals["hashed"] >= nfiles}, True)
+        if chosen is not None:
+            chosen.add(report.executor)
+        return took, cpu_of(r0, r1) + cpu_of(c0, c1)
+
+    # Interleaved round by round, the order rotated: rattler installing with validation skip
+    # and full (its validation is the difference of the two, per round: wall and CPU, the CPU
+    # of all its threads), and our verify --full as users run it (executor chosen by the work)
+    # and forced serial and into processes.
+    contenders = {
+        "skip": lambda: install("skip"),
+        "full": lambda: install("full"),
+        "ours": lambda: verify(FULL, chosen=executors),
+        "ours-serial": lambda: verify(FULL, "serial"),
+        "ours-process": lambda: verify(FULL, "process"),
+    }
+    executors: set = set()
+    wall: dict[str, list[float]] = {k: [] for k in contenders}
+    cpu: dict[str, list[float]] = {k: [] for k in contenders}
+    names = list(contenders)
+    for rnd in range(args.repeat + 1):
+        loads.append(os.getloadavg()[0])
+        order = names[rnd % len(names) :] + names[: rnd % len(names)]
+        for name in order:
+            w, c = contenders[name]()
+            if rnd:  # the first round warms up
+                wall[name].append(w)
+                cpu[name].append(c)
+    med = statistics.median
+    diff_wall = max(med(f - s for f, s in zip(wall["full"], wall["skip"], strict=True)), 0.0)
+    diff_cpu = max(med(f - s for f, s in zip(cpu["full"], cpu["skip"], strict=True)), 0.0)
+    for mode in ("skip", "full"):
+        rows.append((f"py-rattler install, validation {mode}", med(wall[mode]), med(cpu[mode]), ""))
+    rows.append(("  = rattler's full validation (difference)", diff_wall, diff_cpu, ""))
+    for name, label in (
+        ("ours", f"ours: verify --full (nothing remembered; {'/'.join(sorted(executors))})"),
+        ("ours-serial", "ours: verify --full, serial"),
+        ("ours-process", "ours: verify --full, 2 processes"),
+    ):
+        w, c = med(wall[name]), med(cpu[name])
+        if diff_wall > 0.05 * med(wall["full"]) and diff_cpu > 0:
+            ratio = f"{w / diff_wall:.2f}x wall, {c / diff_cpu:.2f}x CPU of rattler's validation"
+        else:
+            ratio = "n/a: rattler's validation is below the noise of its install"
+        rows.append((label, w, c, ratio))
+    rows.append(
+        (
+            "ours: verify --fast (nothing remembered)",
+            median(lambda: verify(FAST), args.repeat),
+            None,
+            "",
+        )
+    )
+    caches = PackageCaches([cache])
     env = [Environment(os.path.join(work, "env0"), ["--env"])]
 
     def usage():
@@ -201,14 +248,15 @@ def main() -> None:
         used = sum(1 for u in report.entries.values() if u.in_use)
         require_same("entries env0 uses", {"usage": used}, n_entries)
 
-    rows.append(("ours: usage scan, 1 env", median(usage, args.repeat), ""))
+    rows.append(("ours: usage scan, 1 env", median(usage, args.repeat), None, ""))
     print(
         f"\n{n_entries} entries, {nfiles} payload files; median of {args.repeat}; load average "
         f"{min(loads):.1f}-{max(loads):.1f} (now {load()})\n"
     )
-    print("| what | time | ratio |\n|---|---:|---:|")
-    for what, secs, ratio in rows:
-        print(f"| {what} | {secs * 1000:.0f} ms | {ratio} |")
+    print("| what | wall | CPU | ratio |\n|---|---:|---:|---|")
+    for what, secs, cpu_secs, ratio in rows:
+        c = "" if cpu_secs is None else f"{cpu_secs * 1000:.0f} ms"
+        print(f"| {what} | {secs * 1000:.0f} ms | {c} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from .findings import (
     WRONG_TYPE,
     EntryFindings,
 )
-from .hashing import _EntryRun, _HashJob
+from .hashing import _EntryRun, _HashJob, queue_files
 from .metadata import _META_NAMES, _META_PATHS, _N_META_MODERN, _parse_metadata, _Plan
 
 # A remembered entry: (meta fingerprints, plan, file fingerprints aligned with plan.files (None:
@@ -247,13 +247,11 @@ def _check_files(run, lstat_at, full, prev, jobs, index, bad_dirs) -> None:
         # Everything gets read: the worker's open and fstat check the type and size, an
         # lstat here first would only add a syscall per file to the serial part of the run.
         run.fps, run.hashed = [None] * n, [False] * n
-        todo = []
-        for i in range(n):
-            if shas[i]:
-                jobs.append(_HashJob(index, "file", i, root + "/" + rels[i], sizes[i], shas[i]))
-                f.checked += 1
-            else:
-                todo.append(i)
+        if all(shas):
+            f.checked += queue_files(jobs, run, index, range(n), full_plan=True)
+            return
+        todo = [i for i in range(n) if not shas[i]]
+        f.checked += queue_files(jobs, run, index, [i for i in range(n) if shas[i]])
     else:
         # The common case first: every file there; one lstat each and no Python object per
         # path beyond its fingerprint. Anything odd falls through to the path-by-path loop.
@@ -297,6 +295,7 @@ def _check_files(run, lstat_at, full, prev, jobs, index, bad_dirs) -> None:
     if not run.fps:
         run.fps, run.hashed = [None] * n, [False] * n
     new_fps, new_hashed = run.fps, run.hashed
+    to_hash = []
     for i in todo:
         rel = rels[i]
         if bad_dirs and rel.rpartition("/")[0] in bad_dirs:
@@ -337,13 +336,14 @@ def _check_files(run, lstat_at, full, prev, jobs, index, bad_dirs) -> None:
             # is damage at every level, not only when a hash would have read the file
             f.add(UNREADABLE, rel, detail="permission denied")
             continue
-        sha = shas[i]
-        if full and sha:
-            jobs.append(_HashJob(index, "file", i, root + "/" + rel, size, sha))
+        if full and shas[i]:
+            to_hash.append(i)
         else:
             # Nothing more to compare at this level (a full run with no sha256 recorded
             # has checked all there is).
             new_fps[i], new_hashed[i] = fp, full
+    if to_hash:
+        queue_files(jobs, run, index, to_hash)
 
 
 def _check_link(run, lstat_at, rel, size, sha, full, own, remembered) -> bool:
