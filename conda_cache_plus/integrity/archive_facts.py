@@ -14,34 +14,34 @@ from ..model.filenames import CONDA_EXT, TARBZ2_EXT
 from .findings import META_INVALID, UNREADABLE
 
 # paths.json types that exist in a package (the others are made at link time).
-_HARDLINK, _SOFTLINK, _DIRECTORY = "hardlink", "softlink", "directory"
+HARDLINK, SOFTLINK, DIRECTORY = "hardlink", "softlink", "directory"
 
 
-_BUF = 1 << 20
+READ_SIZE = 1 << 20
 
 
 # Never through a final symlink; O_NONBLOCK so that a FIFO put in a file's place cannot hang
 # the check (it changes nothing for regular files).
-_OPEN_FLAGS = (
+OPEN_FLAGS = (
     os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 )
 
 
-_MAX_LINK_HOPS = 40
+MAX_LINK_HOPS = 40
 
 
-def _fp(st: os.stat_result) -> tuple[int, int, int, int]:
+def fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _lstat(path: str) -> os.stat_result | None:
+def lstat_or_none(path: str) -> os.stat_result | None:
     try:
         return os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
     if stat.S_ISREG(mode):
         return "file"
     if stat.S_ISLNK(mode):
@@ -51,7 +51,7 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def _readable(st: os.stat_result, path: str) -> bool:
+def may_read(st: os.stat_result, path: str) -> bool:
     """Whether we may read the file ``st`` describes. The mode bits answer for almost every
     file without a syscall; only when they deny us is ``access`` asked (an ACL may allow)."""
     euid = os.geteuid() if hasattr(os, "geteuid") else -1
@@ -67,7 +67,7 @@ def _readable(st: os.stat_result, path: str) -> bool:
     return bool(bit) or os.access(path, os.R_OK)
 
 
-def _safe_rel(rel) -> bool:
+def safe_rel(rel) -> bool:
     if rel.__class__ is not str or not rel or rel[0] == "/" or "\0" in rel:
         return False
     # No empty, "." or ".." component; one substring test each instead of a split per path.
@@ -75,8 +75,8 @@ def _safe_rel(rel) -> bool:
     return "//" not in framed and "/./" not in framed and "/../" not in framed
 
 
-def _all_safe(items: list) -> bool:
-    """Whether every item is a dict whose ``_path`` passes :func:`_safe_rel`, in one pass of
+def all_safe(items: list) -> bool:
+    """Whether every item is a dict whose ``_path`` passes :func:`safe_rel`, in one pass of
     substring tests over all the paths joined (each framed by slashes, so a bad component of
     one path shows as it would alone; the joins can only add false alarms, never hide one)."""
     try:
@@ -91,7 +91,7 @@ def _all_safe(items: list) -> bool:
 
 def sha256_fd(fd: int, size_hint: int) -> tuple[str, int]:
     """(hex digest, bytes read). Small files in one read; hashlib drops the GIL on big buffers."""
-    if size_hint < _BUF:
+    if size_hint < READ_SIZE:
         data = os.read(fd, size_hint + 1)
         if len(data) <= size_hint:
             return hashlib.sha256(data).hexdigest(), len(data)
@@ -100,7 +100,7 @@ def sha256_fd(fd: int, size_hint: int) -> tuple[str, int]:
     else:
         h = hashlib.sha256()
         n = 0
-    buf = bytearray(_BUF)
+    buf = bytearray(READ_SIZE)
     view = memoryview(buf)
     with open(fd, "rb", buffering=0, closefd=False) as fh:
         while True:
@@ -115,7 +115,7 @@ def sha256_fd(fd: int, size_hint: int) -> tuple[str, int]:
 def hash_file(path: str, algorithm: str = "sha256") -> str | None:
     """Digest of a file without following a final symlink; None if it cannot be read."""
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = os.open(path, OPEN_FLAGS)
     except OSError:
         return None
     try:
@@ -123,7 +123,7 @@ def hash_file(path: str, algorithm: str = "sha256") -> str | None:
             return sha256_fd(fd, os.fstat(fd).st_size)[0]
         h = hashlib.new(algorithm)
         with open(fd, "rb", buffering=0, closefd=False) as fh:
-            while chunk := fh.read(_BUF):
+            while chunk := fh.read(READ_SIZE):
                 h.update(chunk)
         return h.hexdigest()
     except OSError:
@@ -135,7 +135,7 @@ def hash_file(path: str, algorithm: str = "sha256") -> str | None:
 _CANNOT_READ = "cannot read: "
 
 
-def _read_json(path: str, dir_fd: int | None = None) -> tuple[object, str | None, bool]:
+def read_json(path: str, dir_fd: int | None = None) -> tuple[object, str | None, bool]:
     """(data, error, exists). Plain ``os`` calls: a buffered file object costs more than the
     read of a small metadata file, and a first run reads three per entry."""
     try:
@@ -160,8 +160,8 @@ def _read_json(path: str, dir_fd: int | None = None) -> tuple[object, str | None
         return None, "not usable JSON (nested too deeply)", True
 
 
-def _meta_kind(err: str | None) -> str:
-    """A metadata file we could not read is unreadable, not invalid (see ``_read_json``)."""
+def meta_kind(err: str | None) -> str:
+    """A metadata file we could not read is unreadable, not invalid (see ``read_json``)."""
     return UNREADABLE if err and err.startswith(_CANNOT_READ) else META_INVALID
 
 
@@ -216,17 +216,17 @@ def archive_empty_links(root: str) -> frozenset[str]:
     return frozenset(name for name, target in archive_link_targets(root).items() if not target)
 
 
-def _packaged_symlink_here(root: str, rel: str) -> bool:
+def packaged_symlink_here(root: str, rel: str) -> bool:
     """Whether the symlink at ``rel`` is one the archive itself has (paths.json may call it a
     hardlink: a hard link to a symlink member is extracted as that symlink)."""
     try:
         target = os.readlink(os.path.join(root, rel))
     except OSError:
         return False
-    return _packaged_link(root, rel, target)
+    return packaged_link(root, rel, target)
 
 
-def _packaged_link(root: str, rel: str, target: str) -> bool:
+def packaged_link(root: str, rel: str, target: str) -> bool:
     """Whether the archive itself has this link with this target: conda keeps links to system
     paths or out of the package (conda-build and rattler-build write them), so one that came
     from the archive is the package's, not a planted one."""

@@ -14,7 +14,15 @@ import threading
 from dataclasses import dataclass
 
 from ..gateways.statefile import RACY_SECONDS
-from .archive_facts import _BUF, _OPEN_FLAGS, _fp, _kind, _lstat, _packaged_symlink_here, sha256_fd
+from .archive_facts import (
+    OPEN_FLAGS,
+    READ_SIZE,
+    file_kind,
+    fingerprint,
+    lstat_or_none,
+    packaged_symlink_here,
+    sha256_fd,
+)
 from .findings import (
     ARCHIVE_CHECKSUM,
     FULL,
@@ -25,11 +33,11 @@ from .findings import (
     WRONG_TYPE,
     EntryFindings,
 )
-from .metadata import _Plan
+from .metadata import Plan
 
 
 @dataclass
-class _HashJob:
+class ArchiveJob:
     """One archive to hash."""
 
     entry: int  # index into the run's entry list
@@ -68,7 +76,7 @@ class FileBlock:
         self.idxs = idxs  # indices into plan.files
         self.rels, self.sizes, self.shas = rels, sizes, shas
         # A file whose mtime is later than this was written too recently for its hash to be
-        # remembered (the racy-git rule: see _apply_hash).
+        # remembered (the racy-git rule: see apply_hash).
         self.racy_after = racy_after
         self.cost = cost
 
@@ -110,7 +118,7 @@ def queue_files(jobs: list, run, index: int, idxs: list, full_plan: bool = False
     return n
 
 
-class _EntryRun:
+class EntryRun:
     """One entry in one run: its findings, its new remembered state, its pending hash jobs."""
 
     __slots__ = ("archives", "f", "fps", "hashed", "keep", "links", "meta", "plan", "root")
@@ -118,7 +126,7 @@ class _EntryRun:
     def __init__(self, f: EntryFindings, root: str):
         self.f = f
         self.root = root
-        self.plan: _Plan | None = None
+        self.plan: Plan | None = None
         self.meta: tuple | None = None
         self.fps: list = []
         self.hashed: list = []
@@ -148,13 +156,13 @@ class _EntryRun:
 def _hash_one(path: str, size: int | None, algorithm: str):
     """(problem kind or None, detail, fingerprint, digest, bytes read), never following a link."""
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = os.open(path, OPEN_FLAGS)
     except (FileNotFoundError, NotADirectoryError):
         return MISSING_FILE, None, None, None, 0
     except OSError:
-        st = _lstat(path)
+        st = lstat_or_none(path)
         if st is not None and not stat.S_ISREG(st.st_mode):
-            return WRONG_TYPE, _kind(st.st_mode), None, None, 0
+            return WRONG_TYPE, file_kind(st.st_mode), None, None, 0
         return UNREADABLE, "cannot open", None, None, 0
     try:
         return _hash_fd(fd, size, algorithm)
@@ -166,7 +174,7 @@ def _hash_fd(fd: int, size: int | None, algorithm: str):
     """:func:`_hash_one` of a file already open."""
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
-        return WRONG_TYPE, _kind(st.st_mode), None, None, 0
+        return WRONG_TYPE, file_kind(st.st_mode), None, None, 0
     if size is not None and st.st_size != size:
         return WRONG_SIZE, st.st_size, None, None, 0
     try:
@@ -176,13 +184,13 @@ def _hash_fd(fd: int, size: int | None, algorithm: str):
             h = hashlib.new(algorithm)
             n = 0
             with open(fd, "rb", buffering=0, closefd=False) as fh:
-                while chunk := fh.read(_BUF):
+                while chunk := fh.read(READ_SIZE):
                     h.update(chunk)
                     n += len(chunk)
             digest = h.hexdigest()
     except OSError as exc:
         return UNREADABLE, exc.strerror or str(exc), None, None, 0
-    return None, None, _fp(st), digest, n
+    return None, None, fingerprint(st), digest, n
 
 
 _DIR_FLAGS = (
@@ -203,7 +211,7 @@ def _hash_block(root: str, rels: list, sizes: list, shas: list):
         dfd = os.open(root, _DIR_FLAGS)
     except OSError:
         dfd = None
-    flags = _OPEN_FLAGS
+    flags = OPEN_FLAGS
     fstat, pread, close, sha256 = os.fstat, os.pread, os.close, hashlib.sha256
     try:
         for k in range(n):
@@ -225,7 +233,7 @@ def _hash_block(root: str, rels: list, sizes: list, shas: list):
                     if (
                         st.st_mode & 0o170000 == 0o100000
                         and size == sizes[k]
-                        and size < _BUF
+                        and size < READ_SIZE
                         and len(data := pread(fd, size + 1, 0)) == size
                         and sha256(data).hexdigest() == shas[k]
                     ):
@@ -280,7 +288,7 @@ def choose_executor(level: str, nbytes: int, njobs: int, workers: int) -> str:
     return "process"
 
 
-class _Hasher:
+class Hasher:
     """Hashes the queued jobs while the entries are still being checked: batches go to the
     pool as soon as they fill, so the stat and parse work of the main process overlaps the
     hashing. The pool starts only once there is enough to hash (a re-run of an unchanged cache
@@ -396,7 +404,7 @@ class _Hasher:
         return self.results
 
 
-def _apply_hash(run: _EntryRun, job, res) -> None:
+def apply_hash(run: EntryRun, job, res) -> None:
     f = run.f
     if job.what == "files":
         fps, odd, nbytes = res
@@ -432,14 +440,14 @@ def _apply_hash(run: _EntryRun, job, res) -> None:
         run.archives[job.key] = (fp, job.algorithm)
 
 
-def _apply_file(run: _EntryRun, i: int, size, expected: str, racy_after: float, res) -> None:
+def _apply_file(run: EntryRun, i: int, size, expected: str, racy_after: float, res) -> None:
     f = run.f
     kind, detail, fp, digest, n = res
     rel = run.plan.files[i]
     if kind == MISSING_FILE:
         f.add(MISSING_FILE, rel, "file", None)
     elif kind == WRONG_TYPE:
-        if not (detail == "symlink" and _packaged_symlink_here(run.root, rel)):
+        if not (detail == "symlink" and packaged_symlink_here(run.root, rel)):
             f.add(WRONG_TYPE, rel, "file", detail)
     elif kind == WRONG_SIZE:
         f.add(WRONG_SIZE, rel, size, detail)

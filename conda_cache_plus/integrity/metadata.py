@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 from ..layouts.rattler_cache import has_sidecar
 from ..model.filenames import CONDA_EXT, TARBZ2_EXT
 from .archive_facts import (
-    _DIRECTORY,
-    _HARDLINK,
-    _SOFTLINK,
-    _all_safe,
-    _meta_kind,
-    _read_json,
-    _safe_rel,
+    DIRECTORY,
+    HARDLINK,
+    SOFTLINK,
+    all_safe,
     archive_has_member,
     archive_lists_paths_json,
+    meta_kind,
+    read_json,
+    safe_rel,
 )
 from .findings import META_INVALID, META_MISSING, EntryFindings
 
@@ -28,23 +28,23 @@ CONSISTENT_FIELDS = ("name", "version", "build", "build_number", "subdir")
 
 # Fingerprinted metadata files, in this order; a legacy entry (no paths.json) also depends on
 # the last two.
-_META_NAMES = ("paths.json", "index.json", "repodata_record.json", "files", "has_prefix")
+META_NAMES = ("paths.json", "index.json", "repodata_record.json", "files", "has_prefix")
 
 
-_META_PATHS = tuple("info/" + n for n in _META_NAMES)
+META_PATHS = tuple("info/" + n for n in META_NAMES)
 
 
-_N_META_MODERN = 3
+N_META_MODERN = 3
 
 
-_ARCHIVE_EXTS = (CONDA_EXT, TARBZ2_EXT)
+ARCHIVE_EXTS = (CONDA_EXT, TARBZ2_EXT)
 
 
 _RECORD_KEYS = ("name", "version", "build", "fn", "url", "size", "sha256", "md5")
 
 
 @dataclass
-class _Plan:
+class Plan:
     """What an entry must contain, parsed once from its metadata (and then remembered)."""
 
     source: str = "none"  # paths.json | info/files | none
@@ -75,7 +75,7 @@ class _Plan:
         )
 
     @classmethod
-    def from_state(cls, t: tuple) -> _Plan:
+    def from_state(cls, t: tuple) -> Plan:
         return cls(*t)
 
 
@@ -95,24 +95,24 @@ def _record_required(pkgs_dir: str) -> bool:
     return _kind_requires_record(pkgs_dir, st.st_ino, st.st_mtime_ns)
 
 
-def _parse_metadata(root: str, efd: int, f: EntryFindings) -> _Plan:
+def parse_metadata(root: str, efd: int, f: EntryFindings) -> Plan:
     """The plan of one entry from its metadata files; problems go into ``f``."""
-    plan = _Plan()
+    plan = Plan()
     info = os.path.join(root, "info")
-    index, err, exists = _read_json("info/index.json", efd)
+    index, err, exists = read_json("info/index.json", efd)
     if not exists:
         f.add(META_MISSING, "info/index.json")
     elif err or not isinstance(index, dict):
-        f.add(_meta_kind(err), "info/index.json", detail=err or "not a JSON object")
+        f.add(meta_kind(err), "info/index.json", detail=err or "not a JSON object")
         index = None
-    record, err, exists = _read_json("info/repodata_record.json", efd)
+    record, err, exists = read_json("info/repodata_record.json", efd)
     if not exists:
         if _record_required(f.pkgs_dir) and not has_sidecar(root):
             # (an entry rattler wrote into a conda cache has its sidecar instead)
             f.add(META_MISSING, "info/repodata_record.json")
         record = None
     elif err or not isinstance(record, dict):
-        f.add(_meta_kind(err), "info/repodata_record.json", detail=err or "not a JSON object")
+        f.add(meta_kind(err), "info/repodata_record.json", detail=err or "not a JSON object")
         record = None
     if isinstance(record, dict) and isinstance(index, dict):
         for key in CONSISTENT_FIELDS:
@@ -146,9 +146,9 @@ def _parse_metadata(root: str, efd: int, f: EntryFindings) -> _Plan:
     return plan
 
 
-def _paths_json_plan(root: str, efd: int, f: EntryFindings, plan: _Plan) -> bool:
+def _paths_json_plan(root: str, efd: int, f: EntryFindings, plan: Plan) -> bool:
     """Fill ``plan`` from paths.json; False when there is none (a legacy package or a lost file)."""
-    data, err, exists = _read_json("info/paths.json", efd)
+    data, err, exists = read_json("info/paths.json", efd)
     if exists and not err:
         if not isinstance(data, dict) or data.get("paths_version") != 1:
             version = data.get("paths_version") if isinstance(data, dict) else None
@@ -159,9 +159,9 @@ def _paths_json_plan(root: str, efd: int, f: EntryFindings, plan: _Plan) -> bool
             f.add(META_INVALID, "info/paths.json", detail="no list of paths")
             return True
         plan.source = f.metadata = "paths.json"
-        if _all_safe(raw):
+        if all_safe(raw):
             # The usual case, in bulk: one check over all the paths, a comprehension per column.
-            hard = [item for item in raw if item.get("path_type", _HARDLINK) == _HARDLINK]
+            hard = [item for item in raw if item.get("path_type", HARDLINK) == HARDLINK]
             sizes = [item.get("size_in_bytes") for item in hard]
             shas = [item.get("sha256") for item in hard]
             if all(v.__class__ is int for v in sizes) and all(v.__class__ is str for v in shas):
@@ -170,18 +170,18 @@ def _paths_json_plan(root: str, efd: int, f: EntryFindings, plan: _Plan) -> bool
                 plan.count = len(raw)
                 if len(hard) != len(raw):
                     for item in raw:
-                        ptype = item.get("path_type", _HARDLINK)
-                        if ptype == _SOFTLINK:
+                        ptype = item.get("path_type", HARDLINK)
+                        if ptype == SOFTLINK:
                             plan.links.append(_link_item(item))
-                        elif ptype == _DIRECTORY:
+                        elif ptype == DIRECTORY:
                             plan.dirs.append(item["_path"])
                 return True
         files, sizes, shas = plan.files, plan.sizes, plan.shas
         # Path by path, when something is off (or unusual).
-        each = not _all_safe(raw)
+        each = not all_safe(raw)
         for item in raw:
             rel = item.get("_path") if item.__class__ is dict else None
-            if each and not _safe_rel(rel):
+            if each and not safe_rel(rel):
                 f.add(META_INVALID, "info/paths.json", detail=f"bad path {rel!r}")
                 continue
             size = item.get("size_in_bytes")
@@ -190,20 +190,20 @@ def _paths_json_plan(root: str, efd: int, f: EntryFindings, plan: _Plan) -> bool
             sha = item.get("sha256")
             if sha.__class__ is not str:
                 sha = None
-            ptype = item.get("path_type", _HARDLINK)
+            ptype = item.get("path_type", HARDLINK)
             plan.count += 1
-            if ptype == _HARDLINK:
+            if ptype == HARDLINK:
                 files.append(rel)
                 sizes.append(size)
                 shas.append(sha)
-            elif ptype == _SOFTLINK:
+            elif ptype == SOFTLINK:
                 plan.links.append((rel, size, sha))  # same as _link_item
-            elif ptype == _DIRECTORY:
+            elif ptype == DIRECTORY:
                 plan.dirs.append(rel)
             # Other path types (entry points, pyc files) are made at link time, not packaged.
         return True
     if exists:
-        f.add(_meta_kind(err), "info/paths.json", detail=err)
+        f.add(meta_kind(err), "info/paths.json", detail=err)
         return True
     # No paths.json: a legacy package, or a deleted file. Only the archive can tell.
     for ext in (CONDA_EXT, TARBZ2_EXT):
@@ -228,7 +228,7 @@ def _link_item(item: dict) -> tuple:
     )
 
 
-def _legacy_plan(root: str, info: str, f: EntryFindings, plan: _Plan) -> None:
+def _legacy_plan(root: str, info: str, f: EntryFindings, plan: Plan) -> None:
     names: dict[str, None] = {}
     for fname in ("files", "has_prefix"):
         try:
@@ -253,7 +253,7 @@ def _legacy_plan(root: str, info: str, f: EntryFindings, plan: _Plan) -> None:
                 parts = line.split(None, 2)
                 line = parts[-1] if len(parts) == 3 else parts[0]
                 line = line.strip('"')
-            if _safe_rel(line):
+            if safe_rel(line):
                 names.setdefault(line, None)
     # Existence only: legacy metadata records neither types nor sizes.
     plan.anys = list(names)

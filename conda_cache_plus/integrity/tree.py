@@ -10,15 +10,15 @@ import stat
 
 from ..model.cache_paths import CacheLayout
 from .archive_facts import (
-    _MAX_LINK_HOPS,
-    _fp,
-    _kind,
-    _lstat,
-    _packaged_link,
-    _packaged_symlink_here,
-    _readable,
+    MAX_LINK_HOPS,
     archive_empty_links,
+    file_kind,
+    fingerprint,
     hash_file,
+    lstat_or_none,
+    may_read,
+    packaged_link,
+    packaged_symlink_here,
 )
 from .findings import (
     ARCHIVE_REFUSED,
@@ -33,8 +33,8 @@ from .findings import (
     WRONG_TYPE,
     EntryFindings,
 )
-from .hashing import _EntryRun, _HashJob, queue_files
-from .metadata import _META_NAMES, _META_PATHS, _N_META_MODERN, _parse_metadata, _Plan
+from .hashing import ArchiveJob, EntryRun, queue_files
+from .metadata import META_NAMES, META_PATHS, N_META_MODERN, Plan, parse_metadata
 
 # A remembered entry: (meta fingerprints, plan, file fingerprints aligned with plan.files (None:
 # not passed), whether each was hashed, {link: (target, target fingerprint)} of links whose
@@ -51,7 +51,7 @@ def _stat_at(dir_fd: int):
 
 def _meta_fps(lstat_at, n: int) -> tuple:
     out = []
-    for rel in _META_PATHS[:n]:
+    for rel in META_PATHS[:n]:
         try:
             st = lstat_at(rel)
         except OSError:
@@ -61,7 +61,7 @@ def _meta_fps(lstat_at, n: int) -> tuple:
     return tuple(out)
 
 
-def _check_entry(
+def check_entry(
     pkgs_dir: str,
     pkgs_fd: int | None,
     entry: str,
@@ -70,12 +70,12 @@ def _check_entry(
     prev,
     jobs: list,
     index: int,
-) -> _EntryRun:
+) -> EntryRun:
     """Everything but hashing for one entry; files that need a hash are queued in ``jobs``.
     ``exts``: the archive extensions to look for beside the directory."""
     layout = CacheLayout(pkgs_dir)
     root = layout.extracted(entry)
-    run = _EntryRun(EntryFindings(pkgs_dir=pkgs_dir, entry=entry, level=level), root)
+    run = EntryRun(EntryFindings(pkgs_dir=pkgs_dir, entry=entry, level=level), root)
     f = run.f
     efd = None
     try:
@@ -89,7 +89,7 @@ def _check_entry(
         efd = None
     except OSError as exc:
         efd = None
-        st = _lstat(root)
+        st = lstat_or_none(root)
         if st is not None and stat.S_ISDIR(st.st_mode):
             # There, but we may not read it (chmod 000, another user's entry): nothing in it
             # can be checked, and conda could not link from it either.
@@ -144,7 +144,7 @@ def _trial_extract(f: EntryFindings) -> None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _check_tree(run: _EntryRun, efd: int, level: str, prev, jobs: list, index: int) -> None:
+def _check_tree(run: EntryRun, efd: int, level: str, prev, jobs: list, index: int) -> None:
     f = run.f
     full = level == FULL
     lstat_at = _stat_at(efd)
@@ -152,15 +152,15 @@ def _check_tree(run: _EntryRun, efd: int, level: str, prev, jobs: list, index: i
     if prev is not None:
         meta = _meta_fps(lstat_at, len(prev[_S_META]))
         if meta == prev[_S_META]:
-            plan = _Plan.from_state(prev[_S_PLAN])
+            plan = Plan.from_state(prev[_S_PLAN])
             f.metadata = plan.source
     if plan is None:
         prev = None  # nothing remembered about the files holds once the metadata changed
         # Fingerprints before reading: a change while we read shows up as a change next time.
-        meta = _meta_fps(lstat_at, len(_META_NAMES))
-        plan = _parse_metadata(run.root, efd, f)
+        meta = _meta_fps(lstat_at, len(META_NAMES))
+        plan = parse_metadata(run.root, efd, f)
         if plan.source == "paths.json":
-            meta = meta[:_N_META_MODERN]
+            meta = meta[:N_META_MODERN]
     run.plan, run.meta = plan, meta
     run.keep = not f.problems
     f.files = plan.count
@@ -182,7 +182,7 @@ def _check_tree(run: _EntryRun, efd: int, level: str, prev, jobs: list, index: i
             except OSError:
                 continue  # missing: the paths under it are reported one by one
             if not stat.S_ISDIR(mode):
-                f.add(WRONG_TYPE, p, "directory", _kind(mode))
+                f.add(WRONG_TYPE, p, "directory", file_kind(mode))
                 bad_dirs.add(p)
 
     def under_bad(rel: str) -> bool:
@@ -200,7 +200,7 @@ def _check_tree(run: _EntryRun, efd: int, level: str, prev, jobs: list, index: i
             f.add(MISSING_FILE, rel, "directory", None)
             continue
         if not stat.S_ISDIR(mode):
-            f.add(WRONG_TYPE, rel, "directory", _kind(mode))
+            f.add(WRONG_TYPE, rel, "directory", file_kind(mode))
     for rel in plan.anys:
         f.checked += 1
         if under_bad(rel):
@@ -322,16 +322,16 @@ def _check_files(run, lstat_at, full, prev, jobs, index, bad_dirs) -> None:
         f.checked += 1
         mode = st.st_mode
         if not stat.S_ISREG(mode):
-            if stat.S_ISLNK(mode) and _packaged_symlink_here(root, rel):
+            if stat.S_ISLNK(mode) and packaged_symlink_here(root, rel):
                 new_fps[i], new_hashed[i] = fp, full
                 continue
-            f.add(WRONG_TYPE, rel, "file", _kind(mode))
+            f.add(WRONG_TYPE, rel, "file", file_kind(mode))
             continue
         size = sizes[i]
         if size is not None and st.st_size != size:
             f.add(WRONG_SIZE, rel, size, st.st_size)
             continue
-        if not full and not _readable(st, root + "/" + rel):
+        if not full and not may_read(st, root + "/" + rel):
             # conda copies (and rewrites prefixes in) what it cannot hard-link: unreadable
             # is damage at every level, not only when a hash would have read the file
             f.add(UNREADABLE, rel, detail="permission denied")
@@ -355,11 +355,11 @@ def _check_link(run, lstat_at, rel, size, sha, full, own, remembered) -> bool:
     except OSError:
         return False
     if not stat.S_ISLNK(st.st_mode):
-        f.add(WRONG_TYPE, rel, "symlink", _kind(st.st_mode))
+        f.add(WRONG_TYPE, rel, "symlink", file_kind(st.st_mode))
         return True
     # Follow the chain by hand, inside the entry only.
     cur = rel
-    for _ in range(_MAX_LINK_HOPS):
+    for _ in range(MAX_LINK_HOPS):
         try:
             target = os.readlink(os.path.join(run.root, cur))
         except OSError as exc:
@@ -368,7 +368,7 @@ def _check_link(run, lstat_at, rel, size, sha, full, own, remembered) -> bool:
         nxt = os.path.normpath(os.path.join(os.path.dirname(cur), target))
         if os.path.isabs(target) or nxt == ".." or nxt.startswith("../"):
             # never followed out of the entry; fine when the package itself says so
-            if not _packaged_link(run.root, cur, target):
+            if not packaged_link(run.root, cur, target):
                 f.add(LINK_ESCAPES, rel, "a path inside the package", target)
             return True
         try:
@@ -405,7 +405,7 @@ def _check_link(run, lstat_at, rel, size, sha, full, own, remembered) -> bool:
     return True
 
 
-def _check_archives(run: _EntryRun, level, prev, jobs, index, pkgs_fd, entry, exts) -> None:
+def _check_archives(run: EntryRun, level, prev, jobs, index, pkgs_fd, entry, exts) -> None:
     f = run.f
     full = level == FULL
     rec = run.plan.record if run.plan else {}
@@ -424,7 +424,7 @@ def _check_archives(run: _EntryRun, level, prev, jobs, index, pkgs_fd, entry, ex
         fn = os.path.basename(path)
         info = {"fn": fn, "path": path, "size": st.st_size, "checked": None, "ok": None}
         f.archives.append(info)
-        if not _readable(st, path):
+        if not may_read(st, path):
             # conda would re-extract from it, and cannot
             f.add(UNREADABLE, fn, detail="permission denied")
             info.update(ok=False)
@@ -444,11 +444,11 @@ def _check_archives(run: _EntryRun, level, prev, jobs, index, pkgs_fd, entry, ex
         algo = "sha256" if rec.get("sha256") else ("md5" if rec.get("md5") else None)
         if algo is None:
             continue
-        fp = _fp(st)
+        fp = fingerprint(st)
         prev_fp = stored.get(fn)
         if prev_fp is not None and tuple(prev_fp) == (fp, algo):
             f.skipped += 1
             info.update(checked=algo, ok=True)
             run.archives[fn] = prev_fp
             continue
-        jobs.append(_HashJob(index, "archive", fn, path, st.st_size, rec[algo], algo))
+        jobs.append(ArchiveJob(index, "archive", fn, path, st.st_size, rec[algo], algo))

@@ -34,9 +34,9 @@ from .findings import (
     Problem,
     VerifyReport,
 )
-from .hashing import _apply_hash, _Hasher
-from .metadata import _ARCHIVE_EXTS
-from .tree import _check_entry, _HashJob
+from .hashing import ArchiveJob, FileBlock, Hasher, apply_hash
+from .metadata import ARCHIVE_EXTS
+from .tree import check_entry
 
 
 def _verify_entries(
@@ -70,8 +70,8 @@ def _verify_entries(
         flat += [(pkgs_dir, e, exts, remembered.get(e), writable) for e, exts in entries]
         saves.append((pkgs_dir, sdir, old, new, first, len(flat)))
     nentries = len(flat) or 1
-    jobs: list[_HashJob] = []
-    hasher = _Hasher(jobs, level, workers, executor)
+    jobs: list[FileBlock | ArchiveJob] = []
+    hasher = Hasher(jobs, level, workers, executor)
     runs: list = [None] * len(flat)
     fds: dict[str, int | None] = {}
     try:
@@ -81,7 +81,7 @@ def _verify_entries(
                     fds[pkgs_dir] = os.open(pkgs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 except OSError:
                     fds[pkgs_dir] = None
-            run = _check_entry(pkgs_dir, fds[pkgs_dir], entry, exts, level, prev, jobs, i)
+            run = check_entry(pkgs_dir, fds[pkgs_dir], entry, exts, level, prev, jobs, i)
             run.f.writable = writable
             runs[i] = run
             hasher.feed()
@@ -97,7 +97,7 @@ def _verify_entries(
 
     results = hasher.finish(hash_progress if progress else None)
     for job, res in zip(jobs, results, strict=True):
-        _apply_hash(runs[job.entry], job, res)
+        apply_hash(runs[job.entry], job, res)
     if write_store:
         for pkgs_dir, sdir, old, new, lo, hi in saves:
             if not sdir:
@@ -124,7 +124,7 @@ def verify_entry(
 ) -> EntryFindings:
     """Verify one entry (extracted dir and/or archives) of one pkgs dir."""
     findings, _ = _verify_entries(
-        [(pkgs_dir, store_dir, None, [(entry, _ARCHIVE_EXTS)], None)],
+        [(pkgs_dir, store_dir, None, [(entry, ARCHIVE_EXTS)], None)],
         level,
         use_store=use_store and bool(store_dir),
         write_store=bool(store_dir) if write_store is None else write_store,
@@ -221,7 +221,7 @@ def _verify_caches(
                         continue
                     matched |= hits
                 # The scan listed the directory: only the archives it saw need a look.
-                entries.append((rec.entry, tuple(e for e in _ARCHIVE_EXTS if e in rec.archives)))
+                entries.append((rec.entry, tuple(e for e in ARCHIVE_EXTS if e in rec.archives)))
             if not specs:
                 entries += [(broken.rel, ()) for broken in res.broken]  # broken: no archive
                 report.leftovers += _leftover_problems(res)

@@ -282,7 +282,7 @@ def count_parses(monkeypatch):
     from conda_cache_plus.integrity import metadata as verify_metadata
 
     calls = []
-    real = verify_metadata._parse_metadata
+    real = verify_metadata.parse_metadata
 
     def spy(root, efd, f):
         calls.append(root)
@@ -290,7 +290,7 @@ def count_parses(monkeypatch):
 
     from conda_cache_plus.integrity import tree as verify_tree
 
-    monkeypatch.setattr(verify_tree, "_parse_metadata", spy)
+    monkeypatch.setattr(verify_tree, "parse_metadata", spy)
     return calls
 
 
