@@ -222,8 +222,10 @@ def test_unreadable_and_read_only_as_another_user(tmp_path_factory, build):
     # Root reads everything, so the scan runs as 'nobody' in a real subprocess.
     base = tmp_path_factory.mktemp("shared")
     os.chmod(base, 0o755)
+    # 'nobody' must enter every directory down to it: pytest makes its base temp dirs private
+    basetemp = tmp_path_factory.getbasetemp()
     for parent in base.parents:
-        if str(parent).startswith("/tmp/"):
+        if str(parent).startswith("/tmp/") or parent == basetemp or basetemp in parent.parents:
             os.chmod(parent, os.stat(parent).st_mode | 0o755)
     pkgs = base / "pkgs"
     populate(pkgs, [build("alpha", "1.0", "0"), build("beta", "1.0", "0")])
