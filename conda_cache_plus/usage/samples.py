@@ -57,20 +57,16 @@ def mark_unnamed_links(report) -> None:
     copied environment leaves no such trace."""
     from ..layouts.kinds import detect as kind_of
 
-    same_dist: dict[str, list[str]] = {}
-    for usage in report.entries.values():
-        if usage.record.is_extracted:
-            same_dist.setdefault(usage.record.basename, []).append(
-                usage.record.extracted_package_dir
-            )
-    for usage in report.entries.values():
-        rec = usage.record
+    same_dist: dict[str, list[str]] | None = None  # built when a file with links is found
+    for root, usage in report.entries.items():
         # an environment we could not read fully is already "maybe" (and says why)
-        if usage.users or usage.maybe or not rec.is_extracted:
+        if usage.users or usage.maybe:
             continue
-        root = rec.extracted_package_dir
+        rec = usage.record
+        if not rec.is_extracted:
+            continue
         try:
-            with open(os.path.join(root, "info", "paths.json"), "rb") as fh:
+            with open(root + "/info/paths.json", "rb") as fh:
                 data = _decode_json(fh.read().decode("utf-8"))
         except (OSError, ValueError):
             continue
@@ -83,6 +79,11 @@ def mark_unnamed_links(report) -> None:
                 continue
             if not stat.S_ISREG(st.st_mode) or st.st_nlink < 2:
                 continue
+            if same_dist is None:
+                same_dist = {}
+                for path, other in report.entries.items():
+                    if other.record.is_extracted:
+                        same_dist.setdefault(other.record.basename, []).append(path)
             # the same package in another cache (cp -al, a mirror) is no environment
             siblings = [d for d in same_dist.get(rec.basename, ()) if d != root]
             if st.st_nlink <= _links_within(root, st) + _links_at(siblings, rel, st):
