@@ -8,6 +8,9 @@ info/repodata_record.json and one payload file, as conda leaves them), then time
 - our repeated scan of an unchanged cache (the remembered index, one stat per entry),
 - the floors: reading every repodata_record.json with the json module, one stat per entry.
 
+Ratios are medians of the per-round ratios, of wall time and of CPU time (user + system of this
+process: on a shared machine the wall ratios carry everyone else's load).
+
 Run (conda importable for the conda column):
     /work/condaenv/bin/python benchmarks/bench_scan.py --sizes 1000 5000 20000
 """
@@ -99,21 +102,28 @@ def build_cache(root: str, n: int) -> str:
     return pkgs
 
 
-def interleaved(contenders: dict, repeat: int, expected: int) -> dict[str, list[float]]:
+def interleaved(contenders: dict, repeat: int, expected: int, cpu: dict | None = None):
     """Wall times of ``repeat`` rounds, each running every contender once (the order rotated),
     after one warm-up run each; every run must have read ``expected`` entries (a contender that
-    read fewer did less work: no ratio)."""
+    read fewer did less work: no ratio). ``cpu``, when given, gets each run's CPU time (user +
+    system of this process, which the machine's other load does not inflate as it does wall
+    time)."""
     for label, fn in contenders.items():
         require_same(f"entries read by {label}", {label: fn()}, expected)
     times: dict[str, list[float]] = {label: [] for label in contenders}
+    cpu = cpu if cpu is not None else {}
+    for label in contenders:
+        cpu[label] = []
     items = list(contenders.items())
     for rnd in range(repeat):
         k = rnd % len(items)
         for label, fn in items[k:] + items[:k]:
             gc.collect()
+            c0 = time.process_time()
             t0 = time.perf_counter()
             n = fn()
             times[label].append(time.perf_counter() - t0)
+            cpu[label].append(time.process_time() - c0)
             require_same(f"entries read by {label}", {label: n}, expected)
     return times
 
@@ -185,7 +195,8 @@ def main() -> None:
         if conda_load is not None:
             contenders["conda"] = lambda p=pkgs: conda_load(p)
         load_before = os.getloadavg()[0]
-        times = interleaved(contenders, args.repeat, n)
+        cpu: dict[str, list[float]] = {}
+        times = interleaved(contenders, args.repeat, n, cpu)
         loads.append((load_before, os.getloadavg()[0]))
         med = {k: statistics.median(v) for k, v in times.items()}
         per_round = {
@@ -193,9 +204,14 @@ def main() -> None:
             for a in times
             for b in times
         }
+        per_round_cpu = {
+            (a, b): statistics.median(x / y for x, y in zip(cpu[a], cpu[b], strict=True))
+            for a in cpu
+            for b in cpu
+        }
         first, again, fj, fs = med["first"], med["again"], med["json"], med["stat"]
         conda_t = med.get("conda")
-        rows.append((n, conda_t, first, again, fj, fs, per_round))
+        rows.append((n, conda_t, first, again, fj, fs, per_round, per_round_cpu))
         print(f"  {n} entries measured; load {load()}", flush=True)
 
     def ms(x):
@@ -213,14 +229,16 @@ def main() -> None:
 
     print(
         "| entries | conda load | ours, first scan | ours, repeated | json floor | stat floor "
-        "| first vs conda | repeated vs conda | first / json floor | repeated / stat floor |"
+        "| first vs conda | repeated vs conda | first / json floor | repeated / stat floor "
+        "| first / json floor, CPU | repeated / stat floor, CPU |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n, conda_t, first, again, fj, fs, pr in rows:
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, conda_t, first, again, fj, fs, pr, pc in rows:
         print(
             f"| {n} | {ms(conda_t)} | {ms(first)} | {ms(again)} | {ms(fj)} | {ms(fs)} "
             f"| {ratio(pr, 'conda', 'first')} | {ratio(pr, 'conda', 'again')} "
-            f"| {ratio(pr, 'first', 'json')} | {ratio(pr, 'again', 'stat')} |"
+            f"| {ratio(pr, 'first', 'json')} | {ratio(pr, 'again', 'stat')} "
+            f"| {ratio(pc, 'first', 'json')} | {ratio(pc, 'again', 'stat')} |"
         )
     if conda_load is None:
         print("\nconda is not importable here: the conda column is n/a.")

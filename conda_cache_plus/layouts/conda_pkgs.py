@@ -268,6 +268,7 @@ class _Scanner:
             self.pkgs_dir,
         )
         stat = os.stat
+        lazy = PackageCacheRecord.lazy
         for name in dirs:
             rel = rel_prefix + name
             cached = old.get(rel)
@@ -291,20 +292,9 @@ class _Scanner:
                     st.st_ctime_ns,
                 ):
                     new[rel] = cached
+                    _fp, core, blob, source, problems, is_extracted, mtime = cached
                     records.append(
-                        PackageCacheRecord(
-                            None,
-                            pkgs_dir,
-                            rel,
-                            {},
-                            cached[5],
-                            True,
-                            cached[3],
-                            list(cached[4]) if cached[4] else [],
-                            cached[6],
-                            core=cached[1],
-                            blob=cached[2],
-                        )
+                        lazy(pkgs_dir, rel, {}, core, blob, source, problems, is_extracted, mtime)
                     )
                     continue
             path = base + "/" + name
@@ -410,7 +400,9 @@ class _Scanner:
             else:
                 data, st2, err = read_json(rr_path)
             if err is None and data is not None:
-                clean, bad = sanitize(data)
+                # keys are interned where the record is remembered (split_core): for the whole
+                # record it would cost a tenth of a first scan
+                clean, bad = sanitize(data, intern_keys=False)
                 if clean.get("name") and clean.get("version"):
                     is_extracted = _is_file(name, base_fd, info + "index.json")
                     if not is_extracted:

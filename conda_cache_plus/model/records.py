@@ -10,6 +10,7 @@ from __future__ import annotations
 import marshal
 import os
 import sys
+from itertools import repeat
 
 from .filenames import CONDA_EXT, TARBZ2_EXT, split_dist
 
@@ -48,8 +49,42 @@ _INT_FIELDS = ("build_number", "size", "timestamp")
 _LIST_FIELDS = ("depends", "constrains", "track_features")
 
 
-def sanitize(data: Any) -> tuple[dict[str, Any], list[str]]:
-    """Coerce a parsed JSON record into the shape we rely on, reporting what was wrong."""
+_CHECKED = _STR_FIELDS + _INT_FIELDS + _LIST_FIELDS
+_WANTED = (str,) * len(_STR_FIELDS) + (int,) * len(_INT_FIELDS) + (list,) * len(_LIST_FIELDS)
+_FIRST_LIST = len(_STR_FIELDS) + len(_INT_FIELDS)
+_NONE_TYPE = type(None)
+# The types of the checked fields (in _CHECKED's order) of records already found well formed:
+# a cache's records share a handful of these, so most records are checked by one set lookup.
+_good_shapes: set[tuple] = set()
+
+
+def sanitize(data: Any, *, intern_keys: bool = True) -> tuple[dict[str, Any], list[str]]:
+    """Coerce a parsed JSON record into the shape we rely on, reporting what was wrong.
+
+    The result is ``data`` itself when nothing needs changing and ``intern_keys`` is false (a
+    caller that splits the record for the remembered index interns what it keeps).
+    """
+    if type(data) is dict:
+        shape = tuple(map(type, map(data.get, _CHECKED)))
+        if shape in _good_shapes or _is_good_shape(shape):
+            lists = [data[k] for k, t in zip(_LIST_FIELDS, shape[_FIRST_LIST:]) if t is list]
+            if all(all(map(isinstance, v, repeat(str))) for v in lists):
+                if not intern_keys:
+                    return data, []
+                # Interned keys let the remembered index (marshal) store each key once.
+                return dict(zip(map(sys.intern, data), data.values())), []
+    return _sanitize_slowly(data)
+
+
+def _is_good_shape(shape: tuple) -> bool:
+    good = all(t is want or t is _NONE_TYPE for t, want in zip(shape, _WANTED))
+    if good and len(_good_shapes) < 256:
+        _good_shapes.add(shape)
+    return good
+
+
+def _sanitize_slowly(data: Any) -> tuple[dict[str, Any], list[str]]:
+    """:func:`sanitize` field by field, for a record that is not plainly well formed."""
     if not isinstance(data, dict):
         return {}, [f"metadata is a JSON {type(data).__name__}, not an object"]
     problems = []
@@ -157,11 +192,13 @@ def split_core(data: dict[str, Any]) -> tuple[tuple, bytes]:
         # a cache names a handful of channels and subdirs: one string object for each, in
         # memory and in the index (marshal writes an object shared by several entries once)
         core = (*core[:4], _shared(channel), _shared(subdir), *core[6:])
-    rest = {k: v for k, v in data.items() if k not in _CORE_INDEX}
+    # interned keys: marshal writes them so, and a decoded record shares them with the others
+    rest = {sys.intern(k): v for k, v in data.items() if k not in _CORE_INDEX}
     missing = tuple(k for k in CORE_FIELDS if k not in data)
     return core, marshal.dumps((rest, missing))
 
 
+_new_object = object.__new__
 _SHARED_LIMIT = 4096
 _shared_strings: dict[str, str] = {}
 
@@ -226,6 +263,36 @@ class PackageCacheRecord:
         self.source = source
         self.problems = problems if problems is not None else []
         self.mtime = mtime
+
+    @classmethod
+    def lazy(
+        cls,
+        pkgs_dir: str,
+        entry: str,
+        archives: dict[str, int],
+        core: tuple,
+        blob: bytes | None,
+        source: str,
+        problems,
+        is_extracted: bool,
+        mtime: float | None,
+    ) -> PackageCacheRecord:
+        """A record of an entry with a directory, from the remembered form of its data (the
+        core tuple and the marshal blob of :func:`split_core`, decoded only when asked for).
+        Made without ``__init__``'s keyword handling: a repeated scan makes one per entry."""
+        self = _new_object(cls)
+        self._data = None
+        self._core = core
+        self._blob = blob
+        self.pkgs_dir = pkgs_dir
+        self.entry = entry
+        self.archives = archives
+        self.is_extracted = is_extracted
+        self.has_dir = True
+        self.source = source
+        self.problems = list(problems)
+        self.mtime = mtime
+        return self
 
     @property
     def data(self) -> dict[str, Any]:
