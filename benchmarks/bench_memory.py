@@ -6,8 +6,9 @@ The caches are the synthetic ones ``bench_scan.py`` builds (and reuses). Each co
 process; its wall time and peak RSS (``wait4``'s ``ru_maxrss``) are recorded, rows interleaved
 round by round. Rows: conda's ``PackageCacheData(pkgs_dir).load()`` (where conda is importable);
 ``conda-cache info --json`` and ``list --json`` with nothing remembered (the user cache dir
-emptied first) and again; ``list`` as text. Every run's output is checked: ``info`` counts every
-entry, ``list --json`` lists every entry, conda loads every entry.
+emptied first) and again; ``list`` as text; ``usage --json`` and ``verify --json`` (remembered
+scan). Every run's output is checked: ``info`` counts every entry, ``list --json``, ``usage`` and
+``verify`` report every entry, conda loads every entry.
 """
 
 from __future__ import annotations
@@ -83,12 +84,20 @@ def main() -> None:
         def text_count(out: str) -> int:
             return sum(1 for line in out.splitlines() if line.lstrip().startswith("pkg"))
 
+        def usage_count(out: str) -> int:
+            return len(json.loads(out)["entries"])
+
+        def verify_count(out: str) -> int:
+            return json.loads(out)["summary"]["entries"]
+
         rows = [
             ("conda-cache info --json, first", [*ours, "info", "--json"], True, info_count),
             ("conda-cache info --json, again", [*ours, "info", "--json"], False, info_count),
             ("conda-cache list --json, first", [*ours, "list", "--json"], True, list_count),
             ("conda-cache list --json, again", [*ours, "list", "--json"], False, list_count),
             ("conda-cache list, again", [*ours, "list"], False, text_count),
+            ("conda-cache usage --json, again", [*ours, "usage", "--json"], False, usage_count),
+            ("conda-cache verify --json, again", [*ours, "verify", "--json"], False, verify_count),
         ]
         if have_conda:
             rows.insert(0, ("conda PackageCacheData.load()", [py, "-c", CONDA_LOAD, pkgs], False,

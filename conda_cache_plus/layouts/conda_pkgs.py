@@ -372,7 +372,7 @@ class _Scanner:
         rr_path = info + "repodata_record.json"
         if cached is None:
             # nothing remembered: read it straight away (its fstat is the fingerprint)
-            data, st, err = read_json(rr_path)
+            data, st, err = self._read_record(rr_path, name, base_fd)
             if st is None and err:
                 problems.append(err)
         else:
@@ -398,7 +398,7 @@ class _Scanner:
             if cached is None:
                 st2 = st
             else:
-                data, st2, err = read_json(rr_path)
+                data, st2, err = self._read_record(rr_path, name, base_fd)
             if err is None and data is not None:
                 # keys are interned where the record is remembered (split_core): for the whole
                 # record it would cost a tenth of a first scan
@@ -477,6 +477,12 @@ class _Scanner:
             self.result.records.append(record)
         else:
             self.result.broken.append(BrokenEntry(path, rel, reason))
+
+    @staticmethod
+    def _read_record(rr_path: str, name: str | None, base_fd: int | None):
+        if base_fd is not None and name is not None:
+            return read_json(name + "/info/repodata_record.json", base_fd)
+        return read_json(rr_path)
 
     def _looks_like_channel_dir(self, path: str) -> bool:
         # mamba's fallback layout without a URL: pkgs/<channel>/<subdir>/<pkg>

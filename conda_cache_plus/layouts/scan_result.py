@@ -78,10 +78,14 @@ def fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def read_json(path: str) -> tuple[object | None, os.stat_result | None, str | None]:
-    """(parsed, stat, error). ``error`` is None and ``parsed`` None when the file is absent."""
+def read_json(
+    path: str, dir_fd: int | None = None
+) -> tuple[object | None, os.stat_result | None, str | None]:
+    """(parsed, stat, error). ``error`` is None and ``parsed`` None when the file is absent.
+    ``path`` is relative to ``dir_fd`` when given (a scan opens one file per entry: the kernel
+    then resolves three components instead of the whole absolute path)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY, dir_fd=dir_fd)
     except (FileNotFoundError, NotADirectoryError):
         return None, None, None
     except OSError as exc:

@@ -67,17 +67,19 @@ def sanitize(data: Any, *, intern_keys: bool = True) -> tuple[dict[str, Any], li
     if type(data) is dict:
         shape = tuple(map(type, map(data.get, _CHECKED)))
         if shape in _good_shapes or _is_good_shape(shape):
-            lists = [data[k] for k, t in zip(_LIST_FIELDS, shape[_FIRST_LIST:]) if t is list]
+            lists = [
+                data[k] for k, t in zip(_LIST_FIELDS, shape[_FIRST_LIST:], strict=True) if t is list
+            ]
             if all(all(map(isinstance, v, repeat(str))) for v in lists):
                 if not intern_keys:
                     return data, []
                 # Interned keys let the remembered index (marshal) store each key once.
-                return dict(zip(map(sys.intern, data), data.values())), []
+                return dict(zip(map(sys.intern, data), data.values(), strict=True)), []
     return _sanitize_slowly(data)
 
 
 def _is_good_shape(shape: tuple) -> bool:
-    good = all(t is want or t is _NONE_TYPE for t, want in zip(shape, _WANTED))
+    good = all(t is want or t is _NONE_TYPE for t, want in zip(shape, _WANTED, strict=True))
     if good and len(_good_shapes) < 256:
         _good_shapes.add(shape)
     return good

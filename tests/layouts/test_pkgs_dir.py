@@ -174,7 +174,7 @@ def test_index_is_reused_and_never_trusted_over_files(cache, monkeypatch):
     import conda_cache_plus.layouts.conda_pkgs as mod
 
     real = mod.read_json
-    monkeypatch.setattr(mod, "read_json", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(mod, "read_json", lambda p, *fd: calls.append(p) or real(p, *fd))
     second = scan(str(cache))
     assert calls == []  # nothing re-read
     assert [r.to_json() for r in second.records] == [r.to_json() for r in first.records]
@@ -194,7 +194,7 @@ def test_freshly_written_records_are_read_again(cache, monkeypatch):
     scan(str(cache))  # everything was written just now
     calls = []
     real = mod.read_json
-    monkeypatch.setattr(mod, "read_json", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(mod, "read_json", lambda p, *fd: calls.append(p) or real(p, *fd))
     scan(str(cache))
     assert len(calls) >= 2  # alpha and beta records re-read: their fingerprints are racy
 
