@@ -239,13 +239,11 @@ def rattler_build():
     )
 
 
-def _render(rattler_build, text: str | None = None, platform: str = "linux-64"):
+def _render(rattler_build, path=RECIPE_FILE, platform: str = "linux-64"):
     from rattler_build.tool_config import PlatformConfig
 
-    if text is None:
-        stage0 = rattler_build.Stage0Recipe.from_file(RECIPE_FILE)
-    else:
-        stage0 = rattler_build.Stage0Recipe.from_yaml(text)
+    # from_file: from_yaml writes the text into a temporary directory it never removes
+    stage0 = rattler_build.Stage0Recipe.from_file(path)
     config = rattler_build.RenderConfig(platform=PlatformConfig(target_platform=platform))
     return stage0, stage0.render(rattler_build.VariantConfig(), config)
 
@@ -274,9 +272,12 @@ def test_renders_the_same_everywhere(rattler_build, platform):
     assert other[0].recipe.to_dict() == linux[0].recipe.to_dict()
 
 
-def test_parser_rejects_a_misspelt_key(rattler_build):
+def test_parser_rejects_a_misspelt_key(rattler_build, tmp_path):
     """The render test is only worth something if the parser is strict about keys."""
-    broken = RECIPE_FILE.read_text(encoding="utf-8").replace("pip_check:", "pip_chek:")
+    broken = tmp_path / "recipe.yaml"
+    broken.write_text(
+        RECIPE_FILE.read_text(encoding="utf-8").replace("pip_check:", "pip_chek:"), encoding="utf-8"
+    )
     with pytest.raises(Exception, match="pip_chek"):
         _render(rattler_build, broken)
 
