@@ -255,8 +255,7 @@ def expected(damage: str, verb: str) -> set[int]:
 
 # Cells that do not hold yet (issue 24), by id; each group says what goes wrong today. A
 # cell that starts to pass fails (strict): take it out of here.
-KNOWN: dict[str, str] = {
-}
+KNOWN: dict[str, str] = {}
 
 
 def _cell_id(damage: str, verb: str, js: bool) -> str:

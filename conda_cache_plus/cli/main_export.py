@@ -35,6 +35,25 @@ def configure_parser(parser) -> None:
         help="Hard-link archives into DIR instead of copying (same file system; "
         "falls back to a copy elsewhere).",
     )
+    take_specs_after_options(parser)
+
+
+def take_specs_after_options(parser) -> None:
+    """``export DIR --pkgs-dir X zlib``: argparse fills DIR and SPEC... where they first meet
+    (DIR, no spec), so a SPEC after an option comes back unrecognized and the command fails.
+    Those words are SPECs; conda's own verbs take positionals anywhere too. Set on the instance,
+    as both the standalone parser and conda's sub-parsers action call it."""
+    own = type(parser).parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        namespace, extras = own(parser, args, namespace)
+        if "--" in extras:  # after "--" nothing is an option: leave it all to argparse
+            return namespace, extras
+        words = [a for a in extras if not a.startswith("-")]
+        namespace.specs = list(namespace.specs or []) + words
+        return namespace, [a for a in extras if a.startswith("-")]
+
+    parser.parse_known_args = parse_known_args
 
 
 def select_records(caches: PackageCaches, specs, env_prefixes: list[str]):

@@ -268,6 +268,34 @@ def test_link_dry_run_specs_and_conflicts(tmp_path, build):
     assert b.fn not in repodata(channel)["packages.conda"]
 
 
+def test_specs_may_follow_options(tmp_path, build):
+    """``export DIR --pkgs-dir X SPEC``: the SPEC after an option is a spec, as in conda's verbs;
+    an unknown option is still a usage error."""
+    a = build("alpha", "1.0", "0", fmt=".conda")
+    b = build("beta", "1.0", "0", fmt=".conda")
+    cache = tmp_path / "pkgs"
+    populate(cache, [a, b])
+    channel = tmp_path / "ch"
+    rc, data = export_json(str(channel), "--pkgs-dir", str(cache), "alpha", "--dry-run")
+    assert rc == 0 and [i["fn"] for i in data["items"]] == [a.fn]
+    rc, data = export_json(str(channel), "--dry-run", "alpha", "--pkgs-dir", str(cache), "beta")
+    assert rc == 0 and sorted(i["fn"] for i in data["items"]) == sorted([a.fn, b.fn])
+    proc = run_cli("export", str(channel), "--pkgs-dir", str(cache), "alpha", "--bogus")
+    assert proc.returncode == 2 and "--bogus" in proc.stderr
+    assert not channel.exists()
+    if HAVE_CONDA:
+        argv = ["cache", "export", str(channel), "--pkgs-dir", str(cache), "beta", "--dry-run"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "conda", *argv, "--json"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **sandbox_env(tmp_path)},
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert [i["fn"] for i in json.loads(proc.stdout)["items"]] == [b.fn]
+
+
 def test_env_selection_exports_what_the_environment_uses(tmp_path, build):
     a = build("alpha", "1.0", "0", fmt=".conda")
     b = build("beta", "1.0", "0", fmt=".conda")
