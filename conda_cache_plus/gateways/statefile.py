@@ -9,7 +9,6 @@ reads as empty.
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import os
 from itertools import islice
@@ -25,8 +24,21 @@ RACY_SECONDS = 2.0
 def user_state_path(kind: str, fmt: int, owner: str) -> str:
     """``<user cache>/<kind>-v<fmt>/<hash of owner>.idx``: state kept outside what it describes."""
     real = os.path.realpath(owner)
-    digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    digest = _sha256()(real.encode("utf-8", "surrogateescape")).hexdigest()[:24]
     return os.path.join(user_cache_dir(), f"{kind}-v{fmt}", digest + ".idx")
+
+
+def _sha256():
+    """CPython's own SHA-256 (the same digests as hashlib's): every scan names its index file
+    with it, and ``import hashlib`` loads OpenSSL, a tenth of an empty ``info``'s whole run."""
+    try:
+        from _sha2 import sha256  # Python >= 3.12
+    except ImportError:
+        try:
+            from _sha256 import sha256  # Python 3.10, 3.11
+        except ImportError:  # a Python built without them
+            from hashlib import sha256
+    return sha256
 
 
 def read(path: str, fmt: int, owner: str) -> dict:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import _thread
 import os
-import shutil
 import time
 
 from ..exceptions import CachePlusError
@@ -31,6 +30,14 @@ from ..exceptions import CachePlusError
 # socket and hashlib are imported where a tree is made or probed (a `list` needs none of them).
 
 PREFIX = ".cpx-tmp-"
+
+
+def _rmtree(path: str) -> None:
+    import shutil  # here: it loads bz2, lzma and fnmatch, and a scan only asks is_tmp_name()
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
 LOCK_NAME = "lock"
 TREE_NAME = "pkg"
 BIRTH_GRACE = 60.0
@@ -109,7 +116,7 @@ class TempTree:
             self._lock.acquire()
         except BaseException:
             self._forget()
-            shutil.rmtree(self.path, ignore_errors=True)
+            _rmtree(self.path)
             raise
         self.tree = os.path.join(self.path, TREE_NAME)
 
@@ -123,7 +130,7 @@ class TempTree:
 
     def remove(self) -> None:
         try:
-            shutil.rmtree(self.path, ignore_errors=True)
+            _rmtree(self.path)
         finally:
             self._lock.release()
             self._forget()
@@ -178,14 +185,14 @@ def remove_dead(path: str) -> bool:
     if not os.path.lexists(lock):
         if probe(path) != DEAD:
             return False
-        shutil.rmtree(path, ignore_errors=True)
+        _rmtree(path)
         return not os.path.lexists(path)
     try:
         held = FileLock(lock, timeout=0).acquire()
     except (CachePlusError, OSError):
         return False
     try:
-        shutil.rmtree(path, ignore_errors=True)
+        _rmtree(path)
     finally:
         held.release()
     return not os.path.lexists(path)
