@@ -6,7 +6,10 @@ Each command is a fresh process, the rows interleaved round by round (the order 
 that the load of a shared machine falls on every row alike; ratios are medians of the per-round
 ratios to ``python -c "import conda_cache_plus"`` (the floor: the interpreter plus the package's
 ``__init__``). Rows: ``conda-cache --version``, ``info`` and ``list`` of an empty cache,
-``usage`` and ``clean --unused --dry-run`` with no environment, and, where conda is importable,
+``usage`` and ``clean --unused --dry-run`` with no environment, run through the installed
+``conda-cache`` script as a user runs them (``python -m conda_cache_plus`` where there is no
+script), ``python -m conda_cache_plus --version``, the script template's own imports (``import
+re, conda_cache_plus``) for reference, and, where conda is importable,
 the same through ``conda cache`` beside conda's own ``conda clean -p --dry-run`` and
 ``conda --version``. Each row's output is checked (the version; an empty cache reported as
 empty), so a row that failed early cannot look fast. Wall and CPU (user+sys of the child) times.
@@ -43,6 +46,8 @@ sys.path.insert(0, HERE)
 from samework import conda_importable, load, precompile, require_same  # noqa: E402
 
 HEAVY = (
+    "argparse",
+    "re",
     "ssl",
     "http.client",
     "urllib.request",
@@ -61,7 +66,7 @@ HEAVY = (
 )
 
 PROBE = r"""
-import contextlib, io, json, runpy, sys
+import contextlib, io, runpy, sys
 sys.argv = [sys.argv[1], *sys.argv[2:]]
 module = "conda" if sys.argv[0] == "conda" else "conda_cache_plus"
 with contextlib.redirect_stdout(io.StringIO()):
@@ -72,6 +77,7 @@ with contextlib.redirect_stdout(io.StringIO()):
 mods = set(sys.modules)
 heavy = [h for h in HEAVY if h in mods]
 ours = sum(m.startswith("conda_cache_plus") for m in mods)
+import json  # after looking: the probe's own json is not the verb's
 print(json.dumps({"modules": len(mods), "ours": ours, "heavy": heavy}))
 """
 
@@ -149,8 +155,17 @@ def measure(args, work: str) -> None:
         CONDA_ROOT=os.path.join(work, "root"),
     )
     alone = dict(env, CONDA_CACHE_PLUS_NO_CONDA="1")
-    ours = [py, "-m", "conda_cache_plus"]
     plug = [py, "-m", "conda", "cache"]
+    # What a user runs is the installed ``conda-cache`` console script (pip's and conda's
+    # template: ``import re``, ``from conda_cache_plus.cli import main``, ``re.sub`` on argv[0]);
+    # ``python -m conda_cache_plus`` pays runpy instead. The verbs run through the script where
+    # it is installed beside this interpreter, and say which they ran.
+    script = os.path.join(os.path.dirname(sys.executable), "conda-cache")
+    if os.path.exists(script):
+        ours, name = [script], "conda-cache"
+    else:
+        ours, name = [py, "-m", "conda_cache_plus"], "python -m conda_cache_plus"
+        print("(no conda-cache script beside this interpreter: the verbs run as python -m)")
     import conda_cache_plus
 
     version = conda_cache_plus.__version__
@@ -173,22 +188,18 @@ def measure(args, work: str) -> None:
     rows = [
         ("python -c 'import conda_cache_plus'", [py, "-c", "import conda_cache_plus"], alone,
          lambda out: out, ""),
-        ("python -m conda_cache_plus --version", [*ours, "--version"], alone, has_version, True),
-        ("python -m conda_cache_plus info --json (empty cache)", [*ours, "info", "--json"],
+        (f"{name} --version", [*ours, "--version"], alone, has_version, True),
+        (f"{name} info --json (empty cache)", [*ours, "info", "--json"], alone, empty_json, 0),
+        (f"{name} list --json (empty cache)", [*ours, "list", "--json"], alone, empty_json, 0),
+        (f"{name} usage --json (no env)", [*ours, "usage", "--json"], alone, empty_json, 0),
+        (f"{name} clean --unused -d --json", [*ours, "clean", "--unused", "-d", "--json"],
          alone, empty_json, 0),
-        ("conda-cache list --json (empty cache)", [*ours, "list", "--json"], alone, empty_json, 0),
-        ("conda-cache usage --json (no env)", [*ours, "usage", "--json"], alone, empty_json, 0),
-        ("conda-cache clean --unused -d --json", [*ours, "clean", "--unused", "-d", "--json"],
-         alone, empty_json, 0),
+        ("python -m conda_cache_plus --version", [py, "-m", "conda_cache_plus", "--version"],
+         alone, has_version, True),
+        # the script template's own imports before our code runs: its floor, for reference
+        ("python -c 'import re, conda_cache_plus'", [py, "-c", "import re, conda_cache_plus"],
+         alone, lambda out: out, ""),
     ]  # fmt: skip
-    script = os.path.join(os.path.dirname(sys.executable), "conda-cache")
-    if os.path.exists(script):  # the installed command, which imports no runpy
-        rows[2:2] = [
-            ("conda-cache --version (the script)", [script, "--version"], alone, has_version,
-             True),
-            ("conda-cache info --json (the script, empty cache)", [script, "info", "--json"],
-             alone, empty_json, 0),
-        ]  # fmt: skip
     if args.only == "plugin":
         rows = rows[:1]
     elif conda_importable():

@@ -401,12 +401,12 @@ def main(argv: list[str] | None = None) -> int:
 
     install_host_if_importable()
     given = sys.argv[1:] if argv is None else list(argv)
-    args = parse(given, VERBS, _configure_standalone)  # None: argparse decides
+    args = parse(given, VERBS, configure_standalone)  # None: argparse decides
     if args is None:
         args = build_standalone_parser(json_errors=_wants_json(given)).parse_args(given)
     return dispatch(args, run_standalone(args))
 
 
-def _configure_standalone(parser, name: str) -> None:
+def configure_standalone(parser, name: str) -> None:
     """A verb's standalone options, on argparse's sub-parser or quickargs' recorder."""
     _configure_verb(parser, name, VERBS[name], conda=False)

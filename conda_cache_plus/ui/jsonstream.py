@@ -16,8 +16,10 @@ back exactly (Python: ``os.fsencode(json.loads(text)[...])``).
 
 from __future__ import annotations
 
-import re
-from json.encoder import encode_basestring  # the C version where CPython has it
+try:  # CPython's C encoder, without importing the json package (its decoder, its patterns)
+    from _json import encode_basestring
+except ImportError:
+    from json.encoder import encode_basestring
 
 TYPE_CHECKING = False  # typing costs a start-up more than this whole module
 if TYPE_CHECKING:
@@ -28,19 +30,24 @@ _INF = float("inf")
 _float_repr = float.__repr__
 _int_repr = int.__repr__
 CHUNK = 1 << 16
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _escape_surrogate(m: re.Match) -> str:
+def _escape_surrogate(m) -> str:
     return f"\\u{ord(m.group()):04x}"
 
 
 def _string(s: str) -> str:
     """``s`` as a JSON string that is valid UTF-8 (see the module doc)."""
     out = encode_basestring(s)
-    if s.isascii() or not _SURROGATE.search(out):
+    if s.isascii():
         return out
-    return _SURROGATE.sub(_escape_surrogate, out)
+    try:
+        out.encode("utf-8")  # fails on a lone surrogate, as the writer would
+    except UnicodeEncodeError:
+        import re  # only a name that was not UTF-8 needs it
+
+        return re.sub("[\ud800-\udfff]", _escape_surrogate, out)
+    return out
 
 
 def _float(o: float) -> str:

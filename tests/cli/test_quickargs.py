@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conda_cache_plus.cli import VERBS, _configure_standalone, build_standalone_parser
+from conda_cache_plus.cli import VERBS, build_standalone_parser, configure_standalone
 from conda_cache_plus.cli.quickargs import Recorder, Unsupported, parse
 
 
@@ -20,13 +20,13 @@ def argparse_namespace(argv: list[str]) -> dict:
 
 
 def quick(argv: list[str]):
-    return parse(argv, VERBS, _configure_standalone)
+    return parse(argv, VERBS, configure_standalone)
 
 
 def flags_of(verb: str) -> list[str]:
     rec = Recorder()
     try:
-        _configure_standalone(rec, verb)
+        configure_standalone(rec, verb)
     except Unsupported:
         return []
     return sorted(rec.flags)
@@ -35,7 +35,7 @@ def flags_of(verb: str) -> list[str]:
 def has_specs(verb: str) -> bool:
     rec = Recorder()
     try:
-        _configure_standalone(rec, verb)
+        configure_standalone(rec, verb)
     except Unsupported:
         return False
     return rec.positional is not None
