@@ -268,7 +268,8 @@ class _Scanner:
             self.pkgs_dir,
         )
         stat = os.stat
-        lazy = PackageCacheRecord.lazy
+        cls = PackageCacheRecord
+        new_record = object.__new__
         for name in dirs:
             rel = rel_prefix + name
             cached = old.get(rel)
@@ -292,10 +293,18 @@ class _Scanner:
                     st.st_ctime_ns,
                 ):
                     new[rel] = cached
-                    _fp, core, blob, source, problems, is_extracted, mtime = cached
-                    records.append(
-                        lazy(pkgs_dir, rel, {}, core, blob, source, problems, is_extracted, mtime)
-                    )
+                    # PackageCacheRecord.lazy, inlined: a repeated scan does this per entry, and
+                    # the call would cost a tenth of it
+                    rec = new_record(cls)
+                    (_fp, rec._core, rec._blob, rec.source, problems, rec.is_extracted,
+                     rec.mtime) = cached  # fmt: skip
+                    rec._data = None
+                    rec.pkgs_dir = pkgs_dir
+                    rec.entry = rel
+                    rec.archives = {}
+                    rec.has_dir = True
+                    rec.problems = [*problems]
+                    records.append(rec)
                     continue
             path = base + "/" + name
             if (
@@ -390,15 +399,14 @@ class _Scanner:
                 st = None
                 problems.append(f"cannot read repodata_record.json: {exc.strerror or exc}")
         if st is not None:
-            fp = ("r", fingerprint(st))
-            if cached is not None and cached[0] == fp:
-                self.new_index[rel] = cached
-                self._emit(path, rel, cached, archives)
-                return
-            if cached is None:
-                st2 = st
-            else:
+            if cached is not None:
+                if cached[0] == ("r", fingerprint(st)):
+                    self.new_index[rel] = cached
+                    self._emit(path, rel, cached, archives)
+                    return
                 data, st2, err = self._read_record(rr_path, name, base_fd)
+            else:
+                st2 = st
             if err is None and data is not None:
                 # keys are interned where the record is remembered (split_core): for the whole
                 # record it would cost a tenth of a first scan
@@ -407,7 +415,8 @@ class _Scanner:
                     is_extracted = _is_file(name, base_fd, info + "index.json")
                     if not is_extracted:
                         bad.append("info/index.json is missing")
-                    fp = ("r", fingerprint(st2)) if st2 else fp
+                    # the fingerprint only for an index that will be written
+                    fp = ("r", fingerprint(st2 or st)) if self.remember else None
                     self._remember_and_emit(
                         path,
                         rel,
@@ -516,6 +525,22 @@ class _Scanner:
     def _append(
         self, path, rel, data, core, blob, source, problems, is_extracted, mtime, archives
     ) -> None:
+        if source == SOURCE_RECORD and (core[7] if data is None else data.get("url")):
+            # complete, with its URL: nothing to fill from urls.txt (the usual entry)
+            record = PackageCacheRecord.lazy(
+                self.pkgs_dir,
+                rel,
+                {ext: st.st_size for ext, st in archives.items()} if archives else {},
+                core,
+                blob,
+                source,
+                problems,
+                is_extracted,
+                mtime,
+                data,
+            )
+            self.result.records.append(record)
+            return
         record = PackageCacheRecord(
             data,
             self.pkgs_dir,

@@ -78,6 +78,11 @@ def fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+# json's default decoder's scanner (C): ``(value, end)`` for the JSON value at an index
+_scan_once = json.decoder.JSONDecoder().scan_once
+_JSON_SPACE = " \t\n\r"
+
+
 def read_json(
     path: str, dir_fd: int | None = None
 ) -> tuple[object | None, os.stat_result | None, str | None]:
@@ -106,7 +111,17 @@ def read_json(
     finally:
         os.close(fd)
     try:
-        return json.loads(raw.decode("utf-8")), st, None
+        text = raw.decode("utf-8")
+        # json.loads's own steps, minus its three Python frames and two regex scans: the C
+        # scanner on a document that starts with its value; anything else (leading white space,
+        # a BOM, an error) goes through json.loads, which gives the same result or error
+        try:
+            data, end = _scan_once(text, 0)
+        except (StopIteration, ValueError, RecursionError):
+            return json.loads(text), st, None
+        if end != len(text) and text[end:].strip(_JSON_SPACE):
+            return json.loads(text), st, None  # raises "Extra data"
+        return data, st, None
     except UnicodeDecodeError:
         return None, st, f"{os.path.basename(path)} is not valid UTF-8"
     except ValueError as exc:

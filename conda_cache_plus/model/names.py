@@ -20,7 +20,13 @@ A name read from the disk that is not UTF-8 arrives here as Python's ``surrogate
 from __future__ import annotations
 
 from ..exceptions import UnsafeNameError
-from .filenames import META_NAMES, PARTIAL_EXT, package_extension, strip_package_extension
+from .filenames import (
+    META_NAMES,
+    PACKAGE_EXTENSIONS,
+    PARTIAL_EXT,
+    package_extension,
+    strip_package_extension,
+)
 
 MAX_COMPONENT_BYTES = 255
 # The longest suffix we add to a package file name on disk (``<fn>.partial``, ``<fn>.lock``).
@@ -125,10 +131,17 @@ def hostile_entry_problem(name: str) -> str | None:
     A name that is not UTF-8 is hostile too: no channel can have served it, so no tool made it
     as a package, and a record or a JSON document could not carry it faithfully.
     """
-    if has_control(name) or "\\" in name:
+    # a scan asks this of every name: the usual one (printable ASCII) is answered without
+    # calling the general checks
+    if not (name.isascii() and name.isprintable()):
+        if has_control(name) or "\\" in name:
+            return "contains control characters or a backslash"
+        if not is_valid_unicode(name):
+            return "is not valid UTF-8"
+    elif "\\" in name:
         return "contains control characters or a backslash"
-    if not is_valid_unicode(name):
-        return "is not valid UTF-8"
+    if not name.lower().endswith(PACKAGE_EXTENSIONS):
+        return None
     ext = package_extension(name)
     if ext and strip_package_extension(name)[0] in ("", ".", ".."):
         return f"an archive whose extracted directory would be {name[: -len(ext)] or '(empty)'!r}"

@@ -278,12 +278,14 @@ class PackageCacheRecord:
         problems,
         is_extracted: bool,
         mtime: float | None,
+        data: dict[str, Any] | None = None,
     ) -> PackageCacheRecord:
         """A record of an entry with a directory, from the remembered form of its data (the
-        core tuple and the marshal blob of :func:`split_core`, decoded only when asked for).
-        Made without ``__init__``'s keyword handling: a repeated scan makes one per entry."""
+        core tuple and the marshal blob of :func:`split_core`, decoded only when asked for), or
+        from ``data`` itself when given. Made without ``__init__``'s keyword handling: a scan
+        makes one per entry."""
         self = _new_object(cls)
-        self._data = None
+        self._data = data
         self._core = core
         self._blob = blob
         self.pkgs_dir = pkgs_dir
