@@ -10,22 +10,35 @@ today; another cache layout (rattler's, say) adds its own provider with its own 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
+from ..model.plainclass import FieldsEq
 from ..ui.text import table
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 JSON_VERSION = 1
 
 
-@dataclass
-class CacheDir:
-    path: str
-    kind: str  # what sort of cache: "pkgs" (conda's pkgs_dirs), ...
-    source: str  # where the path came from: --pkgs-dir, conda, CONDA_PKGS_DIRS, condarc, defaults
-    exists: bool = False
-    writable: bool | None = None
-    writable_reason: str = ""
+class CacheDir(FieldsEq):
+    # not a dataclass: dataclasses (and inspect) would be most of what ``dir`` imports
+    __slots__ = FIELDS = ("path", "kind", "source", "exists", "writable", "writable_reason")
+
+    def __init__(
+        self,
+        path: str,
+        kind: str,  # what sort of cache: "pkgs" (conda's pkgs_dirs), ...
+        source: str,  # where the path came from: --pkgs-dir, conda, CONDA_PKGS_DIRS, condarc, ...
+        exists: bool = False,
+        writable: bool | None = None,
+        writable_reason: str = "",
+    ):
+        self.path = path
+        self.kind = kind
+        self.source = source
+        self.exists = exists
+        self.writable = writable
+        self.writable_reason = writable_reason
 
     def to_json(self) -> dict:
         return {

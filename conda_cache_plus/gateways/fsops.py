@@ -3,26 +3,40 @@
 from __future__ import annotations
 
 import os
-import shutil
-from dataclasses import dataclass
 
 from ..exceptions import CachePlusError
+from ..model.plainclass import FieldsEq
 from .safefs import check_private_dir, split_private
 
 
 # --- execution ---------------------------------------------------------------------------------
-@dataclass
-class RemovalStats:
-    """What was actually deleted (uv's ``Removal``): sums over items, idempotent."""
+class RemovalStats(FieldsEq):
+    """What was actually deleted (uv's ``Removal``): sums over items, idempotent.
 
-    files: int = 0
-    dirs: int = 0
-    bytes: int = 0  # apparent bytes of what was deleted (files, links and directories)
-    items: int = 0
-    already_gone: int = 0
-    failed: int = 0
-    skipped: int = 0
-    urls_lines: int = 0
+    Not a dataclass, and shutil is imported where a tree is removed: a ``clean --dry-run``
+    imports this module and needs neither (dataclasses brings inspect; shutil, bz2 and lzma)."""
+
+    FIELDS = ("files", "dirs", "bytes", "items", "already_gone", "failed", "skipped", "urls_lines")
+
+    def __init__(
+        self,
+        files: int = 0,
+        dirs: int = 0,
+        bytes: int = 0,  # apparent bytes of what was deleted (files, links and directories)
+        items: int = 0,
+        already_gone: int = 0,
+        failed: int = 0,
+        skipped: int = 0,
+        urls_lines: int = 0,
+    ):
+        self.files = files
+        self.dirs = dirs
+        self.bytes = bytes
+        self.items = items
+        self.already_gone = already_gone
+        self.failed = failed
+        self.skipped = skipped
+        self.urls_lines = urls_lines
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -50,6 +64,8 @@ def remove_path(path: str, stats: RemovalStats, trash_dir: str) -> bool:
         # hidden: what a crash leaves is a leftover to every scanner, never an entry
         target = os.path.join(trash_dir, f".{os.path.basename(path)}.cpx-trash-{os.getpid()}")
         if os.path.lexists(target):
+            import shutil
+
             shutil.rmtree(target, ignore_errors=True)
         os.rename(path, target)
     except (OSError, CachePlusError):
