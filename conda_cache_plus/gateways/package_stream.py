@@ -68,17 +68,40 @@ class Hasher:
         self.size += len(data)
 
 
+def _unshared(buf: bytearray) -> bool:
+    """Whether no view of ``buf`` is alive (a bytearray with a live export cannot be resized),
+    so it can be written again without changing data someone still holds."""
+    try:
+        buf.append(0)
+    except BufferError:
+        return False
+    del buf[-1]
+    return True
+
+
 class _SeqReader:
-    """Front-to-back reads of the archive file, hashing every byte when asked to."""
+    """Front-to-back reads of the archive file, hashing every byte when asked to.
+
+    Reads of a chunk's size go into one buffer, reused while nobody holds a view of it (the
+    zstd reader lets go of its input before it asks for more); small reads are plain bytes."""
 
     def __init__(self, fh, hasher: Hasher | None):
         self.fh = fh
         self.hasher = hasher
         self.pos = 0
+        self._buf: bytearray | None = None
+        self._into = getattr(fh, "readinto", None)
         fh.seek(0)
 
-    def read(self, n: int) -> bytes:
-        data = self.fh.read(n)
+    def read(self, n: int) -> bytes | memoryview:
+        if self._into is not None and RAW_CHUNK // 4 <= n <= RAW_CHUNK:
+            buf = self._buf
+            if buf is None or not _unshared(buf):
+                buf = self._buf = bytearray(RAW_CHUNK)
+            got = self._into(memoryview(buf)[:n])
+            data = memoryview(buf)[:got]
+        else:
+            data = self.fh.read(n)
         self.pos += len(data)
         if self.hasher is not None and data:
             self.hasher.update(data)
@@ -155,6 +178,56 @@ class _ZipMemberReader:
             )
         if self.crc != self.crc_expected:
             raise PackageFormatError("CRC mismatch (corrupt archive)", self.name)
+
+
+class Buffers:
+    """Decompression output buffers (``READ_SIZE`` each), used over and over.
+
+    A fresh megabyte for every read is fresh memory from the kernel every time (malloc hands
+    big blocks back as soon as they are freed): page faults and zeroing cost about a tenth of
+    an extraction's CPU. A buffer comes back through :meth:`give_back` once its reader is done
+    with it, and is reused only when no view of it is left anywhere (a bytearray with a live
+    export cannot be resized: that is the test), so data a consumer still holds is never
+    overwritten.
+    """
+
+    KEEP = 8  # free buffers kept: a few extractions' worth, in threads or one after another
+
+    def __init__(self):
+        self._free: list[bytearray] = []  # append/pop are atomic: no lock between two threads
+
+    def get(self) -> bytearray:
+        try:
+            return self._free.pop()
+        except IndexError:
+            return bytearray(READ_SIZE)
+
+    def give_back(self, buf) -> None:
+        if not isinstance(buf, bytearray) or len(buf) != READ_SIZE or not _unshared(buf):
+            return  # not ours, or a view of it is still alive: let it go with that view
+        if len(self._free) < self.KEEP:
+            self._free.append(buf)
+
+
+# Shared by every extraction of the process, one after another (a pool's worker) or at once (a
+# thread pool): the output buffers, and zstd contexts, each holding its window (megabytes that,
+# allocated anew for every package, cost page faults again each time).
+_BUFFERS = Buffers()
+_DCTXS: list = []
+_DCTXS_KEEP = 4
+
+
+def _zstd_context():
+    try:
+        return _DCTXS.pop()
+    except IndexError:
+        return zstandard.ZstdDecompressor()
+
+
+def _zstd_context_done(dctx) -> None:
+    # each stream_reader resets the context first: one left mid-stream (an error) is fine too
+    if len(_DCTXS) < _DCTXS_KEEP:
+        _DCTXS.append(dctx)
 
 
 class _Prefetch:
@@ -269,7 +342,14 @@ def _conda_members(
         raise PackageFormatError(f"not a .conda (zip) archive, or truncated: {exc}") from None
     plan = _conda_plan(zf, stem)
     seq = _SeqReader(fh, hasher)
-    dctx = zstandard.ZstdDecompressor()
+    dctx = _zstd_context()
+    try:
+        yield from _conda_components(plan, seq, dctx, _BUFFERS)
+    finally:
+        _zstd_context_done(dctx)
+
+
+def _conda_components(plan, seq: _SeqReader, dctx, buffers: Buffers):
     for kind, zi in plan:
         _open_local(seq, zi)
         member_reader = _ZipMemberReader(seq, zi)
@@ -277,15 +357,20 @@ def _conda_members(
             member_reader, read_size=RAW_CHUNK, read_across_frames=True, closefd=False
         )
 
-        def read(n: int, _read=reader.read, _name=zi.filename) -> bytes:
+        def read(n: int, _into=reader.readinto, _name=zi.filename, _get=buffers.get):
             # The consumer pulls data too, so errors are translated here, at the source.
+            buf = _get()
             try:
-                return _read(n)
+                got = _into(buf)
             except zstandard.ZstdError as exc:
                 raise PackageFormatError(f"corrupt zstd data: {exc}", _name) from None
+            if not got:
+                buffers.give_back(buf)
+                return b""
+            return memoryview(buf)[:got]
 
         prefetch = _Prefetch(read) if zi.file_size >= PREFETCH_MIN else None
-        src = ByteSource(prefetch.read if prefetch else read, READ_SIZE)
+        src = ByteSource(prefetch.read if prefetch else read, READ_SIZE, buffers.give_back)
         try:
             for member in tarstream.iter_members(src):
                 yield kind, member, src
@@ -294,6 +379,7 @@ def _conda_members(
         finally:
             if prefetch is not None:
                 prefetch.close()  # before anyone else reads the archive (finish, next member)
+            src.close()
         member_reader.finish()
     seq.drain()
 

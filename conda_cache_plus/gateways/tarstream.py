@@ -63,22 +63,53 @@ class ByteSource:
     chunk by chunk (:meth:`chunks`) so memory stays bounded by the read size.
     """
 
-    __slots__ = ("_buf", "_pos", "_read", "_size", "consumed")
+    __slots__ = ("_buf", "_pos", "_read", "_recycle", "_size", "_spent", "consumed")
 
-    def __init__(self, read: Callable[[int], bytes], read_size: int = 1 << 20):
+    def __init__(
+        self,
+        read: Callable[[int], bytes | memoryview],
+        read_size: int = 1 << 20,
+        recycle: Callable[[object], None] | None = None,
+    ):
         self._read = read
         self._size = read_size
+        self._recycle = recycle
+        self._spent = None
         self._buf = memoryview(b"")
         self._pos = 0
         self.consumed = 0
 
     def _fill(self) -> bool:
+        if self._recycle is not None and len(self._buf):
+            # ``read`` hands out views of reusable buffers: give back the one spent before
+            # this one (a consumer looping over chunks() still holds the last chunk of the
+            # buffer it just left); its owner reuses it only once no view of it is left (see
+            # package_stream.Buffers)
+            spent, self._buf = self._buf, memoryview(b"")
+            owner = spent.obj
+            spent.release()
+            if self._spent is not None:
+                self._recycle(self._spent)
+            self._spent = owner
         data = self._read(self._size)
         if not data:
             return False
         self._buf = memoryview(data)
         self._pos = 0
         return True
+
+    def close(self) -> None:
+        """Give the buffers back (see ``recycle``); the source is not read after this."""
+        current, self._buf = self._buf, memoryview(b"")
+        if self._recycle is not None:
+            owners = [self._spent]
+            if len(current):
+                owners.append(current.obj)
+                current.release()
+            self._spent = None
+            for owner in owners:
+                if owner is not None:
+                    self._recycle(owner)
 
     def take(self, n: int) -> memoryview | bytes:
         """Exactly ``n`` bytes (a view while they sit in one buffer); TarFormatError if short."""
@@ -115,6 +146,11 @@ class ByteSource:
             yield buf[pos:end]
 
     def skip(self, n: int) -> None:
+        pos = self._pos + n
+        if pos <= len(self._buf):  # the usual padding: within the buffer, no generator
+            self._pos = pos
+            self.consumed += n
+            return
         for _ in self.chunks(n):
             pass
 
