@@ -1,6 +1,7 @@
 """rattler/pixi caches: our scan and verify beside py-rattler's own reading of the same cache.
 
     python benchmarks/bench_rattler.py [WORKDIR] [--packages 400] [--files 30] [--repeat 5]
+                                       [--pairs 4]
 
 py-rattler fills a fresh rattler cache from a local channel of generated packages (one install,
 as pixi would), then, in one run, page cache warm:
@@ -8,11 +9,15 @@ as pixi would), then, in one run, page cache warm:
 - py-rattler's ``PackageCache(cache).index()``: its lock-free snapshot of what the cache holds
   (one sidecar read per entry), beside our ``scan()`` of the same cache (``list``/``info``);
 - py-rattler installing every package into a fresh prefix from the filled cache with
-  ``ValidationMode.full()`` and with ``.skip()`` (rattler's own re-validation of every entry,
-  parallel in Rust, is the difference: wall, and CPU of all its threads, median of per-round
-  differences), beside our ``verify --full`` with nothing remembered (as users get it, and
-  forced serial and into 2 processes; CPU includes the pool's workers), rounds interleaved
-  with the order rotated; then our fast level;
+  ``ValidationMode.full()`` and with ``.skip()``: rattler's own re-validation of every entry,
+  parallel in Rust, is the difference (wall, and CPU of all its threads). One install's
+  linking costs several times its validation and swings from run to run, so each round runs
+  ``--pairs`` installs of each mode back to back in one process, alternating, and the estimate
+  is the median of all paired differences, printed with every difference and its quartiles;
+  our ratios are given against that median, at its quartiles, and as the median of per-round
+  ratios. Beside it our ``verify --full`` with nothing remembered (as users get it, and forced
+  serial and into 2 processes; CPU includes the pool's workers), rounds interleaved with the
+  order rotated; then our fast level;
 - our usage scan (one environment, every entry), which ``clean --unused`` plans from.
 
 Median of ``--repeat`` runs after a warm-up. py-rattler runs in subprocesses (its interpreter
@@ -56,19 +61,32 @@ async def main():
     if mode == "index":
         t, c = time.perf_counter(), time.process_time()
         idx = await PackageCache(cache).index()
-        return time.perf_counter() - t, len(idx), time.process_time() - c
+        return {"seconds": time.perf_counter() - t, "n": len(idx), "cpu": time.process_time() - c}
     recs = await rattler.solve([rattler.Channel(channel)], ["bench-meta"], platforms=["noarch"],
                                timestamp_policy="allow-missing")
-    pc = None
-    if mode != "fill":
-        vm = ValidationMode.full() if mode == "full" else ValidationMode.skip()
-        pc = PackageCache.new_layered([cache], validation_mode=vm)
-    t, c = time.perf_counter(), time.process_time()  # CPU: every thread of the process
-    await rattler.install(recs, target_prefix=prefix, cache_dir=cache, package_cache=pc,
-                          show_progress=False)
-    return time.perf_counter() - t, len(recs), time.process_time() - c
-secs, n, cpu = asyncio.run(main())
-print(json.dumps({"seconds": secs, "n": n, "cpu": cpu}), flush=True)
+
+    async def install(vm, target):
+        pc = None if vm is None else PackageCache.new_layered([cache], validation_mode=vm)
+        t, c = time.perf_counter(), time.process_time()  # CPU: every thread of the process
+        await rattler.install(recs, target_prefix=target, cache_dir=cache, package_cache=pc,
+                              show_progress=False)
+        return time.perf_counter() - t, time.process_time() - c
+
+    if mode == "fill":
+        secs, cpu = await install(None, prefix)
+        return {"seconds": secs, "n": len(recs), "cpu": cpu}
+    # "pairs K": K installs with validation skip and K with full, alternating (which goes
+    # first alternates too), each into a fresh prefix PREFIX-<i>-<mode>: close in time, in one
+    # process, so a pair's difference is rattler's validation, not the machine's drift.
+    pairs = []
+    for i in range(int(sys.argv[5])):
+        got = {}
+        for m in (("skip", "full") if i % 2 == 0 else ("full", "skip")):
+            vm = ValidationMode.full() if m == "full" else ValidationMode.skip()
+            got[m] = await install(vm, f"{prefix}-{i}-{m}")
+        pairs.append(got)
+    return {"pairs": pairs, "n": len(recs)}
+print(json.dumps(asyncio.run(main())), flush=True)
 os._exit(0)
 """
 
@@ -80,9 +98,9 @@ def cpu_of(before, after) -> float:
     return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
-def rattler(mode: str, channel: str, cache: str, prefix: str = "-") -> dict:
+def rattler(mode: str, channel: str, cache: str, prefix: str = "-", *extra: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", RATTLER, mode, channel, cache, prefix],
+        [sys.executable, "-c", RATTLER, mode, channel, cache, prefix, *extra],
         capture_output=True,
         text=True,
         check=True,
@@ -122,6 +140,9 @@ def main() -> None:
     ap.add_argument("--packages", type=int, default=400)
     ap.add_argument("--files", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument(
+        "--pairs", type=int, default=4, help="rattler installs of each mode per round (paired)"
+    )
     args = ap.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="bench-rattler-")
     os.environ["RATTLER_CACHE_DIR"] = os.path.join(work, "rattler-root")
@@ -160,15 +181,21 @@ def main() -> None:
         r = statistics.median(a / b for a, b in zip(times[key], times["index"], strict=True))
         rows.append((f"ours: scan (list/info), {label}", med[key], None, f"{r:.2f}x py-rattler"))
 
-    def install(mode, k=[0]):  # noqa: B006 - a counter for fresh prefixes
+    def install_pairs(k=[0]):  # noqa: B006 - a counter for fresh prefixes
         k[0] += 1
-        prefix = os.path.join(work, f"env-{mode}-{k[0]}")
-        got = rattler(mode, channel, cache, prefix)
-        # both modes must install the same packages, the same files
-        require_same(f"prefix installed with validation {mode}", {mode: tree_signature(prefix)},
-                     tree_signature(os.path.join(work, "env0")))  # fmt: skip
-        shutil.rmtree(prefix)
-        return got["seconds"], got["cpu"]
+        base = os.path.join(work, f"env-{k[0]}")
+        got = rattler("pairs", channel, cache, base, str(args.pairs))
+        want = tree_signature(os.path.join(work, "env0"))
+        out = []
+        for i, pair in enumerate(got["pairs"]):
+            for mode in ("skip", "full"):
+                prefix = f"{base}-{i}-{mode}"
+                # both modes must install the same packages, the same files
+                require_same(f"prefix installed with validation {mode}",
+                             {mode: tree_signature(prefix)}, want)  # fmt: skip
+                shutil.rmtree(prefix)
+            out.append(pair)
+        return out
 
     def verify(level, executor=None, chosen=None):
         r0, c0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(RUSAGE_CHILDREN)
@@ -192,60 +219,90 @@ def main() -> None:
             chosen.add(report.executor)
         return took, cpu_of(r0, r1) + cpu_of(c0, c1)
 
-    # Interleaved round by round, the order rotated: rattler installing with validation skip
-    # and full (its validation is the difference of the two, per round: wall and CPU, the CPU
-    # of all its threads), and our verify --full as users run it (executor chosen by the work)
-    # and forced serial and into processes.
+    # Rattler's own full validation is the difference between installing with validation full
+    # and with skip: the CPU of all its threads, and wall. One install is noisy (its linking
+    # dwarfs the validation), so each round runs --pairs installs of each mode in one process,
+    # alternating, and the estimate is the median of every round's paired differences, given
+    # with its quartiles. Interleaved round by round with the order rotated: those pairs, and
+    # our verify --full as users run it (executor chosen by the work), forced serial, and
+    # forced into processes.
     contenders = {
-        "skip": lambda: install("skip"),
-        "full": lambda: install("full"),
+        "rattler": install_pairs,
         "ours": lambda: verify(FULL, chosen=executors),
         "ours-serial": lambda: verify(FULL, "serial"),
         "ours-process": lambda: verify(FULL, "process"),
     }
     executors: set = set()
-    wall: dict[str, list[float]] = {k: [] for k in contenders}
-    cpu: dict[str, list[float]] = {k: [] for k in contenders}
+    got: dict[str, list] = {k: [] for k in contenders}
     names = list(contenders)
     for rnd in range(args.repeat + 1):
         loads.append(os.getloadavg()[0])
         order = names[rnd % len(names) :] + names[: rnd % len(names)]
         for name in order:
-            w, c = contenders[name]()
+            res = contenders[name]()
             if rnd:  # the first round warms up
-                wall[name].append(w)
-                cpu[name].append(c)
+                got[name].append(res)
     med = statistics.median
-    diff_wall = max(med(f - s for f, s in zip(wall["full"], wall["skip"], strict=True)), 0.0)
-    diff_cpu = max(med(f - s for f, s in zip(cpu["full"], cpu["skip"], strict=True)), 0.0)
-    spread = sorted(f - s for f, s in zip(cpu["full"], cpu["skip"], strict=True))
+
+    def quartiles(xs):
+        q = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [xs[0]] * 3
+        return q[0], q[2]
+
+    pairs = [p for rnd in got["rattler"] for p in rnd]
+    diffs = {
+        unit: [p["full"][j] - p["skip"][j] for p in pairs] for j, unit in enumerate(("wall", "cpu"))
+    }
+    # per round: the median of its pairs, so each of our rounds has its own denominator
+    per_round = {
+        unit: [med(p["full"][j] - p["skip"][j] for p in rnd) for rnd in got["rattler"]]
+        for j, unit in enumerate(("wall", "cpu"))
+    }
     print(
-        "rattler's validation, CPU per round (full - skip): "
-        + " ".join(f"{d * 1000:.0f}" for d in spread)
+        f"rattler's validation, {len(pairs)} paired differences (full - skip), CPU: "
+        + " ".join(f"{d * 1000:.0f}" for d in sorted(diffs["cpu"]))
+        + " ms; wall: "
+        + " ".join(f"{d * 1000:.0f}" for d in sorted(diffs["wall"]))
         + " ms"
     )
     for mode in ("skip", "full"):
-        rows.append((f"py-rattler install, validation {mode}", med(wall[mode]), med(cpu[mode]), ""))
-    rows.append(("  = rattler's full validation (difference)", diff_wall, diff_cpu, ""))
+        w, c = med(p[mode][0] for p in pairs), med(p[mode][1] for p in pairs)
+        rows.append((f"py-rattler install, validation {mode}", w, c, ""))
+    est = {unit: max(med(diffs[unit]), 0.0) for unit in diffs}
+    q_lo, q_hi = {}, {}
+    for unit in diffs:
+        q_lo[unit], q_hi[unit] = quartiles(diffs[unit])
+    rows.append(
+        (
+            f"  = rattler's full validation (median of {len(pairs)} paired differences)",
+            est["wall"],
+            est["cpu"],
+            f"quartiles: CPU {q_lo['cpu'] * 1000:.0f}-{q_hi['cpu'] * 1000:.0f} ms, "
+            f"wall {q_lo['wall'] * 1000:.0f}-{q_hi['wall'] * 1000:.0f} ms",
+        )
+    )
     for name, label in (
         ("ours", f"ours: verify --full (nothing remembered; {'/'.join(sorted(executors))})"),
         ("ours-serial", "ours: verify --full, serial"),
         ("ours-process", "ours: verify --full, 2 processes"),
     ):
-        w, c = med(wall[name]), med(cpu[name])
-        # rattler validates while it links, so its wall difference is often lost in the
-        # install's noise; the CPU of its threads is not hidden that way
+        w, c = med(x[0] for x in got[name]), med(x[1] for x in got[name])
         parts = []
-        if diff_wall > 0.05 * med(wall["full"]):
-            parts.append(f"{w / diff_wall:.2f}x wall")
-        if diff_cpu > 0.05 * med(cpu["full"]):
-            parts.append(f"{c / diff_cpu:.2f}x CPU")
-        ratio = (
-            ", ".join(parts) + " of rattler's validation"
-            if parts
-            else "n/a: rattler's validation is below the noise of its install"
-        )
-        rows.append((label, w, c, ratio))
+        for j, unit, mine in ((1, "cpu", c), (0, "wall", w)):
+            if est[unit] <= 0.05 * med(p["full"][j] for p in pairs):
+                parts.append(f"{unit}: n/a, rattler's validation is below its install's noise")
+                continue
+            rounds = [x[j] / d for x, d in zip(got[name], per_round[unit], strict=True) if d > 0]
+            span = (
+                f" (at its quartiles {mine / q_hi[unit]:.2f}-{mine / q_lo[unit]:.2f}x)"
+                if q_lo[unit] > 0
+                else ""
+            )
+            parts.append(
+                f"{mine / est[unit]:.2f}x {unit.upper() if unit == 'cpu' else unit} of "
+                f"rattler's validation{span}"
+                + (f", per round {med(rounds):.2f}x" if rounds else "")
+            )
+        rows.append((label, w, c, "; ".join(parts)))
     rows.append(
         (
             "ours: verify --fast (nothing remembered)",

@@ -48,6 +48,7 @@ def build(run, specs: list[str], level: str, *, rehash: bool = False, jobs=None,
         use_store=not rehash,
         workers=jobs,
         progress=progress,
+        keep_scan=False,  # nothing below reads the records again
     )
     judge(report, command=run.command, offline=run.offline)
     data = report_json(report, run.pkgs_dirs, specs, explicit_dirs(run), run.command)
@@ -62,6 +63,7 @@ def report_json(
     report, pkgs_dirs, specs, explicit: bool = False, command: str = "conda-cache"
 ) -> dict:
     from ..integrity.judgement import entry_json, leftover_remedy
+    from ..ui.jsonstream import Rows
 
     summary = report.totals()
     summary["seconds"] = round(report.seconds, 4)
@@ -76,7 +78,8 @@ def report_json(
         "specs": list(specs),
         "summary": summary,
         "caches": report.caches,
-        "entries": [{**e.to_json(), **entry_json(e)} for e in report.entries],
+        # one row at a time while written: 10^5 rows would otherwise all be held at once
+        "entries": Rows(report.entries, lambda e: {**e.to_json(), **entry_json(e)}),
         "leftovers": [
             {**p.to_json(), "remedy": leftover_remedy(p, report.caches, command)}
             for p in report.leftovers

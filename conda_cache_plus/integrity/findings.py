@@ -121,7 +121,7 @@ class Problem:
         return text
 
 
-@dataclass
+@dataclass(slots=True)  # one per entry, all held until the report is written
 class EntryFindings:
     pkgs_dir: str
     entry: str
@@ -146,6 +146,10 @@ class EntryFindings:
     # where that came from: "repodata_record" (trusted), "index" (no checksums) or "".
     record: dict = field(default_factory=dict)
     record_source: str = ""
+    # The judgement's (judgement.py), declared here: the class has no __dict__ to add them to.
+    verdict: str = "ok"
+    remedy: dict | None = None
+    own: list = field(default_factory=list)  # the problems that are the package's own
 
     @property
     def path(self) -> str:

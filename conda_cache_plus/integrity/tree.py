@@ -42,6 +42,11 @@ from .metadata import META_NAMES, META_PATHS, N_META_MODERN, Plan, parse_metadat
 _S_META, _S_PLAN, _S_FPS, _S_HASHED, _S_LINKS, _S_ARCHIVES = range(6)
 
 
+# What a plan's source and record source can be (metadata.py), as one shared string each: a
+# remembered plan decodes a copy of each per entry, and every entry's findings keep them.
+_WORDS = {w: w for w in ("paths.json", "info/files", "none", "repodata_record", "index", "")}
+
+
 def _stat_at(dir_fd: int):
     """lstat relative to an open directory: the kernel resolves only the relative part, and
     the call is cheaper than building absolute paths (a re-run is one of these per file). A
@@ -106,7 +111,10 @@ def check_entry(
             str(rec.get("build") or ""),
         )
         f.fn, f.url = str(rec.get("fn") or ""), rec.get("url")
-        f.record, f.record_source = dict(rec), (run.plan.record_source if run.plan else "")
+        # the plan's own record (fresh from the metadata or from this entry's decoded state,
+        # nobody else's); the words are shared, not a copy per entry (10^5 entries are held)
+        f.record = rec if run.plan else {}
+        f.record_source = _WORDS.get(run.plan.record_source, "") if run.plan else ""
         _check_archives(run, level, prev, jobs, index, pkgs_fd, entry, exts)
         if level == FULL and not f.has_dir:
             _trial_extract(f)
@@ -153,7 +161,7 @@ def _check_tree(run: EntryRun, efd: int, level: str, prev, jobs: list, index: in
         meta = _meta_fps(lstat_at, len(prev[_S_META]))
         if meta == prev[_S_META]:
             plan = Plan.from_state(prev[_S_PLAN])
-            f.metadata = plan.source
+            f.metadata = _WORDS.get(plan.source, "none")
     if plan is None:
         prev = None  # nothing remembered about the files holds once the metadata changed
         # Fingerprints before reading: a change while we read shows up as a change next time.
@@ -387,12 +395,15 @@ def _check_link(run, lstat_at, rel, size, sha, full, own, remembered) -> bool:
         if size is not None and tst.st_size != size:
             f.add(WRONG_SIZE, rel, size, tst.st_size, f"size of the link target {nxt}")
             return True
-        if full and sha:
-            fp = (tst.st_ino, tst.st_size, tst.st_mtime_ns, tst.st_ctime_ns)
-            if remembered is not None and tuple(remembered) == (nxt, fp):
+        fp = (tst.st_ino, tst.st_size, tst.st_mtime_ns, tst.st_ctime_ns)
+        if remembered is not None and tuple(remembered) == (nxt, fp):
+            # still the target that hashed right: kept at the fast level too, so a fast run
+            # between two full ones neither forgets it nor rewrites the state
+            run.links[rel] = remembered
+            if full:
                 f.skipped += 1
-                run.links[rel] = remembered
-                return True
+            return True
+        if full and sha:
             digest = hash_file(os.path.join(run.root, nxt))
             f.hashed += 1
             f.bytes_hashed += tst.st_size

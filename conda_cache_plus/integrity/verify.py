@@ -38,6 +38,9 @@ from .hashing import ArchiveJob, FileBlock, Hasher, apply_hash
 from .metadata import ARCHIVE_EXTS
 from .tree import check_entry
 
+# the few tuples of archive extensions an entry can have, one object each for every entry
+_EXTS: dict[tuple, tuple] = {}
+
 
 def _verify_entries(
     targets,
@@ -57,33 +60,43 @@ def _verify_entries(
     they saved (measured on 2 cores). The files that need hashing go to workers in batches
     while the checks go on, and only once there are enough of them to pay for a pool.
     """
-    flat: list[tuple] = []  # (pkgs_dir, entry, exts, remembered state, writable)
+    flat: list[tuple] = []  # (pkgs_dir, entry, exts, remembered bytes, writable, its save)
     saves = []
     for pkgs_dir, sdir, writable, entries, all_entries in targets:
-        old = verify_store.load(sdir, pkgs_dir) if sdir else {}
-        remembered = old if use_store else {}
-        new = dict(old)
+        # {entry: encoded state}: each decoded only while its entry is checked (verify_store)
+        store = verify_store.load(sdir, pkgs_dir) if sdir else {}
+        remembered = store if use_store else {}
+        save = [store, False]  # the entries' states, and whether any changed
         if all_entries is not None:  # drop what no longer exists in the cache
-            for gone in set(new) - set(all_entries):
-                del new[gone]
-        first = len(flat)
-        flat += [(pkgs_dir, e, exts, remembered.get(e), writable) for e, exts in entries]
-        saves.append((pkgs_dir, sdir, old, new, first, len(flat)))
+            for gone in set(store).difference(all_entries):
+                del store[gone]
+                save[1] = True
+        flat += [(pkgs_dir, e, exts, remembered.get(e), writable, save) for e, exts in entries]
+        saves.append((pkgs_dir, sdir, save))
     nentries = len(flat) or 1
     jobs: list[FileBlock | ArchiveJob] = []
     hasher = Hasher(jobs, level, workers, executor)
-    runs: list = [None] * len(flat)
+    # runs waiting for hashes; the others are settled (state encoded, findings kept) at once,
+    # so only the findings of every entry live until the end, not its plan and fingerprints
+    runs: dict[int, tuple] = {}
+    found: list = [None] * len(flat)
     fds: dict[str, int | None] = {}
     try:
-        for i, (pkgs_dir, entry, exts, prev, writable) in enumerate(flat):
+        for i, (pkgs_dir, entry, exts, blob, writable, save) in enumerate(flat):
             if pkgs_dir not in fds:
                 try:
                     fds[pkgs_dir] = os.open(pkgs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 except OSError:
                     fds[pkgs_dir] = None
+            prev = verify_store.decode(blob) if blob is not None else None
+            queued = len(jobs)
             run = check_entry(pkgs_dir, fds[pkgs_dir], entry, exts, level, prev, jobs, i)
             run.f.writable = writable
-            runs[i] = run
+            found[i] = run.f
+            if len(jobs) > queued:
+                runs[i] = (run, prev, blob)
+            elif write_store:
+                _settle(run, prev, blob, save)
             hasher.feed()
             if progress and i % 64 == 63:
                 progress(0.2 * (i + 1) / nentries)
@@ -97,20 +110,34 @@ def _verify_entries(
 
     results = hasher.finish(hash_progress if progress else None)
     for job, res in zip(jobs, results, strict=True):
-        apply_hash(runs[job.entry], job, res)
+        apply_hash(runs[job.entry][0], job, res)
     if write_store:
-        for pkgs_dir, sdir, old, new, lo, hi in saves:
-            if not sdir:
-                continue
-            for run in runs[lo:hi]:
-                state = run.state()
-                if state is None:
-                    new.pop(run.f.entry, None)
-                else:
-                    new[run.f.entry] = state
-            if new != old:
-                verify_store.save(sdir, pkgs_dir, new)
-    return [r.f for r in runs], hasher.executor
+        for i, (run, prev, blob) in runs.items():
+            _settle(run, prev, blob, flat[i][5])
+        for pkgs_dir, sdir, (store, changed) in saves:
+            if sdir and changed:
+                verify_store.save(sdir, pkgs_dir, store)
+    return found, hasher.executor
+
+
+def _settle(run, prev, blob, save: list) -> None:
+    """Put an entry's new state in its cache's ``save`` ([states, changed]): the remembered
+    bytes as they were when nothing changed (no encoding, no write), else the new state
+    encoded."""
+    store = save[0]
+    state = run.state()
+    entry = run.f.entry
+    if state is None:
+        if entry not in store:
+            return
+        del store[entry]
+    elif prev is not None and state == prev:
+        if store.get(entry) is blob:
+            return
+        store[entry] = blob
+    else:
+        store[entry] = verify_store.encode(state)
+    save[1] = True
 
 
 def verify_entry(
@@ -177,12 +204,15 @@ def verify_caches(
     workers: int | None = None,
     executor: str | None = None,
     progress=None,
+    keep_scan: bool = True,
 ) -> VerifyReport:
     """Verify every entry (matching ``specs``, SpecMatchers) of every cache in ``caches``.
 
     What passed is remembered (at both levels) unless ``write_store`` is False; ``use_store``
     False re-checks everything (``--rehash``). ``progress(fraction)`` is called from the
-    calling thread.
+    calling thread. ``keep_scan`` False drops each cache's loaded records once the entries to
+    check are listed (a caller that needs nothing more from ``caches``: less memory held
+    while the entries are checked).
     """
 
     if level not in LEVELS:
@@ -193,7 +223,7 @@ def verify_caches(
     gc.disable()
     try:
         return _verify_caches(
-            caches, specs, level, use_store, write_store, workers, executor, progress
+            caches, specs, level, use_store, write_store, workers, executor, progress, keep_scan
         )
     finally:
         if gc_was_enabled:
@@ -201,7 +231,7 @@ def verify_caches(
 
 
 def _verify_caches(
-    caches, specs, level, use_store, write_store, workers, executor, progress
+    caches, specs, level, use_store, write_store, workers, executor, progress, keep_scan
 ) -> VerifyReport:
 
     start = time.perf_counter()
@@ -221,7 +251,8 @@ def _verify_caches(
                         continue
                     matched |= hits
                 # The scan listed the directory: only the archives it saw need a look.
-                entries.append((rec.entry, tuple(e for e in ARCHIVE_EXTS if e in rec.archives)))
+                exts = tuple(e for e in ARCHIVE_EXTS if e in rec.archives)
+                entries.append((rec.entry, _EXTS.setdefault(exts, exts)))
             if not specs:
                 entries += [(broken.rel, ()) for broken in res.broken]  # broken: no archive
                 report.leftovers += _leftover_problems(res)
@@ -237,6 +268,9 @@ def _verify_caches(
                 "problems": list(res.problems),
             }
         )
+        del res
+        if not keep_scan:
+            cache.release()
     report.unmatched = [m.spec for i, m in enumerate(specs or ()) if i not in matched]
     workers = workers or os.cpu_count() or 1
     findings, report.executor = _verify_entries(
