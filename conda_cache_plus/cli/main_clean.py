@@ -352,16 +352,33 @@ def render(data: dict, plan, verb: str, verbose: int) -> str:
 
 
 def run_removal(
-    run, args, make_plan, *, verb: str, extra: dict | None = None, detail: bool = True
+    run,
+    args,
+    make_plan,
+    *,
+    verb: str,
+    extra: dict | None = None,
+    detail: bool = True,
+    history: bool = True,
 ) -> int:
     """Plan (under the write locks unless dry run), show, confirm, remove exactly the plan.
-    ``detail=False``: the plan needs only who uses each entry (scan_usage's verdict mode)."""
+    ``detail=False``: the plan needs only who uses each entry (scan_usage's verdict mode);
+    ``history=False``: nor which environments' histories name it."""
     with no_gc():
-        return _run_removal(run, args, make_plan, verb=verb, extra=extra, detail=detail)
+        return _run_removal(
+            run, args, make_plan, verb=verb, extra=extra, detail=detail, history=history
+        )
 
 
 def _run_removal(
-    run, args, make_plan, *, verb: str, extra: dict | None = None, detail: bool = True
+    run,
+    args,
+    make_plan,
+    *,
+    verb: str,
+    extra: dict | None = None,
+    detail: bool = True,
+    history: bool = True,
 ) -> int:
 
     def build():
@@ -369,7 +386,7 @@ def _run_removal(
 
         envs = environments(run, args)
         caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
-        report = scan_usage(caches.records(), envs, detail=detail)
+        report = scan_usage(caches.records(), envs, detail=detail, history=history)
         plan = measure_plan(make_plan(caches, report))
         if plan.items or any(s.kind != "temp" for s in plan.skipped):
             # what decides "in use" may not see every environment: say so where it matters
@@ -453,7 +470,17 @@ def execute(args, run) -> int:
     # --unused drops every entry in use before anything else looks at it (plan_packages): who
     # uses an entry is all the plan needs of the usage scan
     detail = not policy.unused
-    return run_removal(run, args, make_plan, verb="clean", extra=extra, detail=detail)
+    # histories decide only --keep-history (reading every conda-meta/history is a visible part
+    # of a first clean)
+    return run_removal(
+        run,
+        args,
+        make_plan,
+        verb="clean",
+        extra=extra,
+        detail=detail,
+        history=policy.keep_history,
+    )
 
 
 def _tarballs_of_the_rest(caches, report, policy, entries_plan):

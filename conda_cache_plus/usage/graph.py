@@ -319,12 +319,15 @@ def read_environment(
     old: dict | None = None,
     new: dict | None = None,
     several: set[str] | frozenset[str] | None = None,
+    history: bool = True,
 ) -> EnvState:
     """An environment's records and history; ``old``/``new``: its remembered index (env_index).
 
     ``several`` turns on the verdict mode (module docstring): the dists with several cached
     copies, whose records are matched in full; every other record that names itself and its
-    package consistently only goes to ``state.named``."""
+    package consistently only goes to ``state.named``. ``history=False``: ``conda-meta/history``
+    is not read (``state.history_dists`` stays empty; what the index remembers of it is kept,
+    it is checked against the file whenever it is used)."""
     old = old or {}
     new = {} if new is None else new
     state = EnvState(env)
@@ -352,17 +355,22 @@ def read_environment(
         new["records"] = new_recs
         packages = state.packages
         named = state.named
+        # the racy rule (_racy), as one comparison per record: remembered only when both
+        # times are older than this
+        settled = now - statefile.RACY_SECONDS
+        stat_, read_, open_, fstat, close = os.stat, os.read, os.open, os.fstat, os.close
         for name in names:
-            meta_path = meta + "/" + name
             dist = name[:-5]
             quick = several is not None and dist not in several
             cached = old_recs.get(name)
             if cached is not None:
                 try:
-                    st = os.stat(name, dir_fd=meta_fd)
+                    st = stat_(name, dir_fd=meta_fd)
                 except OSError:
                     st = None
-                if st is not None and _fp(st) == cached[0]:
+                if st is not None and (
+                    st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+                ) == cached[0]:
                     t = cached[1]
                     if quick and (t is None or _names_agree(dist, *t[:5], t[6])):
                         new_recs[name] = cached
@@ -370,19 +378,37 @@ def read_environment(
                         continue
                     if t is not None:
                         slot = new_recs[name] = [cached[0], t, cached[2]]
-                        pkg = _package(env.prefix, meta_path, t, st.st_mtime)
+                        pkg = _package(env.prefix, meta + "/" + name, t, st.st_mtime)
                         pkg.memos, pkg.slot = cached[2], slot
                         packages.append(pkg)
                         continue
+            meta_path = meta + "/" + name
             try:
-                raw, st = _read(name, meta_fd, meta_path)
-                data = _decode_json(raw.decode("utf-8"))
-                if quick and isinstance(data, dict) and _data_agrees(dist, data):
-                    named.append((dist, st.st_mtime))
-                    if not _racy(st, now):
-                        # checked by its names only: a full scan reads it again
-                        new_recs[name] = [_fp(st), None, {}]
-                    continue
+                if quick:
+                    # _read, inline: this is the loop a first clean --unused spends its time in
+                    fd = open_(name, _O_FILE, dir_fd=meta_fd)
+                    try:
+                        st = fstat(fd)
+                        want = st.st_size + 1
+                        raw = read_(fd, want)
+                    finally:
+                        close(fd)
+                    if len(raw) == want:  # grew since fstat: read it whole
+                        raw, st = _read(name, meta_fd, meta_path)
+                    data = _decode_json(raw.decode("utf-8"))
+                    if type(data) is dict and _data_agrees(dist, data):
+                        named.append((dist, st.st_mtime))
+                        if st.st_mtime < settled and st.st_ctime < settled:
+                            # checked by its names only: a full scan reads it again
+                            new_recs[name] = [
+                                (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns),
+                                None,
+                                {},
+                            ]
+                        continue
+                else:
+                    raw, st = _read(name, meta_fd, meta_path)
+                    data = _decode_json(raw.decode("utf-8"))
                 t = _reduce(dist, data)
                 why = "not a conda-meta record"
             except FileNotFoundError:
@@ -399,7 +425,10 @@ def read_environment(
             if not _racy(st, now):
                 pkg.slot = new_recs[name] = [_fp(st), t, {}]
             packages.append(pkg)
-        state.history_dists = _history(meta_fd, meta, old, new, now)
+        if history:
+            state.history_dists = _history(meta_fd, meta, old, new, now)
+        elif "history" in old:
+            new["history"] = old["history"]  # unchecked here; checked whenever it is used
     finally:
         os.close(meta_fd)
     return state
@@ -648,16 +677,19 @@ def scan_usage(
     *,
     use_index: bool = True,
     detail: bool = True,
+    history: bool = True,
 ) -> UsageReport:
     """Who uses what, for the given cache records and environments. Reads only (the remembered
     index, ``use_index``, lives outside the environments: env_index.py). ``detail=False``: the
-    verdict mode (module docstring), for callers that need only who uses what."""
+    verdict mode (module docstring), for callers that need only who uses what;
+    ``history=False``: no entry's ``history`` is filled (``conda-meta/history`` is not read),
+    for callers that do not ask for it (``clean`` without ``--keep-history``)."""
     with no_gc():
-        return _scan_usage(list(records), envs, use_index, detail)
+        return _scan_usage(list(records), envs, use_index, detail, history)
 
 
 def _scan_usage(
-    records: list[PackageCacheRecord], envs, use_index: bool, detail: bool
+    records: list[PackageCacheRecord], envs, use_index: bool, detail: bool, history: bool
 ) -> UsageReport:
     index = _Index(records)
     several = None if detail else index.several()
@@ -667,25 +699,34 @@ def _scan_usage(
     for rec in records:
         entries[dir_of[id(rec)]] = report.by_record[id(rec)] = EntryUsage(rec)
     by_dist = index.by_dist
+    # the verdict mode's records name a dist with one cached copy (or none): its usage, by dist
+    single = (
+        {d: entries[dir_of[id(recs[0])]] for d, recs in by_dist.items() if len(recs) == 1}
+        if several is not None
+        else {}
+    )
     inodes: dict[str, tuple[int, int] | None] = {}  # entry file -> (st_dev, st_ino), this scan
     for env in envs:
         prefix = env.prefix
         old = env_index.load(prefix) if use_index else {}
         new: dict = {}
-        state = read_environment(env, old, new, several)
+        state = read_environment(env, old, new, several, history)
         report.envs.append(state)
         matched = report.matched.setdefault(prefix, {})
         missing = report.missing.setdefault(prefix, [])
         for dist, mtime in state.named:
-            for rec in by_dist.get(dist, ()):  # one copy at most (several: matched in full)
-                usage = entries[dir_of[id(rec)]]
-                kinds = usage.users.get(prefix)
-                if kinds is None:
-                    usage.users[prefix] = {EVIDENCE_RECORD}
-                else:
-                    kinds.add(EVIDENCE_RECORD)
-                if usage.last_linked is None or mtime > usage.last_linked:
-                    usage.last_linked = mtime
+            usage = single.get(dist)
+            if usage is None:
+                continue  # in no cache we scan (a dist with several copies is never named)
+            users = usage.users
+            kinds = users.get(prefix)
+            if kinds is None:
+                users[prefix] = {EVIDENCE_RECORD}
+            else:
+                kinds.add(EVIDENCE_RECORD)
+            last = usage.last_linked
+            if last is None or mtime > last:
+                usage.last_linked = mtime
         now = fsclock.now(prefix)
         try:
             prefix_fd = os.open(prefix, _O_DIR)

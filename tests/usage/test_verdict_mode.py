@@ -219,3 +219,34 @@ def test_remembered_cache_gains_a_second_copy(world, tmp_path, no_racy_window):
     caches = PackageCaches([world.pkgs, second], use_index=False)
     found = agree(world, caches, remembered=True)
     assert found[os.path.join(second, "alpha-2.0-0")][0] == []
+
+
+# --- without history (clean without --keep-history) ---------------------------------------------
+def test_without_history_only_history_is_left_out(world):
+    envs = world.environments()
+    full = scan_usage(world.caches.records(), envs, use_index=False)
+    bare = scan_usage(world.caches.records(), envs, use_index=False, detail=False, history=False)
+    assert {p: v[:2] + v[3:] for p, v in verdicts(bare).items()} == {
+        p: v[:2] + v[3:] for p, v in verdicts(full).items()
+    }
+    assert any(u.history for u in full.entries.values())
+    assert not any(u.history for u in bare.entries.values())
+    assert not any(s.history_dists for s in bare.envs)
+
+
+def test_history_remembered_then_skipped_then_changed_is_read_again(world, no_racy_window):
+    """A scan without history keeps what the index remembers of it, unchecked; the next scan
+    that asks for it checks it against the file, which changed meanwhile."""
+    scan_usage(world.caches.records(), world.environments())
+    remembered = env_index.load(world.env_hist)["history"]
+    fill_bare = scan_usage(
+        world.caches.records(), world.environments(), detail=False, history=False
+    )
+    assert not any(u.history for u in fill_bare.entries.values())
+    assert env_index.load(world.env_hist)["history"] == remembered
+    path = os.path.join(world.env_hist, "conda-meta", "history")
+    with open(path, "a") as fh:  # in place: the same inode, a new revision
+        fh.write("==> 2026-12-07 00:00:00 <==\n+defaults/noarch::delta-1.0-0\n")
+    found = agree(world, remembered=True)
+    (hist,) = [v[2] for p, v in found.items() if p.endswith("delta-1.0-0")]
+    assert hist == [world.env_hist]
