@@ -417,7 +417,7 @@ def _run_removal(
     if run.dry_run:
         envs, plan = build()
         data = payload(envs, plan)
-        run.out.result(data, render(data, plan, verb, run.verbose))
+        run.out.result(data, _text(run, data, plan, verb))
         return 0
     with contextlib.ExitStack() as locks:
         try:
@@ -428,12 +428,12 @@ def _run_removal(
             for item in plan.items:
                 item.status, item.error = "not removed", "the cache's lock could not be taken"
             data = {**payload(envs, plan), "error": str(exc)}
-            run.out.result(data, render(data, plan, verb, run.verbose))
+            run.out.result(data, _text(run, data, plan, verb))
             raise
         envs, plan = build()
         if not plan.items:
             data = payload(envs, plan)
-            run.out.result(data, render(data, plan, verb, run.verbose))
+            run.out.result(data, _text(run, data, plan, verb))
             return _exit(plan)
         if not run.yes:
             run.out.message(render(payload(envs, plan), plan, verb, run.verbose))
@@ -441,8 +441,15 @@ def _run_removal(
             raise UserAbort()
         removed = execute_plan(plan)
     data = payload(envs, plan, removed)
-    run.out.result(data, render(data, plan, verb, run.verbose))
+    run.out.result(data, _text(run, data, plan, verb))
     return 1 if removed.failed else _exit(plan)
+
+
+def _text(run, data: dict, plan, verb: str) -> str | None:
+    """The result for people; None for --json, which never shows it (a table of every item)."""
+    if run.json or run.console == "json":
+        return None
+    return render(data, plan, verb, run.verbose)
 
 
 def _exit(plan) -> int:

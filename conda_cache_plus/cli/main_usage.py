@@ -278,10 +278,12 @@ def _execute(args, run) -> int:
                 "packages instead: drop --env to see the entries, or drop " + " and ".join(ignored)
             )
     envs = environments(run, args)
+    # the table is made only for people: at 5,000 entries it cost as much as the JSON
+    as_json = run.json or run.console == "json"
     if args.env_prefixes:
         data = build_envs(run, args, envs)
-        run.out.result(data, render_envs(data))
+        run.out.result(data, None if as_json else render_envs(data))
         return 1 if data["not_environments"] else 0
     data = build_entries(run, args, envs)
-    run.out.result(data, render_entries(data, run.verbose))
+    run.out.result(data, None if as_json else render_entries(data, run.verbose))
     return 0
