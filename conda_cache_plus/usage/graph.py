@@ -518,13 +518,13 @@ class _Index:
             entry = rec.entry
             self.by_dist.setdefault(entry[entry.rfind("/") + 1 :], []).append(rec)
         self._by_dir: dict[str, PackageCacheRecord] | None = None
+        self._by_url: dict[str, list[PackageCacheRecord]] | None = None
+        self._by_fn: dict[str, list[PackageCacheRecord]] | None = None
 
-    def _keys(self) -> None:
-        """The other keys, built when a record is first matched in full (the verdict mode may
-        match none)."""
+    def _dir_keys(self) -> None:
+        """Entries by directory, built when a record is first matched in full (the verdict
+        mode may match none)."""
         self._by_dir = by_dir = {}
-        self._by_url: dict[str, list[PackageCacheRecord]] = {}
-        self._by_fn: dict[str, list[PackageCacheRecord]] = {}
         real_roots: dict[str, str] = {}
         dir_of = self.dir_of
         for rec in self.records:
@@ -536,29 +536,36 @@ class _Index:
             if root != pkgs_dir:
                 # environments record the path conda saw, maybe through a symlinked pkgs dir
                 by_dir.setdefault(os.path.join(root, rec.entry), rec)
+
+    def _name_keys(self) -> None:
+        """Entries by URL and file name, built when a record does not name the directory of a
+        scanned entry (most records do: their link source)."""
+        self._by_url = by_url = {}
+        self._by_fn = by_fn = {}
+        for rec in self.records:
             url = rec.url
             if url:
-                self._by_url.setdefault(url.split("#", 1)[0], []).append(rec)
+                by_url.setdefault(url.split("#", 1)[0], []).append(rec)
             basename = rec.basename
             for fn in {rec.fn, *(basename + ext for ext in rec.archives)}:
-                self._by_fn.setdefault(fn, []).append(rec)
+                by_fn.setdefault(fn, []).append(rec)
 
     @property
     def by_dir(self) -> dict[str, PackageCacheRecord]:
         if self._by_dir is None:
-            self._keys()
+            self._dir_keys()
         return self._by_dir
 
     @property
     def by_url(self) -> dict[str, list[PackageCacheRecord]]:
-        if self._by_dir is None:
-            self._keys()
+        if self._by_url is None:
+            self._name_keys()
         return self._by_url
 
     @property
     def by_fn(self) -> dict[str, list[PackageCacheRecord]]:
-        if self._by_dir is None:
-            self._keys()
+        if self._by_fn is None:
+            self._name_keys()
         return self._by_fn
 
     def several(self) -> set[str] | None:
@@ -735,15 +742,33 @@ def _scan_usage(
         try:
             for pkg in state.packages:
                 recs = index.match(pkg)
-                hits: dict[str, set[str]] = {}
-                for rec in recs:
-                    hits.setdefault(dir_of[id(rec)], set()).add(EVIDENCE_RECORD)
+                evidence: list = []
                 if pkg.samples:
                     evidence, memos = _link_evidence(pkg, index, recs, prefix_fd, now, inodes)
                     if pkg.slot is not None:
                         pkg.slot[2] = memos
-                    for kind, rec in evidence:
-                        hits.setdefault(dir_of[id(rec)], set()).add(kind)
+                if len(recs) == 1 and all(r is recs[0] for _kind, r in evidence):
+                    # the usual case, one entry and all the evidence about it: the general
+                    # path below, without its dicts
+                    path = dir_of[id(recs[0])]
+                    matched[pkg.meta_path] = [path]
+                    usage = entries[path]
+                    kinds = usage.users.get(prefix)
+                    if kinds is None:
+                        kinds = usage.users[prefix] = set()
+                    kinds.add(EVIDENCE_RECORD)
+                    for kind, _rec in evidence:
+                        kinds.add(kind)
+                    if pkg.link_type:
+                        usage.link_types[prefix] = pkg.link_type
+                    if usage.last_linked is None or pkg.mtime > usage.last_linked:
+                        usage.last_linked = pkg.mtime
+                    continue
+                hits: dict[str, set[str]] = {}
+                for rec in recs:
+                    hits.setdefault(dir_of[id(rec)], set()).add(EVIDENCE_RECORD)
+                for kind, rec in evidence:
+                    hits.setdefault(dir_of[id(rec)], set()).add(kind)
                 if not hits:
                     missing.append(pkg)
                     continue
