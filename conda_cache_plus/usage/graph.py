@@ -368,9 +368,10 @@ def read_environment(
                     st = stat_(name, dir_fd=meta_fd)
                 except OSError:
                     st = None
-                if st is not None and (
-                    st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-                ) == cached[0]:
+                if (
+                    st is not None
+                    and (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) == cached[0]
+                ):
                     t = cached[1]
                     if quick and (t is None or _names_agree(dist, *t[:5], t[6])):
                         new_recs[name] = cached
