@@ -651,6 +651,15 @@ def _link_evidence(
             same_dist = index.by_dist.get(pkg.dist, ())
             if len(same_dist) == 1 and len(candidates) == 1 and same_dist[0] is candidates[0]:
                 todo = candidates  # the usual case: one cached copy, the one the record names
+                if len(before) == 1:
+                    same = before.get(index.dir_of[id(candidates[0])])
+                    if same is not None:
+                        # what the loop below would find and remember: the memo as it is
+                        if same:
+                            found.append((EVIDENCE_HARDLINK, candidates[0]))
+                        if now - st.st_ctime > statefile.RACY_SECONDS:
+                            memos[rel] = memo
+                        continue
             else:
                 todo = [*candidates, *(r for r in same_dist if r not in candidates)]
             key = (st.st_dev, st.st_ino)
@@ -741,14 +750,19 @@ def _scan_usage(
         except OSError:
             prefix_fd = None
         try:
+            by_dir = index.by_dir if state.packages else None
             for pkg in state.packages:
-                recs = index.match(pkg)
+                # index.match's first rule, inline: most records name their entry's directory
+                rec = by_dir.get(pkg.source_dir) if pkg.source_dir else None
+                recs = [rec] if rec is not None else index.match(pkg)
                 evidence: list = []
                 if pkg.samples:
                     evidence, memos = _link_evidence(pkg, index, recs, prefix_fd, now, inodes)
                     if pkg.slot is not None:
                         pkg.slot[2] = memos
-                if len(recs) == 1 and all(r is recs[0] for _kind, r in evidence):
+                if len(recs) == 1 and (
+                    not evidence or (len(evidence) == 1 and evidence[0][1] is recs[0])
+                ):
                     # the usual case, one entry and all the evidence about it: the general
                     # path below, without its dicts
                     path = dir_of[id(recs[0])]
