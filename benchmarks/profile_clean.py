@@ -35,7 +35,8 @@ t0 = time.perf_counter()
 c0 = time.process_time()
 from conda_cache_plus.cli import build_standalone_parser, run_standalone
 from conda_cache_plus.layouts.caches import PackageCaches
-from conda_cache_plus.usage.graph import scan_usage, no_gc
+from conda_cache_plus.usage.graph import scan_usage
+from conda_cache_plus.model.gcpause import no_gc
 from conda_cache_plus.cli.main_usage import environments
 from conda_cache_plus.usage.policies import measure_plan, plan_packages
 from conda_cache_plus.cli.main_clean import policy_from_args

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from ..gateways import statefile
 
-FORMAT = 1
+# 2: fingerprints as bytes (usage/env_records.py's record_fp), where 1 had tuples of ints
+FORMAT = 2
 
 
 def index_path(prefix: str) -> str:

@@ -11,8 +11,9 @@ from envtools import make_env
 
 from conda_cache_plus.envs.discovery import Environment
 from conda_cache_plus.layouts.caches import PackageCaches
+from conda_cache_plus.usage.env_records import history_dists
 from conda_cache_plus.usage.footprint import measure
-from conda_cache_plus.usage.graph import history_dists, scan_usage, usage_map
+from conda_cache_plus.usage.graph import scan_usage, usage_map
 
 
 def users(report, dist):
