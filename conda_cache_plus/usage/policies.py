@@ -323,10 +323,32 @@ def _newest_change(rec: PackageCacheRecord, last_linked: float | None) -> float:
     return max(times) if times else 0.0
 
 
-def _held_by_another_tool(rec: PackageCacheRecord) -> str | None:
+# what gateways.locks.entry_busy looks for beside an entry: with none of these names in the
+# cache's listing there is nothing to probe (a listing per cache, not five lookups per entry)
+_BUSY_SUFFIXES = (".conda.partial", ".tar.bz2.partial", ".lock", ".conda.lock", ".tar.bz2.lock")
+
+
+def _held_by_another_tool(
+    rec: PackageCacheRecord, listings: dict[str, frozenset[str] | None]
+) -> str | None:
     """Why a lock beside the entry says another tool is writing it, if one does."""
     from ..gateways.locks import entry_busy
 
+    names = listings.get(rec.pkgs_dir, False)
+    if names is False:
+        try:
+            names = frozenset(os.listdir(rec.pkgs_dir))
+        except OSError:
+            names = None  # ask entry by entry
+        listings[rec.pkgs_dir] = names
+    entry = rec.entry
+    if (
+        names is not None
+        and "/" not in entry
+        and os.sep not in entry
+        and not any(entry + suffix in names for suffix in _BUSY_SUFFIXES)
+    ):
+        return None
     return entry_busy(rec.archive_path(""))
 
 
@@ -399,6 +421,7 @@ def plan_packages(
 
     kept: list[tuple[PackageCacheRecord, list[str]]] = []
     unsure_ok = force_in_use or force_unsure
+    listings: dict[str, frozenset[str] | None] = {}  # pkgs dir -> its names, when first asked
     for rec, reasons in selected:
         u = usage.usage_of(rec)
         kind = {PART_TARBALLS: KIND_ARCHIVE, PART_EXTRACTED: KIND_EXTRACTED}.get(part, KIND_PACKAGE)
@@ -435,7 +458,7 @@ def plan_packages(
         if is_locked(CacheLayout(rec.pkgs_dir), rec.entry):
             plan.skipped.append(Skipped(kind, rec.pkgs_dir, rec.entry, "being written (locked)"))
             continue
-        held = _held_by_another_tool(rec)
+        held = _held_by_another_tool(rec, listings)
         if held:
             plan.skipped.append(Skipped(kind, rec.pkgs_dir, rec.entry, held))
             continue

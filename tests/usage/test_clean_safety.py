@@ -200,6 +200,8 @@ def _hold(path, how):
         + (
             f"fcntl.lockf(fd, fcntl.LOCK_EX, 1, {CONDA_LOCK_BYTE})\n"
             if how == "conda"
+            else "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            if how == "flock"
             else "fcntl.lockf(fd, fcntl.LOCK_EX)\n"
         )
         + "print('held', flush=True)\ntime.sleep(120)\n"
@@ -211,11 +213,21 @@ def _hold(path, how):
 
 @pytest.mark.parametrize(
     "lock,how",
-    [("delta-1.0-0.conda.partial", "conda"), ("delta-1.0-0.lock", "mamba")],
+    [
+        ("delta-1.0-0.conda.partial", "conda"),
+        ("delta-1.0-0.tar.bz2.partial", "conda"),
+        ("delta-1.0-0.lock", "mamba"),
+        ("delta-1.0-0.conda.lock", "mamba"),
+        ("delta-1.0-0.tar.bz2.lock", "mamba"),
+        ("delta-1.0-0.lock", "flock"),  # rattler's
+    ],
 )
 def test_entry_another_tool_is_writing_is_kept(world, lock, how):
     holder = _hold(os.path.join(world.pkgs, lock), how)
     try:
+        # the plan says so (a dry run), and the removal itself checks again
+        why = kept(clean(world, "--unused", "--grace", "0", "--dry-run")).get("delta-1.0-0", "")
+        assert why.startswith("being "), why
         data = clean(world, "--unused", "--grace", "0", "-y")
         assert "delta-1.0-0" in kept(data), data
         assert exists(world, "delta-1.0-0")
