@@ -12,6 +12,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from conftest import requires_conda, run_cli
@@ -188,16 +189,33 @@ def test_kill_9_at_random_moments_never_leaves_a_bad_entry(tmp_path, http_server
         assert entry_problems(pkgs, p.dist) == []
 
 
-def _interrupt_once_downloading(proc, partial: str) -> tuple:
-    """Ctrl-C ``proc`` once ``partial`` has bytes; its output, after it exited with 130."""
+def _interrupt_once_downloading(proc, partial: str, said: str | None = None) -> tuple:
+    """Ctrl-C ``proc`` once ``partial`` has bytes (and, given ``said``, once its output says
+    so: the bytes reach the disk before the progress line, and a loaded machine can deliver the
+    signal in between); its output, after it exited with 130."""
+    chunks: dict[str, list] = {"out": [], "err": []}
+    readers = [
+        threading.Thread(target=lambda s=stream, k=key: chunks[k].extend(iter(s.readline, "")))
+        for key, stream in (("out", proc.stdout), ("err", proc.stderr))
+    ]
+    for reader in readers:
+        reader.start()
+
+    def ready() -> bool:
+        if not (os.path.exists(partial) and os.path.getsize(partial) > 0):
+            return False
+        return said is None or any(said in line for c in chunks.values() for line in list(c))
+
     deadline = time.monotonic() + 60
-    while not (os.path.exists(partial) and os.path.getsize(partial) > 0):
+    while not ready():
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    return out, err
+    proc.wait(timeout=60)
+    for reader in readers:
+        reader.join(timeout=60)
+    assert proc.returncode == 130, "".join(chunks["err"])
+    return "".join(chunks["out"]), "".join(chunks["err"])
 
 
 def test_three_processes_one_cache_do_the_work_once(tmp_path, http_server):
@@ -237,7 +255,10 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, http_server):
     explicit = write_explicit(tmp_path / "env.txt", http_server, served)
     pkgs = str(tmp_path / "pkgs")
     proc = subprocess.Popen(
-        _fetch_cmd(explicit, pkgs, "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        _fetch_cmd(explicit, pkgs, "--json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     partial = os.path.join(pkgs, served[0].fn + ".partial")
     out, _err = _interrupt_once_downloading(proc, partial)
@@ -432,7 +453,7 @@ def test_ctrl_c_plain_progress_counts_only_what_finished(tmp_path, http_server):
         text=True,
     )
     partial = os.path.join(pkgs, served[0].fn + ".partial")
-    out, err = _interrupt_once_downloading(proc, partial)
+    out, err = _interrupt_once_downloading(proc, partial, said="slow-1-0: started")
     text = out + err
     assert "slow-1-0: stopped at" in text, text
     summaries = [line for line in text.splitlines() if line.startswith("progress: ")]
