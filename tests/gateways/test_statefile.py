@@ -41,6 +41,18 @@ def test_user_state_path_is_per_owner(tmp_path, monkeypatch):
     assert a != b and a.startswith(str(tmp_path / "conda-cache-plus" / "scan-v4"))
 
 
+def test_user_state_path_names_as_hashlib_does(tmp_path, monkeypatch):
+    # the name is CPython's own SHA-256 (no OpenSSL at start-up): state written by earlier
+    # versions, which named it with hashlib, is still found
+    import hashlib
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    owner = str(tmp_path / "pkgs-\udcff-é")
+    digest = hashlib.sha256(os.path.realpath(owner).encode("utf-8", "surrogateescape"))
+    want = os.path.join(str(tmp_path), "conda-cache-plus", "scan-v4", digest.hexdigest()[:24])
+    assert statefile.user_state_path("scan", 4, owner) == want + ".idx"
+
+
 def test_chunked_round_trip_and_anything_unexpected_reads_empty(tmp_path, monkeypatch):
     monkeypatch.setattr(statefile, "CHUNK_ITEMS", 3)  # several frames from a small dict
     path = str(tmp_path / "d" / "big.idx")
