@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 import time
 
 from ..exceptions import UnsafePathError
@@ -44,8 +45,9 @@ from ..model.records import (
     SOURCE_INDEX,
     SOURCE_RECORD,
     PackageCacheRecord,
+    pack_payload,
     sanitize,
-    split_core,
+    unpack_payload,
 )
 from ..model.sizes import path_size
 from . import scan_index
@@ -94,6 +96,24 @@ def _url_parts(url: str | None) -> dict:
     return out
 
 
+# A remembered complete record with its URL (the usual entry) is fingerprinted by one bytes
+# object: inode, size, mtime_ns, ctime_ns of its repodata_record.json. Loading the index then
+# makes one object for it instead of six; a repeated scan compares it with one pack per entry.
+_pack_key = struct.Struct("<Qqqq").pack
+
+
+def _record_key(st: os.stat_result, packed: bool = True):
+    """The remembered fingerprint of a record file: packed bytes (``packed`` and in range), else
+    ``("r", fingerprint)``. The two forms never compare equal, so an entry remembered in one is
+    simply read again when the other is asked for."""
+    if packed:
+        try:
+            return _pack_key(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except struct.error:  # a timestamp beyond 2262: kept as a tuple
+            pass
+    return ("r", fingerprint(st))
+
+
 def _is_file(name: str | None, base_fd: int | None, path: str) -> bool:
     """``os.path.isfile(path)``, relative to the open pkgs dir when there is one."""
     try:
@@ -113,6 +133,9 @@ class _Scanner:
         self.pkgs_dir = pkgs_dir
         self.old_index = index
         self.new_index: dict = {}
+        # entries the fast path of _scan_dirs carried over unchanged: kept out of new_index
+        # (index_to_save puts them back only when something else changed)
+        self.carried: list[str] = []
         self.urls = urls
         self.result = ScanResult(pkgs_dir)
         self._clock: float | None = None
@@ -261,13 +284,14 @@ class _Scanner:
         return listing
 
     def _scan_dirs(self, base, rel_prefix, dirs, archives, depth, base_fd) -> None:
-        old, new, records, pkgs_dir = (
+        old, carried, records, pkgs_dir = (
             self.old_index,
-            self.new_index,
+            self.carried.append,
             self.result.records,
             self.pkgs_dir,
         )
         stat = os.stat
+        pack_key = _pack_key
         cls = PackageCacheRecord
         new_record = object.__new__
         for name in dirs:
@@ -278,27 +302,26 @@ class _Scanner:
             if (
                 cached is not None
                 and base_fd is not None
-                and cached[0][0] == "r"
-                and cached[1][7] is not None  # has a url: nothing to fill from urls.txt
+                # a packed fingerprint: a complete record with its url, nothing to fill from
+                # urls.txt (_record_key)
+                and type(cached[0]) is bytes
                 and name not in archives
             ):
                 try:
                     st = stat(name + "/info/repodata_record.json", dir_fd=base_fd)
-                except OSError:
-                    st = None
-                if st is not None and cached[0][1] == (
-                    st.st_ino,
-                    st.st_size,
-                    st.st_mtime_ns,
-                    st.st_ctime_ns,
-                ):
-                    new[rel] = cached
-                    # PackageCacheRecord.lazy, inlined: a repeated scan does this per entry, and
-                    # the call would cost a tenth of it
+                    same = cached[0] == pack_key(
+                        st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+                    )
+                except (OSError, struct.error):
+                    same = False
+                if same:
+                    carried(rel)
+                    # PackageCacheRecord.remembered, inlined: a repeated scan does this per
+                    # entry, and the calls would cost a tenth of it
                     rec = new_record(cls)
-                    (_fp, rec._core, rec._blob, rec.source, problems, rec.is_extracted,
-                     rec.mtime) = cached  # fmt: skip
-                    rec._data = None
+                    _fp, rec._payload, rec.source, problems, rec.is_extracted, _m = cached
+                    rec._data = rec._core = rec._blob = None
+                    rec.mtime = st.st_mtime  # the fingerprint holds: the file's own mtime
                     rec.pkgs_dir = pkgs_dir
                     rec.entry = rel
                     rec.archives = {}
@@ -400,9 +423,9 @@ class _Scanner:
                 problems.append(f"cannot read repodata_record.json: {exc.strerror or exc}")
         if st is not None:
             if cached is not None:
-                if cached[0] == ("r", fingerprint(st)):
+                if cached[0] == _record_key(st, type(cached[0]) is bytes):
                     self.new_index[rel] = cached
-                    self._emit(path, rel, cached, archives)
+                    self._emit(path, rel, cached, archives, st.st_mtime)
                     return
                 data, st2, err = self._read_record(rr_path, name, base_fd)
             else:
@@ -415,8 +438,27 @@ class _Scanner:
                     is_extracted = _is_file(name, base_fd, info + "index.json")
                     if not is_extracted:
                         bad.append("info/index.json is missing")
-                    # the fingerprint only for an index that will be written
-                    fp = ("r", fingerprint(st2 or st)) if self.remember else None
+                    if not self.remember and clean.get("url"):
+                        # complete, with its URL, nothing to remember: the usual entry of a
+                        # scan without the index, made here (two calls fewer per entry)
+                        self.result.records.append(
+                            PackageCacheRecord.lazy(
+                                self.pkgs_dir,
+                                rel,
+                                {e: a.st_size for e, a in archives.items()} if archives else {},
+                                None,
+                                None,
+                                SOURCE_RECORD,
+                                bad,
+                                is_extracted,
+                                st.st_mtime,
+                                clean,
+                            )
+                        )
+                        return
+                    # the fingerprint only for an index that will be written; packed for a
+                    # record whose url is known (the fast path of _scan_dirs)
+                    fp = _record_key(st2 or st, bool(clean.get("url"))) if self.remember else None
                     self._remember_and_emit(
                         path,
                         rel,
@@ -427,6 +469,7 @@ class _Scanner:
                         is_extracted,
                         st.st_mtime,
                         archives,
+                        (st2 or st).st_mtime_ns,
                     )
                     return
                 err = "repodata_record.json lacks name/version" if not bad else "; ".join(bad)
@@ -445,7 +488,7 @@ class _Scanner:
                 fp = ("i", fingerprint(st_i), archive_fp, tuple(problems))
                 if cached is not None and cached[0] == fp:
                     self.new_index[rel] = cached
-                    self._emit(path, rel, cached, archives)
+                    self._emit(path, rel, cached, archives, st_i.st_mtime)
                     return
                 if ext:
                     clean["fn"] = os.path.basename(path) + ext
@@ -461,6 +504,7 @@ class _Scanner:
                     True,
                     st_i.st_mtime,
                     archives,
+                    st_i.st_mtime_ns,
                 )
                 return
             err = "index.json lacks name/version"
@@ -493,6 +537,20 @@ class _Scanner:
             return read_json(name + "/info/repodata_record.json", base_fd)
         return read_json(rr_path)
 
+    def index_to_save(self) -> dict | None:
+        """The index this scan found, or None when it is the one it loaded (nothing to write).
+
+        The carried-over entries are the loaded ones, under keys new_index lacks: the two are
+        the same index when every other entry of new_index is the loaded one and the counts add
+        up."""
+        old, new, carried = self.old_index, self.new_index, self.carried
+        if len(carried) + len(new) == len(old) and all(
+            k in old and old[k] == v for k, v in new.items()
+        ):
+            return None
+        new.update((k, old[k]) for k in carried)
+        return new
+
     def _looks_like_channel_dir(self, path: str) -> bool:
         # mamba's fallback layout without a URL: pkgs/<channel>/<subdir>/<pkg>
         try:
@@ -502,24 +560,44 @@ class _Scanner:
             return False
 
     def _remember_and_emit(
-        self, path, rel, fp, data, source, problems, is_extracted, mtime, archives
+        self, path, rel, fp, data, source, problems, is_extracted, mtime, archives, mtime_ns
     ) -> None:
         # A file changed within the same coarse clock tick as this read would keep its
         # fingerprint: remember only metadata that was already stable when read (racy-git rule).
-        # Nothing is split for an index that will not be written (use_index=False).
-        if self.remember and self._now() - fp[1][2] / 1e9 > RACY_SECONDS:
-            core, blob = split_core(data)
-            entry = (fp, core, blob, source, tuple(problems), is_extracted, mtime)
+        # Nothing is packed for an index that will not be written (use_index=False).
+        if self.remember and self._now() - mtime_ns / 1e9 > RACY_SECONDS:
+            # An entry: (fingerprint, payload, source, problems, is_extracted, mtime). A record
+            # file's mtime is not kept: the stat that proves the fingerprint gives it again.
+            kept_mtime = None if source == SOURCE_RECORD else mtime
+            entry = (fp, pack_payload(data), source, tuple(problems), is_extracted, kept_mtime)
             self.new_index[rel] = entry
             # the record keeps the remembered form too (its data decoded only when asked for):
             # a first scan of 10^5 entries would otherwise hold every parsed record beside it
-            self._emit(path, rel, entry, archives)
+            self._emit(path, rel, entry, archives, mtime)
             return
         self._append(path, rel, data, None, None, source, problems, is_extracted, mtime, archives)
 
-    def _emit(self, path, rel, entry, archives) -> None:
-        """A record from a remembered index entry (its data is decoded only when needed)."""
-        _fp, core, blob, source, problems, is_extracted, mtime = entry
+    def _emit(self, path, rel, entry, archives, mtime) -> None:
+        """A record from a remembered index entry (its data is decoded only when needed);
+        ``mtime`` is its metadata file's, for an entry that does not keep it."""
+        fp, payload, source, problems, is_extracted, kept_mtime = entry
+        if kept_mtime is not None:
+            mtime = kept_mtime
+        if type(fp) is bytes:  # complete, with its URL: nothing to fill from urls.txt
+            self.result.records.append(
+                PackageCacheRecord.remembered(
+                    self.pkgs_dir,
+                    rel,
+                    {ext: st.st_size for ext, st in archives.items()} if archives else {},
+                    payload,
+                    source,
+                    problems,
+                    is_extracted,
+                    mtime,
+                )
+            )
+            return
+        core, blob = unpack_payload(payload)
         self._append(path, rel, None, core, blob, source, problems, is_extracted, mtime, archives)
 
     def _append(
@@ -603,8 +681,10 @@ def scan_pkgs_dir(pkgs_dir: str, use_index: bool) -> ScanResult:
     result = scanner.result
     if urls.junk_lines:
         result.problems.append(f"urls.txt: {urls.junk_lines} line(s) that are not package URLs")
-    if use_index and result.exists and scanner.new_index != index:
-        scan_index.save(pkgs_dir, scanner.new_index)
+    if use_index and result.exists:
+        new_index = scanner.index_to_save()
+        if new_index is not None:
+            scan_index.save(pkgs_dir, new_index)
     _adopt_rattler_entries(result)
     return result
 

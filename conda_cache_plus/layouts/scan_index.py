@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from ..gateways import statefile
 
-FORMAT = 6  # 5: hostile names and planted links are leftovers, not entries; 6: in frames
+FORMAT = 7  # 5: hostile names and planted links are leftovers, not entries; 6: in frames;
+# 7: a record's data as one payload, decoded when asked for (records.pack_payload)
 
 
 def index_path(pkgs_dir: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import marshal
 import os
 import sys
-from itertools import repeat
 
 from .filenames import CONDA_EXT, TARBZ2_EXT, split_dist
 
@@ -51,7 +50,6 @@ _LIST_FIELDS = ("depends", "constrains", "track_features")
 
 _CHECKED = _STR_FIELDS + _INT_FIELDS + _LIST_FIELDS
 _WANTED = (str,) * len(_STR_FIELDS) + (int,) * len(_INT_FIELDS) + (list,) * len(_LIST_FIELDS)
-_FIRST_LIST = len(_STR_FIELDS) + len(_INT_FIELDS)
 _NONE_TYPE = type(None)
 # The types of the checked fields (in _CHECKED's order) of records already found well formed:
 # a cache's records share a handful of these, so most records are checked by one set lookup.
@@ -67,15 +65,23 @@ def sanitize(data: Any, *, intern_keys: bool = True) -> tuple[dict[str, Any], li
     if type(data) is dict:
         shape = tuple(map(type, map(data.get, _CHECKED)))
         if shape in _good_shapes or _is_good_shape(shape):
-            lists = [
-                data[k] for k, t in zip(_LIST_FIELDS, shape[_FIRST_LIST:], strict=True) if t is list
-            ]
-            if all(all(map(isinstance, v, repeat(str))) for v in lists):
-                if not intern_keys:
-                    return data, []
-                # Interned keys let the remembered index (marshal) store each key once.
-                return dict(zip(map(sys.intern, data), data.values(), strict=True)), []
+            try:
+                # each list field (a list or None by its shape) holds only strings: str.join
+                # checks that in C, raising TypeError otherwise
+                for key in _LIST_FIELDS:
+                    items = data.get(key)
+                    if items:
+                        _join(items)
+            except TypeError:
+                return _sanitize_slowly(data)
+            if not intern_keys:
+                return data, []
+            # Interned keys let the remembered index (marshal) store each key once.
+            return dict(zip(map(sys.intern, data), data.values(), strict=True)), []
     return _sanitize_slowly(data)
+
+
+_join = "".join
 
 
 def _is_good_shape(shape: tuple) -> bool:
@@ -200,6 +206,18 @@ def split_core(data: dict[str, Any]) -> tuple[tuple, bytes]:
     return core, marshal.dumps((rest, missing))
 
 
+def pack_payload(data: dict[str, Any]) -> bytes:
+    """A record's data as the remembered index keeps it: one marshal blob of :func:`split_core`'s
+    pair, decoded (:func:`unpack_payload`) only when a field is asked for. A scan that only
+    counts, sizes or checks entries (``info``, ``clean``'s plans) then makes no object from it."""
+    return marshal.dumps(split_core(data))
+
+
+def unpack_payload(payload: bytes) -> tuple[tuple, bytes]:
+    """(core tuple, blob of the other fields) from :func:`pack_payload`'s bytes."""
+    return marshal.loads(payload)
+
+
 _new_object = object.__new__
 _SHARED_LIMIT = 4096
 _shared_strings: dict[str, str] = {}
@@ -229,6 +247,7 @@ class PackageCacheRecord:
         "_blob",
         "_core",
         "_data",
+        "_payload",
         "archives",
         "entry",
         "has_dir",
@@ -257,6 +276,7 @@ class PackageCacheRecord:
         self._data = data if data is not None or core is not None else {}
         self._core = core
         self._blob = blob
+        self._payload = None
         self.pkgs_dir = pkgs_dir
         self.entry = entry
         self.archives = archives if archives is not None else {}
@@ -272,7 +292,7 @@ class PackageCacheRecord:
         pkgs_dir: str,
         entry: str,
         archives: dict[str, int],
-        core: tuple,
+        core: tuple | None,
         blob: bytes | None,
         source: str,
         problems,
@@ -288,6 +308,7 @@ class PackageCacheRecord:
         self._data = data
         self._core = core
         self._blob = blob
+        self._payload = None
         self.pkgs_dir = pkgs_dir
         self.entry = entry
         self.archives = archives
@@ -298,9 +319,36 @@ class PackageCacheRecord:
         self.mtime = mtime
         return self
 
+    @classmethod
+    def remembered(
+        cls,
+        pkgs_dir: str,
+        entry: str,
+        archives: dict[str, int],
+        payload: bytes,
+        source: str,
+        problems,
+        is_extracted: bool,
+        mtime: float | None,
+    ) -> PackageCacheRecord:
+        """:meth:`lazy` from :func:`pack_payload`'s bytes: nothing of the data is decoded until
+        a field is asked for."""
+        self = cls.lazy(
+            pkgs_dir, entry, archives, None, None, source, problems, is_extracted, mtime
+        )
+        self._payload = payload
+        return self
+
+    def _unpack(self) -> tuple:
+        self._core, self._blob = unpack_payload(self._payload)
+        self._payload = None  # the decoded form replaces it (memory at 10^5 records)
+        return self._core
+
     @property
     def data(self) -> dict[str, Any]:
         if self._data is None:
+            if self._core is None:
+                self._unpack()
             rest, missing = marshal.loads(self._blob) if self._blob else ({}, ())
             data = {k: v for k, v in zip(CORE_FIELDS, self._core, strict=False) if k not in missing}
             data.update(rest)
@@ -316,7 +364,7 @@ class PackageCacheRecord:
         if self._data is None:
             i = _CORE_INDEX.get(key)
             if i is not None:
-                return self._core[i]
+                return (self._core or self._unpack())[i]
         return self.data.get(key)
 
     # --- metadata --------------------------------------------------------------------------
