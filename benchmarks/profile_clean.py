@@ -66,7 +66,8 @@ def work():
         caches = PackageCaches(run.pkgs_dirs, origin=run.pkgs_origin)
         records = caches.records()
         t = mark("cache scan", t)
-        report = scan_usage(records, envs, detail=verb != "clean")  # as main_clean asks
+        # as main_clean asks: clean --unused needs neither detail nor history
+        report = scan_usage(records, envs, detail=verb != "clean", history=verb != "clean")
         t = mark("usage scan", t)
         if verb == "clean":
             policy = policy_from_args(args)
