@@ -261,3 +261,31 @@ def test_waits_for_condas_partial_lock(served, pkgs):
     holder.wait(timeout=30)
     assert res.reused and srv.requests == []
     assert sha_of(target) == SHA and not os.path.exists(partial)
+
+
+# -- the cancel watcher: one thread per flag, for every transfer under it ----------------------
+
+
+def test_one_watcher_shuts_every_open_transfer_and_spares_closed_ones():
+    import socket
+    import threading
+
+    from conda_cache_plus.gateways.download import _CancelWatch, _Watcher
+
+    cancel = threading.Event()
+    pairs = [socket.socketpair() for _ in range(3)]
+    watches = [_CancelWatch(cancel) for _ in pairs]
+    for watch, (ours, _peer) in zip(watches, pairs, strict=True):
+        watch.watch(ours)
+    assert set(_Watcher._by_flag[id(cancel)].socks) == set(watches)  # one watcher for all
+    watches[2].close()  # this transfer is over: its socket may be kept alive for the next one
+    cancel.set()
+    for ours, _peer in pairs[:2]:
+        ours.settimeout(5)
+        assert ours.recv(1) == b""  # shut down: the blocked read returns at once
+    pairs[2][1].sendall(b"x")
+    pairs[2][0].settimeout(5)
+    assert pairs[2][0].recv(1) == b"x"  # still open
+    for a, b in pairs:
+        a.close()
+        b.close()
