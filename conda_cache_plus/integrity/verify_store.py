@@ -38,15 +38,20 @@ from zlib import crc32
 from ..gateways import statefile
 
 # 3: {entry: marshal bytes of its state}, framed; 2 was {entry: state tuple}, one marshal.
+# The format is in the file's header: a file of another format reads as nothing remembered.
 FORMAT = 3
 STATE_NAME = "state.marshal"
+# The directory keeps the name it had at format 2, whatever the state's format: judgement.py
+# keeps its findings beside the state (what a --full run found, shown by later fast runs until
+# the path changes), and a new state format must not lose them.
+DIR_FORMAT = 2
 
 
 def store_dir(pkgs_dir: str, writable: bool | None = None) -> str:
     """The user's directory of what verify remembers about ``pkgs_dir`` (``writable`` is no
     longer consulted: the state is the user's whatever the cache)."""
     # a directory per cache (not a file): judgement.py keeps its findings beside the state
-    return os.path.splitext(statefile.user_state_path("verify", FORMAT, pkgs_dir))[0]
+    return os.path.splitext(statefile.user_state_path("verify", DIR_FORMAT, pkgs_dir))[0]
 
 
 def state_path(directory: str) -> str:

@@ -157,13 +157,9 @@ def test_truncated_foreign_or_garbage_state_file(pkgs, tmp_path):
 
 
 def test_a_format_2_state_is_ignored(pkgs):
-    # what the previous version wrote, where it wrote it: a directory of its own format
-    old_dir = os.path.splitext(statefile.user_state_path("verify", 2, pkgs))[0]
-    assert old_dir != verify_store.store_dir(pkgs)
-    os.makedirs(old_dir)
+    # what the previous version wrote, where it wrote it (the same directory: the findings
+    # remembered beside it stay)
     everything = {ALPHA: ((None,), (), [], [], {}, {})}
-    statefile.write(os.path.join(old_dir, verify_store.STATE_NAME), 2, pkgs, everything)
-    # and a format 2 file at the new place reads as nothing remembered too
     statefile.write(state_file(pkgs), 2, pkgs, everything)
     assert stored(pkgs) == {}
     rep = run(pkgs)
@@ -182,3 +178,21 @@ def test_specs_keep_the_other_entries_states(pkgs):
     verify_caches(PackageCaches([pkgs]), matchers(["alpha"]), FULL)
     after = stored(pkgs)
     assert after[BETA] == before[BETA] and after.get(ALPHA) != before[ALPHA]
+
+
+def test_findings_of_a_full_run_survive_a_new_state_format(pkgs, monkeypatch):
+    # what --full found is shown by a later fast run while the path is unchanged; a state
+    # written in another format (an upgrade) must not lose it
+    from conda_cache_plus.integrity.judgement import judge
+
+    def verify(level):
+        return judge(run(pkgs, level))
+
+    flip_payload_byte(pkgs)
+    old = time.time() - 3600
+    os.utime(os.path.join(pkgs, ALPHA, "share/alpha/data.bin"), (old, old))
+    assert entry(verify(FULL), ALPHA).status == CORRUPT
+    statefile.write(state_file(pkgs), 2, pkgs, {})  # the state as an older version left it
+    monkeypatch.setattr(verify_store, "FORMAT", 4)  # or as a newer one will read it
+    fast = entry(verify(FAST), ALPHA)
+    assert fast.status == CORRUPT and [p.kind for p in fast.problems] == ["wrong_hash"]
