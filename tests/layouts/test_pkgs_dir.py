@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from conftest import populate
@@ -217,16 +219,20 @@ def test_package_cache_data_api(cache):
 NOBODY = 65534
 
 
+@pytest.fixture
+def shared_dir():
+    """A 0755 directory 'nobody' can enter, outside pytest's temp root: every pytest session
+    starting on the machine makes /tmp/pytest-of-root private again (0700), even mid-test."""
+    path = tempfile.mkdtemp(prefix="cpx-nobody-", dir="/tmp")
+    os.chmod(path, 0o755)
+    yield pathlib.Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a scan as another user")
-def test_unreadable_and_read_only_as_another_user(tmp_path_factory, build):
+def test_unreadable_and_read_only_as_another_user(shared_dir, build):
     # Root reads everything, so the scan runs as 'nobody' in a real subprocess.
-    base = tmp_path_factory.mktemp("shared")
-    os.chmod(base, 0o755)
-    # 'nobody' must enter every directory down to it: pytest makes its base temp dirs private
-    basetemp = tmp_path_factory.getbasetemp()
-    for parent in base.parents:
-        if str(parent).startswith("/tmp/") or parent == basetemp or basetemp in parent.parents:
-            os.chmod(parent, os.stat(parent).st_mode | 0o755)
+    base = shared_dir
     pkgs = base / "pkgs"
     populate(pkgs, [build("alpha", "1.0", "0"), build("beta", "1.0", "0")])
     os.chmod(pkgs / "beta-1.0-0" / "info", 0o700)  # unreadable for nobody
