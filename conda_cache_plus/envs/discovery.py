@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 
 from ..model import config
 from ..model.host import require_conda_host
+from ..model.plainclass import FieldsEq
 
 SOURCE_ROOT = "root"
 SOURCE_ENVS_DIR = "envs_dirs"
@@ -25,10 +25,13 @@ SOURCE_REGISTERED = "environments.txt"
 SOURCE_USER = "--env"
 
 
-@dataclass
-class Environment:
-    prefix: str
-    sources: list[str] = field(default_factory=list)
+class Environment(FieldsEq):
+    # not a dataclass: dataclasses (and inspect) were a fifth of an empty `usage` or `clean`
+    FIELDS = ("prefix", "sources")
+
+    def __init__(self, prefix: str, sources: list[str] | None = None):
+        self.prefix = prefix
+        self.sources = [] if sources is None else sources
 
     def to_json(self) -> dict:
         return {"prefix": self.prefix, "sources": list(self.sources)}

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import struct
-from dataclasses import dataclass, field
 
 from ..envs.discovery import Environment
 from ..gateways import statefile
 from ..model import fsclock
 from ..model.filenames import split_dist, strip_package_extension
+from ..model.plainclass import FieldsEq
 from ..model.records import channel_name
 from .samples import sample_paths
 
@@ -25,26 +25,62 @@ _O_FILE = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _decode_json = json.JSONDecoder().decode
 
 
-@dataclass(slots=True)
-class EnvPackage:
-    """One ``conda-meta/<dist>.json`` of an environment, reduced to what matching needs."""
+class EnvPackage(FieldsEq):
+    """One ``conda-meta/<dist>.json`` of an environment, reduced to what matching needs.
 
-    prefix: str
-    meta_path: str
-    name: str
-    version: str
-    build: str
-    fn: str | None
-    url: str | None
-    channel: str
-    source_dir: str | None  # link.source, else extracted_package_dir
-    link_type: str | None
-    samples: list[str]  # a few relative paths of regular files the package linked
-    mtime: float
-    # remembered sample facts (rel -> (fingerprint, symlink target, {entry dir: same inode}))
-    # and the index slot to store new ones in; neither is part of the package's identity
-    memos: dict = field(default_factory=dict, repr=False, compare=False)
-    slot: list | None = field(default=None, repr=False, compare=False)
+    Not a dataclass, nor are the other usage/ records: dataclasses (and inspect) were a fifth
+    of an empty ``usage`` or ``clean`` (model/plainclass.py)."""
+
+    # memos and slot are not part of the package's identity: not compared, not shown
+    FIELDS = (
+        "prefix",
+        "meta_path",
+        "name",
+        "version",
+        "build",
+        "fn",
+        "url",
+        "channel",
+        "source_dir",
+        "link_type",
+        "samples",
+        "mtime",
+    )
+    __slots__ = (*FIELDS, "memos", "slot")
+
+    def __init__(
+        self,
+        prefix: str,
+        meta_path: str,
+        name: str,
+        version: str,
+        build: str,
+        fn: str | None,
+        url: str | None,
+        channel: str,
+        source_dir: str | None,  # link.source, else extracted_package_dir
+        link_type: str | None,
+        samples: list[str],  # a few relative paths of regular files the package linked
+        mtime: float,
+        # remembered sample facts (rel -> (fingerprint, symlink target, {entry dir: same
+        # inode})) and the index slot to store new ones in
+        memos: dict | None = None,
+        slot: list | None = None,
+    ):
+        self.prefix = prefix
+        self.meta_path = meta_path
+        self.name = name
+        self.version = version
+        self.build = build
+        self.fn = fn
+        self.url = url
+        self.channel = channel
+        self.source_dir = source_dir
+        self.link_type = link_type
+        self.samples = samples
+        self.mtime = mtime
+        self.memos = {} if memos is None else memos
+        self.slot = slot
 
     @property
     def dist(self) -> str:
@@ -63,19 +99,31 @@ class EnvPackage:
         }
 
 
-@dataclass
-class EnvState:
-    env: Environment
-    packages: list[EnvPackage] = field(default_factory=list)
-    history_dists: set[str] = field(default_factory=set)
-    problems: list[str] = field(default_factory=list)
-    # What we could not read, so what the environment MAY use: dist -> why (a record that is
-    # unreadable or invalid names its package by its file name), and, when even that is not
-    # known (conda-meta unlistable, a record whose name is no dist), why it may use anything.
-    unsure: dict[str, str] = field(default_factory=dict)
-    unsure_all: str | None = None
-    # verdict mode: (dist, record mtime) of the records matched by their names alone
-    named: list[tuple[str, float]] = field(default_factory=list)
+class EnvState(FieldsEq):
+    FIELDS = ("env", "packages", "history_dists", "problems", "unsure", "unsure_all", "named")
+
+    def __init__(
+        self,
+        env: Environment,
+        packages: list[EnvPackage] | None = None,
+        history_dists: set[str] | None = None,
+        problems: list[str] | None = None,
+        # What we could not read, so what the environment MAY use: dist -> why (a record that
+        # is unreadable or invalid names its package by its file name), and, when even that is
+        # not known (conda-meta unlistable, a record whose name is no dist), why it may use
+        # anything.
+        unsure: dict[str, str] | None = None,
+        unsure_all: str | None = None,
+        # verdict mode: (dist, record mtime) of the records matched by their names alone
+        named: list[tuple[str, float]] | None = None,
+    ):
+        self.env = env
+        self.packages = [] if packages is None else packages
+        self.history_dists = set() if history_dists is None else history_dists
+        self.problems = [] if problems is None else problems
+        self.unsure = {} if unsure is None else unsure
+        self.unsure_all = unsure_all
+        self.named = [] if named is None else named
 
 
 # --- reading environments ------------------------------------------------------------------------

@@ -12,19 +12,31 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
 
+from ..model.plainclass import FieldsEq
 from ..model.sizes import walk_stats
 
 
-@dataclass
-class Bytes:
-    apparent: int = 0  # sum of sizes, every link counted (du --apparent-size -l)
-    disk: int = 0  # allocated blocks, each inode once within this item
-    freed: int = 0  # blocks released if this item goes (after the items added before it)
-    files: int = 0
-    dirs: int = 0
-    errors: list[str] = field(default_factory=list)
+class Bytes(FieldsEq):
+    # usage/ records are not dataclasses: dataclasses (and inspect) were a fifth of an empty
+    # `usage` or `clean` (model/plainclass.py)
+    FIELDS = ("apparent", "disk", "freed", "files", "dirs", "errors")
+
+    def __init__(
+        self,
+        apparent: int = 0,  # sum of sizes, every link counted (du --apparent-size -l)
+        disk: int = 0,  # allocated blocks, each inode once within this item
+        freed: int = 0,  # blocks released if this item goes (after the items added before it)
+        files: int = 0,
+        dirs: int = 0,
+        errors: list[str] | None = None,
+    ):
+        self.apparent = apparent
+        self.disk = disk
+        self.freed = freed
+        self.files = files
+        self.dirs = dirs
+        self.errors = [] if errors is None else errors
 
     @property
     def shared(self) -> int:

@@ -67,13 +67,13 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from ..envs import env_index
 from ..envs.discovery import Environment
 from ..gateways import statefile
 from ..model import fsclock
 from ..model.gcpause import no_gc
+from ..model.plainclass import FieldsEq
 from ..model.records import PackageCacheRecord
 from .env_records import (
     O_DIR,
@@ -91,15 +91,26 @@ EVIDENCE_HARDLINK = "hardlink"
 EVIDENCE_SYMLINK = "symlink"
 
 
-@dataclass
-class EntryUsage:
-    record: PackageCacheRecord
-    users: dict[str, set[str]] = field(default_factory=dict)  # prefix -> evidence kinds
-    link_types: dict[str, str] = field(default_factory=dict)  # prefix -> how conda linked it
-    history: set[str] = field(default_factory=set)  # prefixes whose history names it
-    last_linked: float | None = None
-    # prefix -> why that environment MAY use it (we could not read it fully); not "in use"
-    maybe: dict[str, str] = field(default_factory=dict)
+class EntryUsage(FieldsEq):
+    # not a dataclass (nor the other usage/ records): env_records.EnvPackage says why
+    FIELDS = ("record", "users", "link_types", "history", "last_linked", "maybe")
+
+    def __init__(
+        self,
+        record: PackageCacheRecord,
+        users: dict[str, set[str]] | None = None,  # prefix -> evidence kinds
+        link_types: dict[str, str] | None = None,  # prefix -> how conda linked it
+        history: set[str] | None = None,  # prefixes whose history names it
+        last_linked: float | None = None,
+        # prefix -> why that environment MAY use it (we could not read it fully); not "in use"
+        maybe: dict[str, str] | None = None,
+    ):
+        self.record = record
+        self.users = {} if users is None else users
+        self.link_types = {} if link_types is None else link_types
+        self.history = set() if history is None else history
+        self.last_linked = last_linked
+        self.maybe = {} if maybe is None else maybe
 
     @property
     def in_use(self) -> bool:
@@ -128,16 +139,26 @@ class EntryUsage:
         }
 
 
-@dataclass
-class UsageReport:
-    entries: dict[str, EntryUsage]  # extracted_package_dir -> usage
-    envs: list[EnvState]
-    # per env prefix: meta path -> extracted dirs it matched; and the packages in no cache
-    matched: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    missing: dict[str, list[EnvPackage]] = field(default_factory=dict)
-    # id(record) -> usage for the records scanned (they stay alive in ``entries``): planners ask
-    # once per record, and building the path key each time was a visible part of ``clean``
-    by_record: dict[int, EntryUsage] = field(default_factory=dict, repr=False, compare=False)
+class UsageReport(FieldsEq):
+    FIELDS = ("entries", "envs", "matched", "missing")  # by_record: not compared, not shown
+
+    def __init__(
+        self,
+        entries: dict[str, EntryUsage],  # extracted_package_dir -> usage
+        envs: list[EnvState],
+        # per env prefix: meta path -> extracted dirs it matched; and the packages in no cache
+        matched: dict[str, dict[str, list[str]]] | None = None,
+        missing: dict[str, list[EnvPackage]] | None = None,
+        # id(record) -> usage for the records scanned (they stay alive in ``entries``):
+        # planners ask once per record, and building the path key each time was a visible part
+        # of ``clean``
+        by_record: dict[int, EntryUsage] | None = None,
+    ):
+        self.entries = entries
+        self.envs = envs
+        self.matched = {} if matched is None else matched
+        self.missing = {} if missing is None else missing
+        self.by_record = {} if by_record is None else by_record
 
     def usage_of(self, record: PackageCacheRecord) -> EntryUsage:
         usage = self.by_record.get(id(record))

@@ -51,16 +51,13 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ..model.cache_paths import CacheLayout
-from ..model.match import SpecMatcher, match_any, version_compare
+from ..model.match import match_any, version_compare
 from ..model.records import PackageCacheRecord
-from .footprint import Bytes, Footprint, measure
+from .footprint import Footprint, measure
 from .graph import UsageReport
-
-PART_ENTRY = "entry"
-
+from .plan_records import PART_ENTRY, READ_ONLY_REASON, Plan, PlanItem, Policy, Skipped
 
 PART_TARBALLS = "tarballs"
 
@@ -114,146 +111,6 @@ def parse_duration(text: str) -> float:
     if not seconds < 1e12:  # also inf: "1e999d" would overflow every date computed from it
         raise ValueError(f"not a duration: {text!r} (too long)")
     return seconds
-
-
-@dataclass
-class Policy:
-    unused: bool = False
-    older_than: float | None = None  # seconds
-    keep_latest: int | None = None
-    max_size: int | None = None
-    part: str = PART_ENTRY
-    temp: bool = False
-    index_cache: bool = False
-    keep_history: bool = False
-    specs: list[SpecMatcher] = field(default_factory=list)
-    grace: float | None = None  # seconds; None: no grace period (an explicit remove)
-
-    @property
-    def selects_packages(self) -> bool:
-        return (
-            self.unused
-            or self.older_than is not None
-            or self.keep_latest is not None
-            or self.max_size is not None
-            or self.part != PART_ENTRY
-            or bool(self.specs)
-        )
-
-    def to_json(self) -> dict:
-        return {
-            "unused": self.unused,
-            "older_than_seconds": self.older_than,
-            "keep_latest": self.keep_latest,
-            "max_size": self.max_size,
-            "part": self.part,
-            "temp": self.temp,
-            "index_cache": self.index_cache,
-            "keep_history": self.keep_history,
-            "specs": [m.spec for m in self.specs],
-            "grace_seconds": self.grace,
-        }
-
-
-@dataclass
-class PlanItem:
-    kind: str
-    pkgs_dir: str
-    name: str
-    paths: list[str]
-    reasons: list[str] = field(default_factory=list)
-    record: PackageCacheRecord | None = None
-    last_used: float | None = None
-    url_basenames: list[str] = field(default_factory=list)
-    bytes: Bytes = field(default_factory=Bytes)
-    status: str = "planned"
-    error: str | None = None
-    # screened while measured (measure_plan): files changed within ``grace`` seconds of ``now``,
-    # hard links nothing we know accounts for (``siblings``: the same package in other caches)
-    grace: float | None = None
-    now: float = 0.0
-    check_links: bool = False
-    siblings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        out = {
-            "kind": self.kind,
-            "pkgs_dir": self.pkgs_dir,
-            "name": self.name,
-            "paths": list(self.paths),
-            "reasons": list(self.reasons),
-            "last_used": self.last_used,
-            "bytes": self.bytes.to_json(),
-            "status": self.status,
-        }
-        if self.record is not None:
-            r = self.record
-            out["package"] = {
-                "name": r.name,
-                "version": r.version,
-                "build": r.build,
-                "channel": r.channel,
-                "fn": r.fn,
-            }
-        if self.error:
-            out["error"] = self.error
-        return out
-
-
-READ_ONLY_REASON = "read-only cache"
-
-
-@dataclass
-class Skipped:
-    kind: str
-    pkgs_dir: str
-    name: str
-    reason: str
-    used_by: list[str] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list, repr=False)  # measured for read-only caches
-
-    def to_json(self) -> dict:
-        return {
-            "kind": self.kind,
-            "pkgs_dir": self.pkgs_dir,
-            "name": self.name,
-            "reason": self.reason,
-            "used_by": list(self.used_by),
-        }
-
-
-@dataclass
-class Plan:
-    items: list[PlanItem] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-    read_only: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    still_linked: int = 0
-    # pkgs_dir -> (entries, bytes) that the policy selects in read-only caches: left alone, but
-    # an administrator of the shared cache may want to know what cleaning it would free
-    read_only_freed: dict[str, tuple[int, int]] = field(default_factory=dict)
-
-    def totals(self) -> dict:
-        total = Bytes()
-        for item in self.items:
-            total.add(item.bytes)
-        out = total.to_json()
-        out["items"] = len(self.items)
-        out["still_linked"] = self.still_linked
-        return out
-
-    def to_json(self) -> dict:
-        return {
-            "items": [i.to_json() for i in self.items],
-            "skipped": [s.to_json() for s in self.skipped],
-            "read_only": list(self.read_only),
-            "read_only_would_free": [
-                {"pkgs_dir": d, "items": n, "freed": freed}
-                for d, (n, freed) in self.read_only_freed.items()
-            ],
-            "notes": list(self.notes),
-            "totals": self.totals(),
-        }
 
 
 # --- selection ---------------------------------------------------------------------------------

@@ -145,8 +145,12 @@ def test_reading_verbs_import_no_network_threads_or_temp_files(tmp_path, argv):
     assert not [m for m in NOT_FOR_READING if m in loaded], loaded
 
 
-@pytest.mark.parametrize("argv", [["info"], ["list"], ["dir", "-v"]], ids=lambda a: " ".join(a))
-def test_info_and_list_import_no_dataclasses(tmp_path, argv):
+@pytest.mark.parametrize(
+    "argv",
+    [["info"], ["list"], ["dir", "-v"], ["usage"], ["clean", "--unused", "-d"]],
+    ids=lambda a: " ".join(a),
+)
+def test_reading_verbs_import_no_dataclasses(tmp_path, argv):
     # dataclasses imports inspect, ast, dis and tokenize: a fifth of an empty cache's `info`
     # (model/plainclass.py)
     code, _out, loaded = run_verb(tmp_path, argv)
