@@ -340,9 +340,13 @@ class PackageCacheRecord:
         return self
 
     def _unpack(self) -> tuple:
-        self._core, self._blob = unpack_payload(self._payload)
-        self._payload = None  # the decoded form replaces it (memory at 10^5 records)
-        return self._core
+        payload = self._payload
+        if payload is None:  # another thread decoded it since this one looked: its result
+            return self._core
+        core, self._blob = unpack_payload(payload)
+        self._core = core  # after _blob, and both before the payload goes: a thread that sees
+        self._payload = None  # no payload finds both (memory at 10^5 records: bytes let go)
+        return core
 
     @property
     def data(self) -> dict[str, Any]:

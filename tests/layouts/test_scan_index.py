@@ -240,3 +240,15 @@ def test_an_unchanged_cache_writes_no_index(mixed, monkeypatch):
     assert len(saved) == 1 and "beside-2.0-h1" in {
         k for k, v in saved[0][1].items() if v[2] == "index_json"
     }
+
+
+def test_a_payload_decoded_by_another_thread_meanwhile(mixed):
+    """Two threads may ask a remembered record for a field at once: the one that finds the
+    payload gone takes the other's decoded fields."""
+    scan(str(mixed))
+    rec = next(r for r in scan(str(mixed)).records if r.entry == "plain-1.0-0")
+    assert rec._core is None
+    rec._unpack()  # the other thread, having decoded it
+    assert rec._payload is None
+    assert rec._unpack()[0] == "plain"  # this thread, which had seen no core yet
+    assert rec.name == "plain" and rec.data["name"] == "plain"
