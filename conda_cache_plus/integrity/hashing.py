@@ -11,7 +11,6 @@ import hashlib
 import os
 import stat
 import threading
-from collections import deque
 from dataclasses import dataclass
 
 from ..gateways.statefile import RACY_SECONDS
@@ -293,15 +292,7 @@ class Hasher:
     """Hashes the queued jobs while the entries are still being checked: batches go to the
     pool as soon as they fill, so the stat and parse work of the main process overlaps the
     hashing. The pool starts only once there is enough to hash (a re-run of an unchanged cache
-    never starts one).
-
-    The main process is one of the ``workers``: the pool has one fewer, is kept a few batches
-    ahead, and once the checks are done the main process hashes the last batches itself while
-    the pool takes the first. On 2 cores that is one forked worker instead of two and half the
-    batches never pickled: the same wall time for less CPU (the pool's own cost was a third of
-    verify --full's CPU on a cache of small files)."""
-
-    AHEAD = 2  # batches queued per pool worker, so it never waits for the next one
+    never starts one)."""
 
     def __init__(self, jobs: list, level: str, workers: int, executor: str | None):
         self.jobs = jobs
@@ -316,13 +307,8 @@ class Hasher:
         self.seen_bytes = 0
         self.seen_files = 0
         self.pool = None
-        self.pool_size = 0
         self.futures: dict = {}
         self.serial: list[list[int]] = []  # batches kept for this process
-        self.waiting: deque[list[int]] = deque()  # batches for the pool once it has room
-        self.done_cost = 0
-        self.total_cost = 1  # known at finish()
-        self.progress = None
 
     def feed(self) -> None:
         """Take the jobs queued since the last call."""
@@ -350,21 +336,20 @@ class Hasher:
         if kind == "serial" or self.workers < 2:
             self.executor = "serial"  # it will not pay later either
             return False
-        self.pool_size = self.workers - 1  # this process is the last worker
         if kind == "process":
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self.pool = ProcessPoolExecutor(self.pool_size, multiprocessing.get_context("fork"))
+            self.pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("fork"))
         else:
             from concurrent.futures import ThreadPoolExecutor
 
-            self.pool = ThreadPoolExecutor(self.pool_size)
+            self.pool = ThreadPoolExecutor(self.workers)
         self.executor = kind
         # What was held back while it was not clear a pool would pay goes first.
         held, self.serial = self.serial, []
         for batch in held:
-            self._to_pool(batch)
+            self._submit(batch)
         return True
 
     def _payload(self, batch: list[int]) -> list[tuple]:
@@ -374,41 +359,13 @@ class Hasher:
     def _submit(self, batch: list[int]) -> None:
         self.futures[self.pool.submit(_hash_batch, self._payload(batch))] = batch
 
-    def _to_pool(self, batch: list[int]) -> None:
-        """Submit ``batch`` if the pool has room for it, else keep it waiting (for the pool, or
-        for this process once its checks are done)."""
-        self._collect()
-        if not self.waiting and len(self.futures) < self.AHEAD * self.pool_size:
-            self._submit(batch)
-        else:
-            self.waiting.append(batch)
-
-    def _collect(self, block: bool = False) -> None:
-        """Take the results of the pool's finished batches (waiting for one if ``block``)."""
-        if block:
-            from concurrent.futures import FIRST_COMPLETED, wait
-
-            wait(self.futures, return_when=FIRST_COMPLETED)
-        for fut in [f for f in self.futures if f.done()]:
-            self._record(self.futures.pop(fut), fut.result())
-        while self.waiting and len(self.futures) < self.AHEAD * self.pool_size:
-            self._submit(self.waiting.popleft())
-
-    def _record(self, batch: list[int], results: list) -> None:
-        jobs = self.jobs
-        for i, res in zip(batch, results, strict=True):
-            self.results[i] = res
-            self.done_cost += jobs[i].cost
-        if self.progress:
-            self.progress(self.done_cost / self.total_cost)
-
     def _flush(self) -> None:
         batch, self.batch, self.batch_bytes, self.batch_files = self.batch, [], 0, 0
         if not batch:
             return
         wanted = self.pool is not None or (self.executor != "serial" and self._pool_pays())
         if wanted and self._start_pool():
-            self._to_pool(batch)
+            self._submit(batch)
             return
         self.serial.append(batch)
 
@@ -422,21 +379,26 @@ class Hasher:
         if self.serial and self.pool is None and self.executor in ("thread", "process"):
             self._start_pool()
         jobs = self.jobs
-        self.total_cost = sum(jobs[i].cost for i in range(self.fed)) or 1
-        self.progress = progress
+        total = sum(jobs[i].cost for i in range(self.fed)) or 1
+        done = 0
         for batch in self.serial:
-            self._record(batch, _hash_batch(self._payload(batch)))
+            for i, res in zip(batch, _hash_batch(self._payload(batch)), strict=True):
+                self.results[i] = res
+                done += jobs[i].cost
+            if progress:
+                progress(done / total)
         self.serial = []
         if self.pool is not None:
+            from concurrent.futures import as_completed
+
             with self.pool:
-                self._collect()
-                while self.waiting:
-                    # the pool takes from the front, this process from the back
-                    batch = self.waiting.pop()
-                    self._record(batch, _hash_batch(self._payload(batch)))
-                    self._collect()
-                while self.futures:
-                    self._collect(block=True)
+                for fut in as_completed(self.futures):
+                    batch = self.futures[fut]
+                    for i, res in zip(batch, fut.result(), strict=True):
+                        self.results[i] = res
+                        done += jobs[i].cost
+                    if progress:
+                        progress(done / total)
         if self.executor is None:
             self.executor = "serial"
         return self.results

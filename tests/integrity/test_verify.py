@@ -422,35 +422,3 @@ def test_a_file_written_moments_ago_is_hashed_again(pkgs):
     os.utime(data, (old, old))
     run(pkgs, FULL)
     assert entry(run(pkgs, FULL), "alpha").bytes_hashed < 1000
-
-
-@pytest.mark.parametrize("executor", ["thread", "process"])
-def test_pool_and_this_process_share_the_batches(tmp_path, build, monkeypatch, executor):
-    # a batch per file: the pool (one worker beside this process) takes the first batches and
-    # this process the last ones; every file's result lands on its own entry either way
-    from conda_cache_plus.integrity import hashing
-
-    monkeypatch.setattr(hashing, "_BATCH_FILES", 1)
-    built = [build(f"p{i}", "1.0", "0", files=make_files(f"p{i}")) for i in range(6)]
-    pkgs = populate(tmp_path / "pkgs", built)
-    with open(os.path.join(pkgs, "p0-1.0-0", "share/p0/data.bin"), "r+b") as fh:
-        fh.write(b"zz")  # the first batches: the pool's
-    with open(os.path.join(pkgs, "p5-1.0-0", "share/p5/README"), "r+b") as fh:
-        fh.write(b"zz")  # the last ones: this process's
-    os.unlink(os.path.join(pkgs, "p3-1.0-0", "share/p3/other"))
-    serial = run(pkgs, FULL, executor="serial", use_store=False, write_store=False)
-    rep = run(pkgs, FULL, workers=2, executor=executor, use_store=False, write_store=False)
-    assert rep.executor == executor
-
-    def outcome(report):
-        return {
-            e.entry: (e.status, sorted((p.kind, p.path) for p in e.problems))
-            for e in report.entries
-        }
-
-    want = outcome(serial)
-    assert outcome(rep) == want
-    assert want["p0-1.0-0"][0] == CORRUPT and want["p5-1.0-0"][0] == CORRUPT
-    assert want["p3-1.0-0"][0] == INCOMPLETE
-    assert sum(e.status == OK for e in rep.entries) == 3
-    assert [e.hashed for e in rep.entries] == [e.hashed for e in serial.entries]
