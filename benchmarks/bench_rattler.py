@@ -156,7 +156,15 @@ def main() -> None:
     rows = []
     # index vs our scans, interleaved round by round; every run must have read every entry
     times: dict[str, list[float]] = {"index": [], "first": [], "again": []}
+    # A scan remembers only files older than the racy window (statefile.RACY_SECONDS): the
+    # sidecars py-rattler just wrote would make every "remembered" scan read everything again.
+    from conda_cache_plus.gateways.statefile import RACY_SECONDS
+    from conda_cache_plus.layouts import rattler_cache
+
+    time.sleep(RACY_SECONDS + 0.5)
     scan(cache)  # remember, for the repeated scan (what a previous scan read)
+    remembered = len(rattler_cache.load_index(cache))
+    require_same("entries the repeated scan remembers", {"ours": remembered}, n_entries)
 
     def ours_scan(use_index: bool) -> float:
         t = time.perf_counter()

@@ -170,7 +170,7 @@ def scan(pkgs_dir: str, use_index: bool = True):
             except OSError:
                 size = 0
             res.leftovers.append(Leftover(de.path, de.name, "sidecar", size, False))
-    old = _load_index(pkgs_dir) if use_index else {}
+    old = load_index(pkgs_dir) if use_index else {}
     new: dict = {}
     trust_before = _clock(pkgs_dir) - RACY_SECONDS
     try:
@@ -197,7 +197,8 @@ _INDEX_KIND = "rattler-scan"
 _INDEX_FORMAT = 1
 
 
-def _load_index(pkgs_dir: str) -> dict:
+def load_index(pkgs_dir: str) -> dict:
+    """What the last scan of ``pkgs_dir`` remembered, by entry ({} when nothing)."""
     from ..gateways import statefile
 
     path = statefile.user_state_path(_INDEX_KIND, _INDEX_FORMAT, pkgs_dir)
