@@ -5,7 +5,7 @@ conda picks the extractor of an extension from its plugins sorted by name, the l
 conda's own ``conda-package``. Taking over ``.conda`` and ``.tar.bz2`` also makes conda give up its
 extraction process pool for thread workers; it is on by default all the same, because conda's own
 pipeline is faster with it (``conda create`` of 50 packages, quiet machine: 0.90x the time and
-0.78x the CPU on disk, 0.94x and 0.80x on tmpfs; see docs/benchmarks.md), and it makes conda's
+0.81x the CPU on disk, 0.91x and 0.78x on tmpfs; see docs/benchmarks.md), and it makes conda's
 extraction atomic and hostile-safe. The ``cache_plus_extractor`` setting turns it off.
 """
 
